@@ -1,0 +1,152 @@
+/**
+ * The config server's wire contract (JSON over HTTP, versioned under /v1), shared by the server,
+ * the CLI that registers deployments and the node agent. Every body is validated with these schemas.
+ *
+ * Admin routes (header `Authorization: Bearer <admin token>`):
+ *   PUT    /v1/deployments/:dep                      register or replace a deployment  → 201 RegisterResponse
+ *   GET    /v1/deployments/:dep/status               report: instances, services, state → 200 DeploymentStatus
+ *   GET    /v1/deployments/:dep/state                every fact and output (for setup) → 200 DeploymentState
+ *   GET    /v1/deployments/:dep/graph                the dependency graph              → 200 {vertices, edges}
+ *   DELETE /v1/deployments/:dep                      forget the deployment             → 204
+ *   DELETE /v1/deployments/:dep/instances/:id        forget one instance               → 204
+ * Instance routes (header `Authorization: Bearer <that instance's token>`; the admin token works too):
+ *   PUT    /v1/deployments/:dep/instances/:id/facts  phone home: facts; the server records the peer address → 200
+ *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS]
+ *          → 200 InstanceConfig (complete) | 202 InstanceConfig with `waiting` and Retry-After | 404 unknown instance
+ *   PUT    /v1/deployments/:dep/instances/:id/services/:svc  ServiceReport (state, exit code, outputs) → 200
+ */
+import {z} from 'zod'
+
+/** Ids of deployments, instances and services: safe in paths and logs. */
+export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/
+export const idSchema = z.string().regex(ID_PATTERN, 'must be 1-253 of A-Z a-z 0-9 . _ : - and start with a letter or digit')
+
+export const sourceSchema = z.object({file: z.string().max(4096), line: z.number().int().nonnegative()}).strict()
+
+/**
+ * A service parameter at registration:
+ * - `{value}`: a constant;
+ * - `{input: true}`: supplied by the user in RegisterRequest.inputs (missing ones are a 400 that lists them);
+ * - `{template}`: handlebars that refers to other instances' facts and outputs (`{{ip "service:mysql"}}`,
+ *   `{{output "service:mysql" "password"}}`, `{{#each (nodes "appserver")}}…{{/each}}`); the server extracts the
+ *   references from the template's AST, checks them, and renders the value once every one is known.
+ */
+export const paramSpecSchema = z.union([
+  z.object({value: z.string().max(65536), secret: z.boolean().optional(), source: sourceSchema.optional()}).strict(),
+  z.object({input: z.literal(true), secret: z.boolean().optional(), source: sourceSchema.optional()}).strict(),
+  z.object({template: z.string().max(65536), secret: z.boolean().optional(), source: sourceSchema.optional()}).strict(),
+])
+export type ParamSpec = z.infer<typeof paramSpecSchema>
+
+export const serviceSpecSchema = z
+  .object({
+    name: idSchema,
+    params: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/), paramSpecSchema).default({}),
+    /** Output keys this service reports with its state. */
+    provides: z.array(z.string().max(128)).max(256).default([]),
+    /** Services of the same instance that must have succeeded before this one starts. */
+    after: z.array(idSchema).max(256).default([]),
+  })
+  .strict()
+export type ServiceSpec = z.infer<typeof serviceSpecSchema>
+
+export const instanceSpecSchema = z
+  .object({
+    id: idSchema,
+    role: z.string().min(1).max(253),
+    index: z.number().int().positive().optional(),
+    services: z.array(serviceSpecSchema).max(1024).default([]),
+  })
+  .strict()
+export type InstanceSpec = z.infer<typeof instanceSpecSchema>
+
+export const registerRequestSchema = z
+  .object({
+    /** Seconds from registration by which every service must have started; then the deployment fails. */
+    startupTimeoutSec: z.number().int().positive().max(7 * 24 * 3600).optional(),
+    instances: z.array(instanceSpecSchema).min(1).max(100_000),
+    /** Values for `{input: true}` params: inputs[instance][service][param]. */
+    inputs: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.string().max(65536)))).default({}),
+    /** Instances whose tokens must be issued anew (a client that lost them). New instances always get one. */
+    reissueTokens: z.array(idSchema).max(100_000).default([]),
+  })
+  .strict()
+export type RegisterRequest = z.input<typeof registerRequestSchema>
+
+export interface RegisterResponse {
+  deployment: string
+  /** Tokens of new (or reissued) instances, given once; the server keeps only their hashes. */
+  tokens: Record<string, string>
+}
+
+export const factsRequestSchema = z
+  .object({
+    /** hostname, ssh_host_keys (["ssh-ed25519 AAAA…"]), private_ip, sshd_port, …; `ip` is what the server sees. */
+    facts: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/), z.union([z.string().max(16384), z.array(z.string().max(16384)).max(64), z.number(), z.boolean()])),
+  })
+  .strict()
+export type FactsRequest = z.infer<typeof factsRequestSchema>
+
+export const serviceStateSchema = z.enum(['running', 'succeeded', 'failed'])
+export const serviceReportSchema = z
+  .object({
+    state: serviceStateSchema,
+    exitCode: z.number().int().optional(),
+    outputs: z.record(z.string().max(128), z.string().max(65536)).default({}),
+    message: z.string().max(16384).optional(),
+  })
+  .strict()
+export type ServiceReport = z.input<typeof serviceReportSchema>
+
+/** What a param still waits for, e.g. {kind: 'fact', instance: 'mysql.foobar.com', key: 'ip'}. */
+export interface Waiting {
+  service: string
+  param: string
+  kind: 'fact' | 'output' | 'input'
+  instance: string
+  service_?: string
+  key: string
+}
+
+export interface InstanceConfig {
+  deployment: string
+  instance: string
+  role: string
+  complete: boolean
+  /** Per service: complete or not, and the values (only the resolved ones when incomplete). */
+  services: Record<string, {complete: boolean; params: Record<string, string>}>
+  waiting: Waiting[]
+  /** Every instance known so far, for the role map and the hosts block: role → [{name, ip}]. */
+  roles: Record<string, Array<{name: string; ip?: string}>>
+}
+
+export type ServiceStatus = 'waiting' | 'ready' | 'running' | 'succeeded' | 'failed' | 'timed out'
+export type DeploymentPhase = 'pending' | 'settled' | 'failed'
+
+export interface DeploymentStatus {
+  deployment: string
+  state: DeploymentPhase
+  reason?: string
+  registeredAt: string
+  deadline?: string
+  instances: Array<{
+    id: string
+    role: string
+    address?: string
+    firstContact?: string
+    lastContact?: string
+    services: Array<{name: string; status: ServiceStatus; waitingFor?: string[]; exitCode?: number; message?: string}>
+  }>
+}
+
+export interface DeploymentState {
+  deployment: string
+  instances: Array<{
+    id: string
+    role: string
+    index?: number
+    facts: Record<string, unknown>
+    outputs: Record<string, Record<string, string>>
+    services: Record<string, {status: ServiceStatus; exitCode?: number}>
+  }>
+}
