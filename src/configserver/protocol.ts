@@ -14,6 +14,9 @@
  *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS]
  *          → 200 InstanceConfig (complete) | 202 InstanceConfig with `waiting` and Retry-After | 404 unknown instance
  *   PUT    /v1/deployments/:dep/instances/:id/services/:svc  ServiceReport (state, exit code, outputs) → 200
+ *   GET    /v1/deployments/:dep/instances/:id/roles  text/plain: the role map (`renderRoleMap`, src/setup/wiring.ts)
+ *   GET    /v1/deployments/:dep/instances/:id/hosts  text/plain: the managed /etc/hosts block (`renderHostsBlock`)
+ * The two text routes exist so the agent, a POSIX sh script with curl, never has to parse JSON.
  */
 import {z} from 'zod'
 
