@@ -4,8 +4,12 @@ export interface Source {
   line: number
 }
 
+/** `file:line`, the file relative to the working directory when it is below it. */
 export function formatSource(source: Source | undefined): string {
-  return source ? `${source.file}:${source.line}` : '<unknown>'
+  if (!source) return '<unknown>'
+  const cwd = typeof process === 'undefined' ? '' : process.cwd() + '/'
+  const file = cwd && source.file.startsWith(cwd) ? source.file.slice(cwd.length) : source.file
+  return `${file}:${source.line}`
 }
 
 /** A node size as the user wrote it: `id t3.small`, `name t3.small`, `ram 256MB`, or a bare type name. */

@@ -1,0 +1,82 @@
+/**
+ * Services: a directory per service with `service.json` (metadata, readable without running
+ * anything) and `setup.sh.hbs` (the handlebars script run as root on the node). nodeset's own live in
+ * `templates/services/`; a nodeset file may add a directory of its own with `[general] services_dir`.
+ */
+import fs from 'node:fs'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {z} from 'zod'
+import type {Diagnostic} from '../core/diagnostics.js'
+
+export const TEMPLATES_DIR = fileURLToPath(new URL('../../templates/', import.meta.url))
+export const BUILTIN_SERVICES_DIR = path.join(TEMPLATES_DIR, 'services')
+
+const paramMetaSchema = z
+  .object({
+    description: z.string().default(''),
+    default: z.string().optional(),
+    required: z.boolean().default(false),
+    secret: z.boolean().default(false),
+  })
+  .strict()
+
+export const serviceMetaSchema = z
+  .object({
+    description: z.string(),
+    params: z.record(z.string(), paramMetaSchema).default({}),
+    provides: z.array(z.string()).default([]),
+    after: z.array(z.string()).default([]),
+    /** Roles this service is meant for, as a hint in `nodeset services`. */
+    roles: z.array(z.string()).default([]),
+  })
+  .strict()
+
+export type ServiceMeta = z.infer<typeof serviceMetaSchema>
+
+export interface ServiceDefinition extends ServiceMeta {
+  name: string
+  dir: string
+  /** Path of the setup script template. */
+  scriptPath: string
+  script: string
+  builtin: boolean
+}
+
+export type Catalog = Map<string, ServiceDefinition>
+
+const SECRET_NAME = /password|secret|token/i
+
+export function isSecretName(name: string): boolean {
+  return SECRET_NAME.test(name)
+}
+
+function loadDir(dir: string, builtin: boolean, catalog: Catalog, problems: Diagnostic[]): void {
+  if (!fs.existsSync(dir)) return
+  for (const name of fs.readdirSync(dir).sort()) {
+    const serviceDir = path.join(dir, name)
+    const metaPath = path.join(serviceDir, 'service.json')
+    if (!fs.existsSync(metaPath)) continue
+    let meta: ServiceMeta
+    try {
+      meta = serviceMetaSchema.parse(JSON.parse(fs.readFileSync(metaPath, 'utf8')))
+    } catch (error) {
+      const detail = error instanceof z.ZodError ? error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (error as Error).message
+      problems.push({message: `service ${name}: bad metadata: ${detail}`, source: {file: metaPath, line: 1}, hint: 'see "Services" in the README for the fields of service.json'})
+      continue
+    }
+    const scriptPath = path.join(serviceDir, 'setup.sh.hbs')
+    const script = fs.existsSync(scriptPath) ? fs.readFileSync(scriptPath, 'utf8') : ''
+    for (const [param, spec] of Object.entries(meta.params)) if (isSecretName(param)) spec.secret = true
+    catalog.set(name, {...meta, name, dir: serviceDir, scriptPath, script, builtin})
+  }
+}
+
+/** nodeset's services, then the user's (which may replace one of ours by name). */
+export function loadCatalog(userDirs: string[] = []): {catalog: Catalog; problems: Diagnostic[]} {
+  const catalog: Catalog = new Map()
+  const problems: Diagnostic[] = []
+  loadDir(BUILTIN_SERVICES_DIR, true, catalog, problems)
+  for (const dir of userDirs) loadDir(dir, false, catalog, problems)
+  return {catalog, problems}
+}
