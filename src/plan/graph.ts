@@ -109,14 +109,14 @@ function shortestCycleThrough<L>(start: string, members: Set<string>, adjacency:
     for (const e of adjacency.get(v) ?? []) {
       if (!members.has(e.to)) continue
       if (e.to === start) {
-        const path: Edge<L>[] = [e]
+        const backwards: Edge<L>[] = [e]
         let at = v
         while (at !== start) {
           const step = via.get(at)!
-          path.unshift(step)
+          backwards.push(step)
           at = step.from
         }
-        return path
+        return backwards.reverse()
       }
       if (!via.has(e.to)) {
         via.set(e.to, e)
