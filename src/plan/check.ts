@@ -73,7 +73,7 @@ export function analyze(instances: CheckInstance[]): Analysis {
       const texts: Array<{param?: string; text: string; source?: Source}> = service.params.map((p) => ({param: p.name, text: p.value, source: p.source}))
       if (service.body) texts.push({text: service.body.text, source: {file: service.body.file, line: 1}})
       for (const {param, text, source} of texts) {
-        let refs: TemplateRef[]
+        let refs: readonly TemplateRef[]
         try {
           refs = extractRefs(text)
         } catch (error) {

@@ -115,9 +115,23 @@ export function parseTemplate(template: string): unknown {
   }
 }
 
+// Many params share one template text (service defaults, `{{output "db" "port"}}` on every app):
+// parse each text once. Bounded so a long-running config server does not grow without limit.
+const refCache = new Map<string, readonly TemplateRef[]>()
+const REF_CACHE_LIMIT = 10_000
+
 /** Every reference a template makes, in order of appearance. */
 export function extractRefs(template: string): TemplateRef[] {
   if (!template.includes('{{')) return []
+  const cached = refCache.get(template)
+  if (cached) return [...cached]
+  const refs = parseRefs(template)
+  if (refCache.size >= REF_CACHE_LIMIT) refCache.clear()
+  refCache.set(template, refs)
+  return [...refs]
+}
+
+function parseRefs(template: string): TemplateRef[] {
   const ast = parseTemplate(template)
   const refs: TemplateRef[] = []
   walk(ast, (n) => {
@@ -170,7 +184,7 @@ export interface Missing {
 }
 
 /** What the refs still wait for in this world; empty when the template can be rendered. */
-export function missingValues(refs: TemplateRef[], world: World): Missing[] {
+export function missingValues(refs: readonly TemplateRef[], world: World): Missing[] {
   const missing: Missing[] = []
   for (const ref of refs) {
     const nodes = targetNodes(world, ref.target)
