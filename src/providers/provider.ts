@@ -30,6 +30,11 @@ export interface NodeRecord {
 
 export interface Provider {
   readonly name: string
+  /**
+   * Make ready what nodes need before any is created (the local provider's bridge), and say at which
+   * address nodes reach the operator's machine, where an embedded config server listens.
+   */
+  prepare?(deployment: string): Promise<{operatorAddress?: string}>
   /** Create these nodes (all missing ones of one run); a retried call must never create twice. */
   create(requests: NodeRequest[]): Promise<NodeRecord[]>
   /** Every node of the deployment that exists, found by its tags. */
