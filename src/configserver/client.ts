@@ -1,0 +1,183 @@
+/**
+ * A typed client of the config server, for the CLI and the tests. One client speaks for one
+ * deployment with one token (the admin token, or an instance's). Errors carry the HTTP status and
+ * the server's message, never the token.
+ */
+import http from 'node:http'
+import https from 'node:https'
+import type {Diagnostic} from '../core/diagnostics.js'
+import type {DeploymentState, DeploymentStatus, FactsRequest, InstanceConfig, RegisterRequest, RegisterResponse, ServiceReport} from './protocol.js'
+import type {EdgeLabel} from '../plan/check.js'
+import type {Edge} from '../plan/graph.js'
+
+export interface ConfigServerClientOptions {
+  /** Base URL, e.g. http://127.0.0.1:8470 */
+  url: string
+  deployment: string
+  token: string
+  /** PEM of the CA that signed the server's certificate, for a self-signed TLS server. */
+  ca?: string | Buffer
+  /** Local address to connect from (a node with several addresses). */
+  localAddress?: string
+  /** Per-request timeout, milliseconds, beyond any long-poll wait (default 30 s). */
+  timeoutMs?: number
+}
+
+export class ConfigServerError extends Error {
+  constructor(
+    message: string,
+    /** The HTTP status, or 0 when the server could not be reached. */
+    readonly status: number,
+    /** The server's JSON error body: `error`, and `diagnostics`, `missing`, `issues` or `hint` when given. */
+    readonly body?: {error?: string; diagnostics?: Diagnostic[]; missing?: string[]; issues?: Array<{path: string; message: string}>; hint?: string},
+  ) {
+    super(message)
+    this.name = 'ConfigServerError'
+  }
+
+  get diagnostics(): Diagnostic[] {
+    return this.body?.diagnostics ?? []
+  }
+}
+
+export interface ConfigAnswer {
+  /** 200: complete; 202: still waiting (see `config.waiting`). */
+  status: 200 | 202
+  config: InstanceConfig
+  /** Seconds the server suggests before asking again (202). */
+  retryAfter?: number
+}
+
+interface Answer {
+  status: number
+  headers: http.IncomingHttpHeaders
+  text: string
+}
+
+export class ConfigServerClient {
+  private readonly base: URL
+  private readonly agent: http.Agent
+
+  constructor(private readonly options: ConfigServerClientOptions) {
+    this.base = new URL(options.url)
+    if (this.base.protocol !== 'http:' && this.base.protocol !== 'https:') throw new Error(`config server URL must be http:// or https://, not ${options.url}`)
+    this.agent = this.base.protocol === 'https:' ? new https.Agent({keepAlive: true, ...(options.ca ? {ca: options.ca} : {})}) : new http.Agent({keepAlive: true})
+  }
+
+  private get dep(): string {
+    return `/v1/deployments/${encodeURIComponent(this.options.deployment)}`
+  }
+
+  private instancePath(id: string): string {
+    return `${this.dep}/instances/${encodeURIComponent(id)}`
+  }
+
+  register(request: RegisterRequest): Promise<RegisterResponse> {
+    return this.json('PUT', this.dep, request, [201])
+  }
+
+  status(): Promise<DeploymentStatus> {
+    return this.json('GET', `${this.dep}/status`)
+  }
+
+  state(): Promise<DeploymentState> {
+    return this.json('GET', `${this.dep}/state`)
+  }
+
+  graph(): Promise<{vertices: string[]; edges: Array<Edge<EdgeLabel>>}> {
+    return this.json('GET', `${this.dep}/graph`)
+  }
+
+  async forgetInstance(id: string): Promise<void> {
+    await this.call('DELETE', this.instancePath(id), undefined, [204])
+  }
+
+  async deleteDeployment(): Promise<void> {
+    await this.call('DELETE', this.dep, undefined, [204])
+  }
+
+  /** Phone home; the answer says which address the server saw. */
+  putFacts(id: string, facts: FactsRequest['facts']): Promise<{deployment: string; instance: string; ip: string}> {
+    return this.json('PUT', `${this.instancePath(id)}/facts`, {facts})
+  }
+
+  /** The instance's configuration (or one service's); with `wait`, the server holds the answer until it is complete or `wait` seconds pass. */
+  async getConfig(id: string, opts: {service?: string; wait?: number} = {}): Promise<ConfigAnswer> {
+    const query = new URLSearchParams()
+    if (opts.service !== undefined) query.set('service', opts.service)
+    if (opts.wait !== undefined) query.set('wait', String(opts.wait))
+    const suffix = query.toString() ? `?${query}` : ''
+    const answer = await this.call('GET', `${this.instancePath(id)}/config${suffix}`, undefined, [200, 202], (opts.wait ?? 0) * 1000)
+    const retryAfter = Number(answer.headers['retry-after'])
+    return {status: answer.status as 200 | 202, config: JSON.parse(answer.text) as InstanceConfig, ...(Number.isFinite(retryAfter) && answer.headers['retry-after'] ? {retryAfter} : {})}
+  }
+
+  reportService(id: string, service: string, report: ServiceReport): Promise<{state: string}> {
+    return this.json('PUT', `${this.instancePath(id)}/services/${encodeURIComponent(service)}`, report)
+  }
+
+  /** `/etc/nodeset/roles` as the agent writes it. */
+  async roleMap(id: string): Promise<string> {
+    return (await this.call('GET', `${this.instancePath(id)}/roles`)).text
+  }
+
+  /** The managed block of `/etc/hosts`. */
+  async hostsBlock(id: string): Promise<string> {
+    return (await this.call('GET', `${this.instancePath(id)}/hosts`)).text
+  }
+
+  close(): void {
+    this.agent.destroy()
+  }
+
+  private async json<T>(method: string, path: string, payload?: unknown, ok = [200]): Promise<T> {
+    return JSON.parse((await this.call(method, path, payload, ok)).text) as T
+  }
+
+  private call(method: string, path: string, payload?: unknown, ok = [200], extraMs = 0): Promise<Answer> {
+    const data = payload === undefined ? undefined : Buffer.from(JSON.stringify(payload))
+    const url = new URL(path, this.base)
+    const transport = url.protocol === 'https:' ? https : http
+    const where = `${method} ${url.origin}${url.pathname}`
+    return new Promise<Answer>((resolve, reject) => {
+      const request = transport.request(
+        url,
+        {
+          method,
+          agent: this.agent,
+          ...(this.options.localAddress ? {localAddress: this.options.localAddress} : {}),
+          headers: {
+            authorization: `Bearer ${this.options.token}`,
+            accept: 'application/json',
+            ...(data ? {'content-type': 'application/json', 'content-length': data.length} : {}),
+          },
+          timeout: (this.options.timeoutMs ?? 30_000) + extraMs,
+        },
+        (response) => {
+          const chunks: Buffer[] = []
+          response.on('data', (chunk: Buffer) => chunks.push(chunk))
+          response.on('error', (error) => reject(new ConfigServerError(`${where}: ${error.message}`, 0)))
+          response.on('end', () => {
+            const answer = {status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8')}
+            if (ok.includes(answer.status)) resolve(answer)
+            else reject(errorOf(where, answer))
+          })
+        },
+      )
+      request.on('timeout', () => request.destroy(new Error('no answer in time')))
+      request.on('error', (error) => reject(new ConfigServerError(`cannot reach the config server (${where}): ${error.message}`, 0)))
+      request.end(data)
+    })
+  }
+}
+
+function errorOf(where: string, answer: Answer): ConfigServerError {
+  let body: ConfigServerError['body']
+  try {
+    body = JSON.parse(answer.text) as ConfigServerError['body']
+  } catch {
+    body = {error: answer.text.slice(0, 500)}
+  }
+  const retry = answer.status === 429 && answer.headers['retry-after'] ? ` (retry after ${answer.headers['retry-after']} s)` : ''
+  return new ConfigServerError(`${where}: ${answer.status} ${body?.error ?? 'error'}${retry}`, answer.status, body)
+}
