@@ -1,0 +1,116 @@
+/**
+ * Live progress for long work over many items (nodes, node × step): listr2 in a terminal, plain
+ * timestamped lines otherwise, NDJSON events with --json. Commands report; the view decides how.
+ */
+import {Listr, type ListrTaskWrapper} from 'listr2'
+import {redact} from '../core/redact.js'
+
+export interface Progress {
+  update(item: string, text: string): void
+  done(item: string, ok: boolean, text: string): void
+  /** Structured events for --json (ignored by the human views). */
+  event(event: Record<string, unknown>): void
+  finish(): Promise<void>
+}
+
+export function progressView(items: string[], opts: {json: boolean; secrets: string[]; title?: string}): Progress {
+  if (opts.json) return new JsonProgress(opts.secrets)
+  if (process.stdout.isTTY && items.length > 0) return new ListrProgress(items, opts.secrets)
+  return new LineProgress(opts.secrets)
+}
+
+class JsonProgress implements Progress {
+  constructor(private readonly secrets: string[]) {}
+  private write(event: Record<string, unknown>): void {
+    process.stdout.write(redact(JSON.stringify({time: new Date().toISOString(), ...event}), this.secrets) + '\n')
+  }
+  update(item: string, text: string): void {
+    this.write({type: 'progress', item, text})
+  }
+  done(item: string, ok: boolean, text: string): void {
+    this.write({type: ok ? 'done' : 'failed', item, text})
+  }
+  event(event: Record<string, unknown>): void {
+    this.write(event)
+  }
+  async finish(): Promise<void> {}
+}
+
+class LineProgress implements Progress {
+  private readonly last = new Map<string, string>()
+  constructor(private readonly secrets: string[]) {}
+  private line(item: string, text: string): void {
+    if (this.last.get(item) === text) return
+    this.last.set(item, text)
+    process.stdout.write(redact(`${new Date().toISOString().slice(11, 19)} ${item}: ${text}`, this.secrets) + '\n')
+  }
+  update(item: string, text: string): void {
+    this.line(item, text)
+  }
+  done(item: string, ok: boolean, text: string): void {
+    this.line(item, `${ok ? 'ok' : 'FAILED'}: ${text}`)
+  }
+  event(): void {}
+  async finish(): Promise<void> {}
+}
+
+interface Handle {
+  task?: ListrTaskWrapper<unknown, never, never>
+  title?: string
+  finish?: (error?: Error) => void
+  outcome?: {ok: boolean; text: string}
+}
+
+class ListrProgress implements Progress {
+  private readonly handles = new Map<string, Handle>()
+  private readonly running: Promise<unknown>
+
+  constructor(
+    items: string[],
+    private readonly secrets: string[],
+  ) {
+    for (const item of items) this.handles.set(item, {})
+    const list = new Listr(
+      items.map((item) => ({
+        title: item,
+        task: (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) =>
+          new Promise<void>((resolve, reject) => {
+            const handle = this.handles.get(item)!
+            handle.task = task
+            handle.finish = (error) => (error ? reject(error) : resolve())
+            if (handle.title) task.title = handle.title
+            if (handle.outcome) this.settle(item, handle)
+          }),
+      })),
+      {concurrent: true, exitOnError: false},
+    )
+    this.running = list.run().catch(() => undefined)
+  }
+
+  private settle(item: string, handle: Handle): void {
+    const {ok, text} = handle.outcome!
+    if (handle.task) handle.task.title = redact(`${item}: ${text}`, this.secrets)
+    handle.finish?.(ok ? undefined : new Error(redact(`${item}: ${text}`, this.secrets)))
+  }
+
+  update(item: string, text: string): void {
+    const handle = this.handles.get(item)
+    if (!handle) return
+    handle.title = redact(`${item}: ${text}`, this.secrets)
+    if (handle.task) handle.task.title = handle.title
+  }
+
+  done(item: string, ok: boolean, text: string): void {
+    const handle = this.handles.get(item)
+    if (!handle || handle.outcome) return
+    handle.outcome = {ok, text}
+    this.settle(item, handle)
+  }
+
+  event(): void {}
+
+  async finish(): Promise<void> {
+    for (const [item, handle] of this.handles) if (!handle.outcome) this.done(item, true, handle.title?.replace(`${item}: `, '') ?? 'done')
+    await this.running
+  }
+}

@@ -1,0 +1,48 @@
+import {createInterface} from 'node:readline/promises'
+import {Args, Flags} from '@oclif/core'
+import {NodesetCommand, UserError} from '../cli/base.js'
+import {openConfigServer} from '../operator/connect.js'
+import {openDeployment} from '../operator/deployment.js'
+import {destroyNodes} from '../operator/nodes.js'
+
+export default class DestroyNode extends NodesetCommand {
+  static summary = 'Terminate nodes, and forget them in the config server, the hosts maps and the pinned host keys.'
+  static description = `Without NODE names, every node of the deployment (planned or not) is destroyed. Asks first unless
+--yes. Run setup-node afterwards to rewire the remaining nodes (role maps, hosts, balancer).`
+  static examples = ['<%= config.bin %> destroy-node examples/local.conf --yes', '<%= config.bin %> destroy-node foobar.conf app3.foobar.com']
+  static strict = false
+  static args = {file: Args.string({description: 'The nodeset file.', required: true}), node: Args.string({description: 'Node names (default: all).', required: false})}
+  static flags = {yes: Flags.boolean({char: 'y', description: 'Do not ask for confirmation.', default: false})}
+
+  async run(): Promise<void> {
+    const {args, argv, flags} = await this.parse(DestroyNode)
+    const names = (argv as string[]).slice(1)
+    const deployment = openDeployment(args.file)
+    this.secrets = deployment.nodeset.secrets
+    const records = (await deployment.provider.list(deployment.result.plan.deployment)).filter((r) => r.state !== 'terminated')
+    const unknown = names.filter((n) => !records.some((r) => r.name === n))
+    if (unknown.length) throw new UserError(`no such node in deployment ${deployment.result.plan.deployment}: ${unknown.join(', ')} (see nodeset list-nodes)`)
+    const targets = names.length ? records.filter((r) => names.includes(r.name)) : records
+    if (targets.length === 0) {
+      if (flags.json) return this.printJson({destroyed: []})
+      return this.print('nothing to destroy')
+    }
+    if (!flags.yes) {
+      if (!process.stdin.isTTY) throw new UserError(`destroying ${targets.length} node(s) needs confirmation: pass --yes`)
+      const rl = createInterface({input: process.stdin, output: process.stderr})
+      const answer = await rl.question(`Destroy ${targets.map((t) => t.name).join(', ')}? [y/N] `)
+      rl.close()
+      if (!/^y(es)?$/i.test(answer.trim())) throw new UserError('nothing destroyed')
+    }
+    const {operatorAddress} = await deployment.prepare()
+    const server = await openConfigServer(deployment.nodeset, deployment.workspace, operatorAddress)
+    this.secrets.push(server.adminToken)
+    try {
+      await destroyNodes({provider: deployment.provider, server: server.client, hostKeys: deployment.hostKeys}, targets)
+    } finally {
+      await server.close()
+    }
+    if (flags.json) return this.printJson({destroyed: targets.map((t) => t.name)})
+    this.print(`destroyed ${targets.map((t) => t.name).join(', ')}`)
+  }
+}

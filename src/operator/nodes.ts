@@ -1,0 +1,172 @@
+/**
+ * create-node, destroy-node and list-nodes: reconcile the provider (the truth about which nodes
+ * exist, by their tags) with the plan, register the deployment with the config server, boot the
+ * missing nodes with user data that phones home, and wait until they have.
+ */
+import type {ConfigServerClient} from '../configserver/client.js'
+import type {DeploymentStatus} from '../configserver/protocol.js'
+import type {Plan, NodePlan} from '../plan/types.js'
+import type {NodeRecord, NodeRequest, Provider} from '../providers/provider.js'
+import {renderUserData} from '../providers/userdata.js'
+import {HostKeyStore} from '../setup/hostkeys.js'
+import {registrationFor} from './registration.js'
+
+export interface Reconciliation {
+  missing: NodePlan[]
+  existing: Array<{node: NodePlan; record: NodeRecord}>
+  /** Nodes of the deployment the plan no longer has (removed only with --prune). */
+  extras: NodeRecord[]
+}
+
+/** Which planned nodes exist, which are missing, which exist but are not planned. Pure. */
+export function reconcile(plan: Plan, records: NodeRecord[]): Reconciliation {
+  const live = records.filter((r) => r.state !== 'terminated')
+  const byName = new Map(live.map((r) => [r.name, r]))
+  const planned = new Set(plan.nodes.map((n) => n.name))
+  return {
+    missing: plan.nodes.filter((n) => !byName.has(n.name)),
+    existing: plan.nodes.filter((n) => byName.has(n.name)).map((node) => ({node, record: byName.get(node.name)!})),
+    extras: live.filter((r) => !planned.has(r.name)),
+  }
+}
+
+export type NodeEvent =
+  | {type: 'plan'; missing: string[]; existing: string[]; extras: string[]}
+  | {type: 'registered'; deployment: string}
+  | {type: 'created'; node: string; id: string; address?: string}
+  | {type: 'phoned-home'; node: string; address?: string}
+  | {type: 'pruned'; node: string}
+  | {type: 'waiting'; nodes: string[]; secondsLeft: number}
+  | {type: 'rolled-back'; node: string}
+
+export interface CreateContext {
+  plan: Plan
+  provider: Provider
+  server: ConfigServerClient
+  /** The URL nodes phone home to. */
+  nodeUrl: string
+  hostKeys: HostKeyStore
+  bootTimeoutSec: number
+  onEvent?: (event: NodeEvent) => void
+}
+
+export interface CreateOptions {
+  prune?: boolean
+  wait?: boolean
+  rollbackOnFailure?: boolean
+  /** Test hook: how often the boot wait asks the server (ms). */
+  pollMs?: number
+}
+
+export interface NodeRow {
+  name: string
+  role: string
+  id?: string
+  address?: string
+  state: string
+  phonedHome?: string
+  createdNow: boolean
+}
+
+export class BootTimeoutError extends Error {
+  constructor(
+    message: string,
+    readonly rows: NodeRow[],
+  ) {
+    super(message)
+  }
+}
+
+export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}): Promise<NodeRow[]> {
+  const {plan, provider, server} = ctx
+  const emit = ctx.onEvent ?? (() => undefined)
+  const started = Date.now()
+  const records = await provider.list(plan.deployment)
+  const rec = reconcile(plan, records)
+  emit({type: 'plan', missing: rec.missing.map((n) => n.name), existing: rec.existing.map((e) => e.node.name), extras: rec.extras.map((r) => r.name)})
+
+  const {tokens} = await server.register(registrationFor(plan, {startupTimeoutSec: ctx.bootTimeoutSec, reissueTokens: rec.missing.map((n) => n.name)}))
+  emit({type: 'registered', deployment: plan.deployment})
+
+  const requests: NodeRequest[] = rec.missing.map((node) => {
+    const token = tokens[node.name]
+    if (!token) throw new Error(`the config server issued no token for ${node.name}`)
+    return {deployment: plan.deployment, name: node.name, role: node.role, index: node.index, size: node.size, userData: renderUserData({deployment: plan.deployment, node: node.name, token, serverUrl: ctx.nodeUrl, bootDeadlineSec: Math.max(ctx.bootTimeoutSec * 4, 3600)})}
+  })
+  const created = requests.length > 0 ? await provider.create(requests) : []
+  for (const r of created) emit({type: 'created', node: r.name, id: r.id, address: r.address})
+
+  if (opts.prune && rec.extras.length > 0) {
+    await destroyNodes({provider, server, hostKeys: ctx.hostKeys}, rec.extras)
+    for (const r of rec.extras) emit({type: 'pruned', node: r.name})
+  }
+
+  const all = [...rec.existing.map((e) => e.record), ...created]
+  const createdNames = new Set(created.map((r) => r.name))
+  if (opts.wait === false) return rows(plan, all, undefined, createdNames)
+
+  const deadline = started + ctx.bootTimeoutSec * 1000
+  let status = await server.status()
+  for (;;) {
+    const waiting = notPhonedHome(status, plan)
+    if (waiting.length === 0) break
+    if (Date.now() >= deadline) {
+      const table = rows(plan, all, status, createdNames)
+      let message = `${waiting.length} node${waiting.length === 1 ? ' has' : 's have'} not phoned home within boot_timeout (${ctx.bootTimeoutSec}s): ${waiting.join(', ')}`
+      if (opts.rollbackOnFailure && created.length > 0) {
+        await destroyNodes({provider, server, hostKeys: ctx.hostKeys}, created)
+        for (const r of created) emit({type: 'rolled-back', node: r.name})
+        message += `; rolled back the ${created.length} node${created.length === 1 ? '' : 's'} this run created`
+      } else {
+        message += '; check each node\'s /var/log/nodeset-agent.log, re-run to wait again, or use --rollback-on-failure'
+      }
+      throw new BootTimeoutError(message, table)
+    }
+    emit({type: 'waiting', nodes: waiting, secondsLeft: Math.ceil((deadline - Date.now()) / 1000)})
+    await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 500))
+    const before = new Set(waiting)
+    status = await server.status()
+    for (const i of status.instances) if (before.has(i.id) && i.firstContact) emit({type: 'phoned-home', node: i.id, address: i.address})
+  }
+  await pinHostKeys(server, ctx.hostKeys, all)
+  return rows(plan, all, status, createdNames)
+}
+
+function notPhonedHome(status: DeploymentStatus, plan: Plan): string[] {
+  const contacted = new Set(status.instances.filter((i) => i.firstContact).map((i) => i.id))
+  return plan.nodes.map((n) => n.name).filter((n) => !contacted.has(n))
+}
+
+/** Pin the SSH host keys each node reported over its authenticated phone-home. */
+export async function pinHostKeys(server: ConfigServerClient, store: HostKeyStore, records: NodeRecord[]): Promise<void> {
+  const state = await server.state()
+  for (const record of records) {
+    const instance = state.instances.find((i) => i.id === record.name)
+    const keys = instance?.facts.ssh_host_keys
+    if (!Array.isArray(keys) || keys.length === 0 || !record.address) continue
+    store.pin(record.name, record.address, keys.map(String), record.sshPort ?? 22)
+  }
+}
+
+function rows(plan: Plan, records: NodeRecord[], status: DeploymentStatus | undefined, createdNow: Set<string>): NodeRow[] {
+  const byName = new Map(records.map((r) => [r.name, r]))
+  return plan.nodes.map((n) => {
+    const r = byName.get(n.name)
+    const s = status?.instances.find((i) => i.id === n.name)
+    return {name: n.name, role: n.role, id: r?.id, address: r?.address, state: r?.state ?? 'missing', phonedHome: s?.lastContact, createdNow: createdNow.has(n.name)}
+  })
+}
+
+/** Terminate nodes, and forget them in the config server and the pinned host keys. */
+export async function destroyNodes(ctx: {provider: Provider; server?: ConfigServerClient; hostKeys: HostKeyStore}, nodes: NodeRecord[]): Promise<void> {
+  if (nodes.length === 0) return
+  await ctx.provider.destroy(nodes)
+  for (const node of nodes) {
+    ctx.hostKeys.forget(node.name)
+    if (ctx.server) {
+      await ctx.server.forgetInstance(node.name).catch((error: {status?: number}) => {
+        if (error.status !== 404) throw error
+      })
+    }
+  }
+}

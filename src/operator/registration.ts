@@ -1,0 +1,26 @@
+/** Plan → the config server's registration body. Pure. */
+import type {ParamSpec, RegisterRequest} from '../configserver/protocol.js'
+import type {Plan} from '../plan/types.js'
+
+export function registrationFor(plan: Plan, opts: {startupTimeoutSec?: number; reissueTokens?: string[]} = {}): RegisterRequest {
+  return {
+    startupTimeoutSec: opts.startupTimeoutSec,
+    reissueTokens: opts.reissueTokens ?? [],
+    inputs: {},
+    instances: plan.nodes.map((node) => ({
+      id: node.name,
+      role: node.role,
+      index: node.index,
+      services: plan.steps
+        .filter((s) => s.node === node.name)
+        .map((s) => ({
+          name: s.service,
+          provides: s.provides,
+          after: s.after,
+          params: Object.fromEntries(
+            s.params.map((p): [string, ParamSpec] => [p.name, p.value.includes('{{') ? {template: p.value, secret: p.secret, source: p.source} : {value: p.value, secret: p.secret, source: p.source}]),
+          ),
+        })),
+    })),
+  }
+}
