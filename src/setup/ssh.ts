@@ -296,14 +296,18 @@ export async function connect(target: SshTarget, opts: ConnectOptions): Promise<
             `Check ssh_user and ssh_key, and that the public key is in ~${resolved.user}/.ssh/authorized_keys on the node.`,
         )
       }
+      if ((err as {code?: string}).code === 'ENOTFOUND') {
+        throw new SshUnreachableError(`Cannot resolve ${resolved.host} for ${describe(resolved)}: give the node's address in the nodeset file, or a HostName for it in ~/.ssh/config.`)
+      }
       if (!isRetryable(err)) throw err
-      const delayMs = Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5)) * (0.8 + Math.random() * 0.4)
-      if (Date.now() + delayMs >= deadline) {
+      const left = deadline - Date.now()
+      if (left <= 0) {
         throw new SshUnreachableError(
           `Cannot reach ${describe(resolved)} after ${attempt} attempts in ${Math.round(retryForMs / 1000)} s: ${err.message}. ` +
             'Check the address and port, that sshd runs on the node and that a firewall or security group lets you in.',
         )
       }
+      const delayMs = Math.min(left, Math.min(5000, 250 * 2 ** Math.min(attempt - 1, 5)) * (0.8 + Math.random() * 0.4))
       opts.onRetry?.({nodeName: resolved.nodeName, attempt, error: err, delayMs})
       await sleep(delayMs)
     }
