@@ -157,16 +157,20 @@ function rows(plan: Plan, records: NodeRecord[], status: DeploymentStatus | unde
   })
 }
 
-/** Terminate nodes, and forget them in the config server and the pinned host keys. */
+/**
+ * Forget nodes in the config server and the pinned host keys, then terminate them. The config
+ * server goes first: an embedded one listens on the local provider's bridge, which goes with the
+ * last node.
+ */
 export async function destroyNodes(ctx: {provider: Provider; server?: ConfigServerClient; hostKeys: HostKeyStore}, nodes: NodeRecord[]): Promise<void> {
   if (nodes.length === 0) return
-  await ctx.provider.destroy(nodes)
   for (const node of nodes) {
-    ctx.hostKeys.forget(node.name)
     if (ctx.server) {
       await ctx.server.forgetInstance(node.name).catch((error: {status?: number}) => {
         if (error.status !== 404) throw error
       })
     }
+    ctx.hostKeys.forget(node.name)
   }
+  await ctx.provider.destroy(nodes)
 }
