@@ -69,6 +69,8 @@ export interface ExecOptions {
   timeoutMs?: number
   /** Names the command in errors; the command text itself never appears there (it may carry secrets). */
   label?: string
+  /** Override the session's `become` for this command (false: run as the login user). */
+  become?: boolean
 }
 
 export interface ExecResult {
@@ -384,7 +386,7 @@ export class SshSession {
     const what = `${opts.label ?? 'command'} on ${describe(this.target)}`
     let line = withEnv(command, opts.env ?? {})
     if (opts.timeoutMs) line = withTimeout(line, opts.timeoutMs)
-    if (this.become) line = asRoot(line, this.target.user)
+    if (opts.become ?? this.become) line = asRoot(line, this.target.user)
     return new Promise((resolve, reject) => {
       if (this.closedBy) return reject(new SshClosedError(`cannot run ${what}: ${this.closedBy.message}`))
       this.client.exec(line, (error: Error | undefined, channel: ClientChannel) => {
@@ -432,4 +434,38 @@ function collect(channel: ClientChannel, opts: ExecOptions, what: string, resolv
     resolve({code: exitCode(exit.code, exit.signal), signal: exit.signal, stdout: Buffer.concat(chunks.stdout), stderr: Buffer.concat(chunks.stderr)})
   })
   channel.end(opts.stdin)
+}
+
+/**
+ * One session per node for a whole run: every step asks the pool, which connects a node once
+ * (concurrent asks share the attempt) and again only if its connection was lost.
+ */
+export class SessionPool {
+  private readonly sessions = new Map<string, Promise<SshSession>>()
+
+  constructor(private readonly options: ConnectOptions) {}
+
+  get(target: SshTarget): Promise<SshSession> {
+    const existing = this.sessions.get(target.nodeName)
+    if (existing) {
+      return existing.then((session) => (session.closed ? this.open(target) : session))
+    }
+    return this.open(target)
+  }
+
+  async closeAll(): Promise<void> {
+    const pending = [...this.sessions.values()]
+    this.sessions.clear()
+    for (const result of await Promise.allSettled(pending)) if (result.status === 'fulfilled') result.value.close()
+  }
+
+  private open(target: SshTarget): Promise<SshSession> {
+    const session = connect(target, this.options)
+    this.sessions.set(target.nodeName, session)
+    // A failed attempt is not kept: the next ask tries again.
+    session.catch(() => {
+      if (this.sessions.get(target.nodeName) === session) this.sessions.delete(target.nodeName)
+    })
+    return session
+  }
 }

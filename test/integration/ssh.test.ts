@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
 import {HostKeyStore} from '../../src/setup/hostkeys.js'
-import {connect, ExecTimeoutError, RemoteCommandError, shellQuote, SshClosedError, type SshSession} from '../../src/setup/ssh.js'
+import {connect, ExecTimeoutError, RemoteCommandError, SessionPool, shellQuote, SshClosedError, type SshSession} from '../../src/setup/ssh.js'
 import {shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
@@ -140,5 +140,23 @@ describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
     other.close()
     expect(other.closed).toBe(true)
     await expect(other.exec('true')).rejects.toThrow(SshClosedError)
+  })
+
+  test('a session pool connects each node once, even when asked concurrently, and again only after a loss', async () => {
+    const store = HostKeyStore.inStateDir(join(dir, '.nodeset'))
+    const pool = new SessionPool({hostKeys: {mode: 'pinned', store}, sshConfigPath: null, agentSocket: null, homeDir: dir})
+    const target = {nodeName: 'node1.test', host: '127.0.0.1', port: sshd.port, privateKeyPath: sshd.clientKeyPath}
+    const before = sshd.logins()
+    const [a, b] = await Promise.all([pool.get(target), pool.get(target)])
+    expect(a).toBe(b)
+    expect(await pool.get(target)).toBe(a)
+    expect(sshd.logins()).toBe(before + 1)
+    a.close()
+    const c = await pool.get(target)
+    expect(c).not.toBe(a)
+    expect((await c.exec('echo again')).stdout).toBe('again\n')
+    expect(sshd.logins()).toBe(before + 2)
+    await pool.closeAll()
+    expect(c.closed).toBe(true)
   })
 })
