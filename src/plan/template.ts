@@ -251,8 +251,9 @@ function environment(world: World): typeof Handlebars {
  * Render a template in a world, with `vars` as the root context (name, n, role, params, general, …).
  * Throws MissingValueError when a referenced value is not known yet.
  */
-export function renderTemplate(template: string, world: World, vars: Record<string, unknown> = {}): string {
+export function renderTemplate(template: string, world: World, vars: Record<string, unknown> = {}, partials: Record<string, string> = {}): string {
   if (!template.includes('{{')) return template
   const hbs = environment(world)
+  for (const [name, text] of Object.entries(partials)) hbs.registerPartial(name, text)
   return hbs.compile(template, {noEscape: true, strict: false})(vars)
 }

@@ -40,6 +40,8 @@ export interface ServiceDefinition extends ServiceMeta {
   /** Path of the setup script template. */
   scriptPath: string
   script: string
+  /** Other `*.hbs` files of the directory, usable in the script as `{{> NAME}}` (file name without .hbs). */
+  partials: Record<string, string>
   builtin: boolean
 }
 
@@ -67,8 +69,14 @@ function loadDir(dir: string, builtin: boolean, catalog: Catalog, problems: Diag
     }
     const scriptPath = path.join(serviceDir, 'setup.sh.hbs')
     const script = fs.existsSync(scriptPath) ? fs.readFileSync(scriptPath, 'utf8') : ''
+    const partials = Object.fromEntries(
+      fs
+        .readdirSync(serviceDir)
+        .filter((f) => f.endsWith('.hbs') && f !== 'setup.sh.hbs')
+        .map((f) => [f.slice(0, -'.hbs'.length), fs.readFileSync(path.join(serviceDir, f), 'utf8')]),
+    )
     for (const [param, spec] of Object.entries(meta.params)) if (isSecretName(param)) spec.secret = true
-    catalog.set(name, {...meta, name, dir: serviceDir, scriptPath, script, builtin})
+    catalog.set(name, {...meta, name, dir: serviceDir, scriptPath, script, partials, builtin})
   }
 }
 
