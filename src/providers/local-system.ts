@@ -1,0 +1,176 @@
+/**
+ * The local provider's contact with the machine: running commands, checking what it needs,
+ * a lock between processes, and finding and ending processes.
+ */
+import {execFile} from 'node:child_process'
+import {constants as fsConstants, readFileSync} from 'node:fs'
+import {access, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {promisify} from 'node:util'
+
+const execFileAsync = promisify(execFile)
+
+/** A clean environment for everything the provider starts, as a boot would give. */
+export const SYSTEM_ENV: NodeJS.ProcessEnv = {
+  PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+  HOME: '/root',
+  LANG: 'C.UTF-8',
+}
+
+export class CommandError extends Error {
+  constructor(
+    readonly argv: string[],
+    readonly code: number | string | undefined,
+    readonly stderr: string,
+  ) {
+    super(`${argv.join(' ')} failed${code === undefined ? '' : ` (exit ${code})`}: ${stderr.trim() || 'no error output'}`)
+  }
+}
+
+/** Run a command (no shell) and return its stdout; throws CommandError with its stderr. */
+export async function run(argv: string[], opts: {input?: string; timeoutMs?: number} = {}): Promise<string> {
+  const [file, ...args] = argv
+  try {
+    const child = execFileAsync(file, args, {env: SYSTEM_ENV, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024})
+    if (opts.input !== undefined) {
+      child.child.stdin?.end(opts.input)
+    }
+    const {stdout} = await child
+    return stdout
+  } catch (error) {
+    const e = error as {code?: number | string; stderr?: string; message: string}
+    throw new CommandError(argv, e.code, e.stderr ?? e.message)
+  }
+}
+
+/** Like run, but a failure is an answer, not an error. */
+export async function tryRun(argv: string[]): Promise<boolean> {
+  try {
+    await run(argv)
+    return true
+  } catch {
+    return false
+  }
+}
+
+const REQUIRED_TOOLS: Array<{names: string[]; what: string; pkg: string}> = [
+  {names: ['/usr/sbin/ip', '/sbin/ip', '/usr/bin/ip', '/bin/ip'], what: 'ip', pkg: 'iproute2'},
+  {names: ['/usr/bin/unshare', '/bin/unshare'], what: 'unshare', pkg: 'util-linux'},
+  {names: ['/usr/bin/nsenter', '/bin/nsenter'], what: 'nsenter', pkg: 'util-linux'},
+  {names: ['/usr/sbin/sshd'], what: '/usr/sbin/sshd', pkg: 'openssh-server'},
+  {names: ['/usr/bin/ssh-keygen', '/bin/ssh-keygen'], what: 'ssh-keygen', pkg: 'openssh-client'},
+]
+
+async function executable(path: string): Promise<boolean> {
+  try {
+    await access(path, fsConstants.X_OK)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Why the local provider cannot run here, or undefined when it can. */
+export async function localProviderProblem(): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) {
+    return 'the local provider makes network namespaces, bridges and mounts, which needs root: run nodeset as root (sudo nodeset …)'
+  }
+  const missing: string[] = []
+  for (const tool of REQUIRED_TOOLS) {
+    const found = await Promise.all(tool.names.map(executable))
+    if (!found.includes(true)) missing.push(`${tool.what} (Debian package ${tool.pkg})`)
+  }
+  if (missing.length > 0) {
+    const packages = [...new Set(REQUIRED_TOOLS.filter((t) => missing.some((m) => m.startsWith(t.what))).map((t) => t.pkg))]
+    return `the local provider needs ${missing.join(', ')}: install with apt-get install ${packages.join(' ')}`
+  }
+  return undefined
+}
+
+export async function assertLocalProviderUsable(): Promise<void> {
+  const problem = await localProviderProblem()
+  if (problem) throw new Error(problem)
+}
+
+/**
+ * A lock between processes: a directory made with mkdir (atomic), holding the owner's pid.
+ * A lock whose owner is dead is taken over.
+ */
+export async function withLock<T>(lockDir: string, work: () => Promise<T>, timeoutMs = 60_000): Promise<T> {
+  const started = Date.now()
+  for (;;) {
+    try {
+      await mkdir(lockDir)
+      break
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') {
+        await mkdir(lockDir.replace(/\/[^/]+\/?$/, ''), {recursive: true})
+        continue
+      }
+      if (code !== 'EEXIST') throw error
+      const owner = Number(await readFile(`${lockDir}/pid`, 'utf8').catch(() => ''))
+      if (owner > 0 && !processAlive(owner)) {
+        await rm(lockDir, {recursive: true, force: true})
+        continue
+      }
+      if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for the lock ${lockDir} (held by pid ${owner || 'unknown'})`)
+      await sleep(20 + Math.random() * 30)
+    }
+  }
+  await writeFile(`${lockDir}/pid`, `${process.pid}\n`)
+  try {
+    return await work()
+  } finally {
+    await rm(lockDir, {recursive: true, force: true})
+  }
+}
+
+/** True while the process runs (a zombie, dead but not yet reaped, counts as gone). */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return !/^\d+ \(.*\) [ZX] /s.test(stat)
+  } catch {
+    return false
+  }
+}
+
+/** Pids of every process in a network namespace (`ip netns pids`); none when it is gone. */
+export async function namespacePids(namespace: string): Promise<number[]> {
+  try {
+    const out = await run(['ip', 'netns', 'pids', namespace])
+    return out
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number)
+      .filter((pid) => pid > 0 && pid !== process.pid)
+  } catch {
+    return []
+  }
+}
+
+function signal(pid: number, sig: NodeJS.Signals): void {
+  try {
+    process.kill(pid, sig)
+  } catch {
+    // already gone
+  }
+}
+
+/**
+ * End every process of the namespace: SIGTERM, then SIGKILL for those still there after the grace
+ * period. Repeats until none is left, since a dying service may have started another. Pids come from
+ * the namespace itself, never from pid files, which a reboot can make point at unrelated processes.
+ */
+export async function killNamespaceProcesses(namespace: string, graceMs = 2000): Promise<void> {
+  for (let round = 0; round < 20; round++) {
+    const pids = await namespacePids(namespace)
+    if (pids.length === 0) return
+    for (const pid of pids) signal(pid, round === 0 ? 'SIGTERM' : 'SIGKILL')
+    const deadline = Date.now() + (round === 0 ? graceMs : 500)
+    while (Date.now() < deadline && pids.some(processAlive)) await sleep(25)
+  }
+  const left = await namespacePids(namespace)
+  if (left.length > 0) throw new Error(`could not end the processes of namespace ${namespace}: ${left.join(', ')} are still running`)
+}

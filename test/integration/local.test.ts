@@ -1,0 +1,170 @@
+/**
+ * The local provider makes real hosts on this machine: network namespaces on a bridge, each with its
+ * own hostname, private directories and sshd. Needs root, iproute2, util-linux and openssh-server;
+ * with CI=true a missing one fails the run instead of skipping it.
+ */
+import {execFile as execFileCb, execFileSync} from 'node:child_process'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {promisify} from 'node:util'
+import {afterAll, beforeAll, describe, expect, it} from 'vitest'
+import {hostVethName, namespaceName} from '../../src/providers/local-network.js'
+import {localProviderProblem, processAlive} from '../../src/providers/local-system.js'
+import {LocalProvider} from '../../src/providers/local.js'
+import type {NodeRecord, NodeRequest} from '../../src/providers/provider.js'
+
+const execFile = promisify(execFileCb)
+const problem = await localProviderProblem()
+const mustRun = process.env.CI === 'true' || problem === undefined
+
+const deployment = 'lt-pair'
+const subnet = '10.77.11.0/24'
+// A service the user data starts in the background: destroy must end it too.
+const SERVICE_MARK = '3600.4242'
+const userData = `#!/bin/sh\nsleep ${SERVICE_MARK} &\necho "ran on $(cat /proc/sys/kernel/hostname)" > /var/lib/nodeset/ran\n`
+const requests: NodeRequest[] = [
+  {deployment, name: 'app1.lt-pair.test', role: 'appserver', index: 1, userData},
+  {deployment, name: 'db1.lt-pair.test', role: 'service:mysql', index: 1, userData},
+]
+const HOST_DIRS = ['/etc/netns', '/etc/nodeset', '/srv/nodeset', '/var/lib/nodeset']
+
+const work = mkdtempSync(join(tmpdir(), 'nodeset-local-'))
+const stateRoot = join(work, 'state')
+const key = join(work, 'id_ed25519')
+let provider: LocalProvider
+let existedBefore: Record<string, boolean>
+
+/** ssh as the operator, checking the host key against exactly these known_hosts lines. */
+async function ssh(address: string, knownHosts: string, command: string): Promise<string> {
+  const file = join(work, `known_hosts-${address}-${Math.random().toString(36).slice(2)}`)
+  writeFileSync(file, knownHosts)
+  const args = ['-F', '/dev/null', '-i', key, '-o', `UserKnownHostsFile=${file}`, '-o', 'GlobalKnownHostsFile=/dev/null']
+  args.push('-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', `root@${address}`, command)
+  return (await execFile('ssh', args, {timeout: 20_000})).stdout
+}
+
+/** The node's host key as the node itself has it, read inside its mount namespace. */
+async function hostKeyInside(node: NodeRecord): Promise<string> {
+  const [cmd, ...args] = await provider.enterCommand(node)
+  const {stdout} = await execFile(cmd, [...args, 'cat', '/etc/ssh/ssh_host_ed25519_key.pub'])
+  return stdout.trim().split(' ').slice(0, 2).join(' ')
+}
+
+const netnsList = (): string => execFileSync('ip', ['netns', 'list'], {encoding: 'utf8'})
+const links = (): string => execFileSync('ip', ['-o', 'link', 'show'], {encoding: 'utf8'})
+
+describe.runIf(mustRun)('local provider', () => {
+  const nodes = new Map<string, NodeRecord>()
+  const knownHosts = new Map<string, string>()
+
+  beforeAll(async () => {
+    if (problem) throw new Error(problem)
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'operator@test', '-f', key])
+    existedBefore = Object.fromEntries(HOST_DIRS.map((d) => [d, existsSync(d)]))
+    provider = new LocalProvider({subnet, stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
+  })
+
+  afterAll(async () => {
+    if (provider) await provider.destroy(await provider.list(deployment)).catch(() => undefined)
+    rmSync(work, {recursive: true, force: true})
+  })
+
+  it('creates two nodes quickly, each a host of its own that the operator logs in to with a verified host key', async () => {
+    const started = Date.now()
+    const created = await provider.create(requests)
+    const elapsed = Date.now() - started
+    expect(elapsed).toBeLessThan(5000)
+    expect(created.map((n) => [n.name, n.state, n.sshUser, n.sshPort])).toEqual(requests.map((r) => [r.name, 'running', 'root', 22]))
+    for (const n of created) nodes.set(n.name, n)
+    const [app, db] = created
+    expect(app.address).not.toBe(db.address)
+    expect(app.id).not.toBe(db.id)
+    for (const n of created) {
+      expect(n.address).toMatch(/^10\.77\.11\.(\d+)$/)
+      expect(netnsList()).toContain(n.id)
+      const key = await hostKeyInside(n)
+      expect(await provider.readHostKeys(n)).toContain(key)
+      knownHosts.set(n.name, `${n.address} ${key}\n`)
+      // Its own hostname, in the kernel (UTS namespace) and in its /etc/hostname.
+      expect(await ssh(n.address!, knownHosts.get(n.name)!, 'hostname; cat /etc/hostname')).toBe(`${n.name}\n${n.name}\n`)
+      // Its user data ran inside it, as a boot runs it.
+      expect(await ssh(n.address!, knownHosts.get(n.name)!, 'cat /var/lib/nodeset/ran')).toBe(`ran on ${n.name}\n`)
+    }
+    expect(existsSync('/var/lib/nodeset/ran')).toBe(false)
+  })
+
+  it('gives each node private /etc/nodeset and host keys of its own, and a network where nodes reach each other', async () => {
+    const app = nodes.get('app1.lt-pair.test')!
+    const db = nodes.get('db1.lt-pair.test')!
+    await ssh(app.address!, knownHosts.get(app.name)!, 'echo app-only > /etc/nodeset/marker')
+    expect(await ssh(db.address!, knownHosts.get(db.name)!, 'ls -A /etc/nodeset; test -e /etc/nodeset/marker || echo absent')).toMatch(/absent\n$/)
+    expect(existsSync('/etc/nodeset/marker')).toBe(false)
+    expect(readFileSync(join(provider.etcDir(deployment, app.name), 'nodeset/marker'), 'utf8')).toBe('app-only\n')
+
+    // The db's key does not vouch for the app's address: ssh refuses.
+    const wrong = `${app.address} ${knownHosts.get(db.name)!.split(' ').slice(1).join(' ')}`
+    await expect(ssh(app.address!, wrong, 'true')).rejects.toThrow(/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/)
+
+    const banner = await ssh(app.address!, knownHosts.get(app.name)!, `bash -c 'exec 3<>/dev/tcp/${db.address}/22; head -c 8 <&3'`)
+    expect(banner).toBe('SSH-2.0-')
+    // The host reaches them through the bridge, from the subnet's first address.
+    expect(await ssh(app.address!, knownHosts.get(app.name)!, 'echo $SSH_CLIENT')).toMatch(/^10\.77\.11\.1 /)
+  })
+
+  it('lists its nodes, and a retried create makes nothing twice', async () => {
+    const listed = await provider.list(deployment)
+    expect(listed.map((n) => [n.name, n.role, n.index, n.state, n.address])).toEqual(
+      [...nodes.values()].map((n) => [n.name, n.role, n.index, 'running', n.address]).sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
+    )
+    const pidsBefore = [...nodes.values()].map((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}))
+    const again = await provider.create(requests)
+    expect(again.map((n) => [n.name, n.address, n.id])).toEqual([...nodes.values()].map((n) => [n.name, n.address, n.id]))
+    expect([...nodes.values()].map((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}))).toEqual(pidsBefore)
+    expect(netnsList().split('\n').filter((l) => l.includes('lt-pair'))).toHaveLength(2)
+    await expect(provider.create([{...requests[0], role: 'balancer'}])).rejects.toThrow(/already exists as appserver #1: destroy it before/)
+  })
+
+  it('refuses a subnet that another interface of the host already uses', async () => {
+    const other = new LocalProvider({subnet: '10.77.11.128/25', stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
+    await expect(other.create([{deployment: 'lt-clash', name: 'x1', role: 'appserver', index: 1, userData: ''}])).rejects.toThrow(
+      /subnet 10\.77\.11\.128\/25 overlaps 10\.77\.11\.1\/24 on nsb-lt-pai-[0-9a-f]{4}: give this deployment another subnet/,
+    )
+    expect(existsSync(join(stateRoot, 'lt-clash'))).toBe(false)
+  })
+
+  it('destroys everything it made: processes, namespaces, links, bridge, overlays and files', async () => {
+    const listed = await provider.list(deployment)
+    const pids = listed.flatMap((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}).split(/\s+/).filter(Boolean).map(Number))
+    expect(pids.length).toBeGreaterThanOrEqual(4) // per node: sshd and the service the user data started
+    expect(execFileSync('pgrep', ['-f', `sleep ${SERVICE_MARK}`], {encoding: 'utf8'}).trim().split('\n')).toHaveLength(2)
+    const bridge = provider.bridgeFor(deployment)
+    expect(links()).toContain(bridge)
+
+    await provider.destroy(listed)
+
+    expect(pids.filter(processAlive)).toEqual([])
+    await expect(execFile('pgrep', ['-f', `sleep ${SERVICE_MARK}`])).rejects.toMatchObject({code: 1})
+    for (const n of requests) {
+      expect(netnsList()).not.toContain(namespaceName(deployment, n.name))
+      expect(links()).not.toContain(hostVethName(deployment, n.name))
+      expect(existsSync(join('/etc/netns', namespaceName(deployment, n.name)))).toBe(false)
+    }
+    expect(links()).not.toContain(bridge)
+    expect(existsSync(join(stateRoot, deployment))).toBe(false)
+    expect(await provider.list(deployment)).toEqual([])
+    // The host directories it made go with the last local node on this machine.
+    const otherNodes = existsSync('/etc/netns') && execFileSync('ls', ['/etc/netns'], {encoding: 'utf8'}).trim() !== ''
+    if (!otherNodes) {
+      for (const dir of HOST_DIRS) if (!existedBefore[dir]) expect(existsSync(dir), dir).toBe(false)
+      expect(existsSync(stateRoot)).toBe(false)
+      expect(existsSync('/run/nodeset-local')).toBe(false)
+    }
+  })
+})
+
+describe.runIf(mustRun)('this machine', () => {
+  it('can run local nodes (root, iproute2, util-linux, openssh-server)', () => {
+    expect(problem).toBeUndefined()
+  })
+})
