@@ -56,13 +56,6 @@ export interface ResolvedService {
   waiting: Waiting[]
 }
 
-/** Param names that hold secrets even when not marked `secret: true`. */
-const SECRET_NAME = /password|passwd|secret|token|private_key|api_key/i
-
-export function isSecretParam(name: string, spec: {secret?: boolean}): boolean {
-  return spec.secret === true || SECRET_NAME.test(name)
-}
-
 /** The plan's checks take constants and templates alike; inputs carry no references. */
 export function checkInstances(instances: Array<Pick<InstanceRecord, 'id' | 'role' | 'index' | 'services'>>): CheckInstance[] {
   return instances.map((instance) => ({

@@ -85,6 +85,11 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
     routerOptions: {maxParamLength: 2048},
     return503OnClosing: true,
     forceCloseConnections: true,
+    // Malformed URLs (bad percent-encoding, over-long ids) get the same {error} body as everything else.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
+      void reply.code(status).send({error: `bad request URL (${error.code ?? 'invalid'}): ids must be 1-253 of A-Z a-z 0-9 . _ : -`})
+    },
   }) as unknown as FastifyInstance
   routes(app, hub)
 

@@ -1,5 +1,7 @@
 /** Shared by the config server's integration tests: a real server on loopback, real SQLite in a temp dir. */
 import fs from 'node:fs'
+import http from 'node:http'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {ConfigServerClient, ConfigServerError} from '../../src/configserver/client.js'
@@ -49,13 +51,52 @@ export async function failure(promise: Promise<unknown>): Promise<ConfigServerEr
   throw new Error('expected the call to fail, but it succeeded')
 }
 
-/** Raw HTTP, for what the typed client cannot send (odd paths, bad bodies, headers). */
-export async function raw(url: string, init: RequestInit & {token?: string} = {}): Promise<{status: number; headers: Headers; body: string; json: () => Record<string, unknown>}> {
-  const headers = new Headers(init.headers)
-  if (init.token) headers.set('authorization', `Bearer ${init.token}`)
-  const response = await fetch(url, {...init, headers})
-  const body = await response.text()
-  return {status: response.status, headers: response.headers, body, json: () => JSON.parse(body) as Record<string, unknown>}
+/** Raw HTTP with the path sent as written (no URL normalisation), for what the typed client cannot send. */
+export function raw(
+  base: string,
+  pathAndQuery: string,
+  init: {method?: string; token?: string; body?: string | Buffer; headers?: Record<string, string>; localAddress?: string} = {},
+): Promise<{status: number; headers: http.IncomingHttpHeaders; body: string; json: () => Record<string, unknown>}> {
+  const url = new URL(base)
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        host: url.hostname,
+        port: url.port,
+        path: pathAndQuery,
+        method: init.method ?? 'GET',
+        agent: false,
+        ...(init.localAddress ? {localAddress: init.localAddress} : {}),
+        headers: {
+          ...(init.token ? {authorization: `Bearer ${init.token}`} : {}),
+          ...(init.body !== undefined ? {'content-type': 'application/json'} : {}),
+          ...init.headers,
+        },
+      },
+      (response) => {
+        const chunks: Buffer[] = []
+        response.on('data', (c: Buffer) => chunks.push(c))
+        response.on('end', () => {
+          const body = Buffer.concat(chunks).toString('utf8')
+          resolve({status: response.statusCode ?? 0, headers: response.headers, body, json: () => JSON.parse(body) as Record<string, unknown>})
+        })
+      },
+    )
+    request.on('error', reject)
+    request.end(init.body)
+  })
+}
+
+/** Bytes written straight to the socket (paths no HTTP client would send); the status code of the answer. */
+export function rawBytes(base: string, bytes: Buffer): Promise<number> {
+  const url = new URL(base)
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(url.port), url.hostname, () => socket.end(bytes))
+    let text = ''
+    socket.on('data', (c: Buffer) => (text += c.toString('latin1')))
+    socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0)))
+    socket.on('error', reject)
+  })
 }
 
 /** Seed 000: a database and an app that needs its address. */
