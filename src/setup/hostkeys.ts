@@ -130,7 +130,8 @@ export interface KnownKeys {
 
 /** The keys known_hosts entries hold for a host known by any of `names` on `port`. */
 export function keysFor(entries: KnownHostsEntry[], names: string[], port: number, source: string): KnownKeys {
-  const lookupNames = names.map((name) => knownHostName(name, port))
+  // OpenSSH lowercases a host name before looking it up (and before hashing it).
+  const lookupNames = names.map((name) => knownHostName(name.toLowerCase(), port))
   const result: KnownKeys = {trusted: [], revoked: []}
   for (const entry of entries) {
     if (entry.marker === 'cert-authority') continue

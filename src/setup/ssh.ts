@@ -11,7 +11,7 @@ import {join, posix} from 'node:path'
 import {StringDecoder} from 'node:string_decoder'
 import {setTimeout as sleep} from 'node:timers/promises'
 import ssh2 from 'ssh2'
-import type {AuthenticationType, ClientChannel, ConnectConfig} from 'ssh2'
+import type {AgentAuthMethod, ClientChannel, ConnectConfig, PublicKeyAuthMethod, ServerHostKeyAlgorithm} from 'ssh2'
 import {
   formatHostKey,
   hostKeyFromBlob,
@@ -129,7 +129,7 @@ export class RemoteCommandError extends Error {
   }
 }
 
-const describe = (target: {nodeName: string; user: string; host: string; port: number}): string =>
+const describeTarget = (target: {nodeName: string; user: string; host: string; port: number}): string =>
   `node ${target.nodeName} (${target.user}@${target.host}:${target.port})`
 
 /**
@@ -152,7 +152,7 @@ export function resolveTarget(target: SshTarget, config: SshConfigBlock[], homeD
   }
 }
 
-type AuthMethod = {type: 'publickey'; username: string; key: Buffer} | {type: 'agent'; username: string; agent: string}
+type AuthMethod = PublicKeyAuthMethod | AgentAuthMethod
 
 interface AuthPlan {
   methods: AuthMethod[]
@@ -166,7 +166,7 @@ export function planAuth(target: ResolvedTarget, explicitKey: string | undefined
   const plan: AuthPlan = {methods: [], tried: [], skipped: []}
   const addKeyFile = (path: string, required: boolean): void => {
     if (!existsSync(path)) {
-      if (required) throw new SshKeyError(`SSH key ${path} for ${describe(target)} does not exist: fix ssh_key in the nodeset file`)
+      if (required) throw new SshKeyError(`SSH key ${path} for ${describeTarget(target)} does not exist: fix ssh_key in the nodeset file`)
       return
     }
     const key = readFileSync(path)
@@ -193,7 +193,7 @@ export function planAuth(target: ResolvedTarget, explicitKey: string | undefined
   }
   if (plan.methods.length === 0) {
     throw new SshKeyError(
-      `No SSH key to log in to ${describe(target)}${plan.skipped.length ? ` (skipped: ${plan.skipped.join(', ')})` : ''}: ` +
+      `No SSH key to log in to ${describeTarget(target)}${plan.skipped.length ? ` (skipped: ${plan.skipped.join(', ')})` : ''}: ` +
         'set ssh_key in the nodeset file, add an IdentityFile for it to ~/.ssh/config, or start ssh-agent and ssh-add a key',
     )
   }
@@ -208,19 +208,20 @@ function isRetryable(error: Error & {code?: string; level?: string}): boolean {
   return error instanceof ClosedBeforeReadyError || RETRYABLE_CODES.has(error.code ?? '') || error.level === 'client-timeout'
 }
 
-const DEFAULT_HOST_KEY_ALGORITHMS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']
+const DEFAULT_HOST_KEY_ALGORITHMS: ServerHostKeyAlgorithm[] = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']
 
 interface Attempt {
   client: InstanceType<typeof Client>
   verdict: Extract<HostKeyVerdict, {accept: true}>
 }
 
+
 /** One connection attempt: resolves once logged in, with the verdict on the host key. */
 function attemptConnection(target: ResolvedTarget, auth: AuthPlan, policy: HostKeyPolicy, timeoutMs: number): Promise<Attempt> {
   const identity: HostIdentity = {nodeName: target.nodeName, address: target.host, port: target.port}
   const known: KnownKeys = trustedKeysFor(policy, identity)
   const trustOnFirstUse = policy.mode === 'static' && policy.trustOnFirstUse === true
-  const preferred = preferredHostKeyAlgorithms(known.trusted.map(({key}) => key))
+  const preferred = preferredHostKeyAlgorithms(known.trusted.map(({key}) => key)) as ServerHostKeyAlgorithm[]
   let verdict: HostKeyVerdict | undefined
   let hostKeyError: Error | undefined
 
@@ -235,11 +236,13 @@ function attemptConnection(target: ResolvedTarget, auth: AuthPlan, policy: HostK
     }
     client.on('ready', () => {
       if (settled) return
+      // Defence in depth: a session is only ever handed out for a key judged acceptable.
+      if (!verdict?.accept) return fail(new Error(`the host key of ${describeTarget(target)} was not verified`))
       settled = true
-      resolve({client, verdict: verdict as Attempt['verdict']})
+      resolve({client, verdict})
     })
     client.on('error', fail)
-    client.on('close', () => fail(new ClosedBeforeReadyError(`connection to ${describe(target)} closed before login`)))
+    client.on('close', () => fail(new ClosedBeforeReadyError(`connection to ${describeTarget(target)} closed before login`)))
 
     const config: ConnectConfig = {
       host: target.host,
@@ -248,7 +251,7 @@ function attemptConnection(target: ResolvedTarget, auth: AuthPlan, policy: HostK
       readyTimeout: timeoutMs,
       keepaliveInterval: 15_000,
       keepaliveCountMax: 4,
-      algorithms: {serverHostKey: [...preferred, ...DEFAULT_HOST_KEY_ALGORITHMS.filter((a) => !preferred.includes(a))] as never},
+      algorithms: {serverHostKey: [...preferred, ...DEFAULT_HOST_KEY_ALGORITHMS.filter((a) => !preferred.includes(a))]},
       hostVerifier: (blob: Buffer): boolean => {
         let offered: HostKey
         try {
@@ -265,7 +268,7 @@ function attemptConnection(target: ResolvedTarget, auth: AuthPlan, policy: HostK
             : new HostKeyMismatchError(identity, offered, known, policy, verdict.reason === 'revoked')
         return false
       },
-      authHandler: auth.methods as unknown as AuthenticationType[],
+      authHandler: auth.methods,
     }
     try {
       client.connect(config)
@@ -292,20 +295,22 @@ export async function connect(target: SshTarget, opts: ConnectOptions): Promise<
       return new SshSession(client, resolved, opts.become ?? true)
     } catch (error) {
       const err = error as Error & {level?: string}
-      if (err.level === 'client-authentication') {
+      const tooManyKeys = /too many authentication failures/i.test(err.message)
+      if (err.level === 'client-authentication' || tooManyKeys) {
         throw new SshAuthError(
-          `Login to ${describe(resolved)} failed; tried ${auth.tried.join(', ')}${auth.skipped.length ? ` (skipped ${auth.skipped.join(', ')})` : ''}. ` +
+          `Login to ${describeTarget(resolved)} failed; tried ${auth.tried.join(', ')}${auth.skipped.length ? ` (skipped ${auth.skipped.join(', ')})` : ''}. ` +
+            (tooManyKeys ? 'The server stopped after too many keys: set ssh_key to the right one, or IdentitiesOnly yes in ~/.ssh/config. ' : '') +
             `Check ssh_user and ssh_key, and that the public key is in ~${resolved.user}/.ssh/authorized_keys on the node.`,
         )
       }
       if ((err as {code?: string}).code === 'ENOTFOUND') {
-        throw new SshUnreachableError(`Cannot resolve ${resolved.host} for ${describe(resolved)}: give the node's address in the nodeset file, or a HostName for it in ~/.ssh/config.`)
+        throw new SshUnreachableError(`Cannot resolve ${resolved.host} for ${describeTarget(resolved)}: give the node's address in the nodeset file, or a HostName for it in ~/.ssh/config.`)
       }
       if (!isRetryable(err)) throw err
       const left = deadline - Date.now()
       if (left <= 0) {
         throw new SshUnreachableError(
-          `Cannot reach ${describe(resolved)} after ${attempt} attempts in ${Math.round(retryForMs / 1000)} s: ${err.message}. ` +
+          `Cannot reach ${describeTarget(resolved)} after ${attempt} attempts in ${Math.round(retryForMs / 1000)} s: ${err.message}. ` +
             'Check the address and port, that sshd runs on the node and that a firewall or security group lets you in.',
         )
       }
@@ -335,7 +340,7 @@ export class SshSession {
       this.closedBy ??= error
     })
     client.on('close', () => {
-      this.closedBy ??= new SshClosedError(`connection to ${describe(this.target)} closed`)
+      this.closedBy ??= new SshClosedError(`connection to ${describeTarget(this.target)} closed`)
     })
   }
 
@@ -354,7 +359,7 @@ export class SshSession {
     const result = await this.exec(command, opts)
     if (result.code !== 0) {
       const stderr = result.stderr.trim().split('\n').slice(-20).join('\n')
-      throw new RemoteCommandError(`${opts.label ?? 'command'} failed on ${describe(this.target)} with exit code ${result.code}${stderr ? `:\n${stderr}` : ''}`, result)
+      throw new RemoteCommandError(`${opts.label ?? 'command'} failed on ${describeTarget(this.target)} with exit code ${result.code}${stderr ? `:\n${stderr}` : ''}`, result)
     }
     return result
   }
@@ -368,22 +373,22 @@ export class SshSession {
       `mkdir -p -- ${shellQuote(posix.dirname(path))} && (umask 077 && cat > ${temporary}) && ` +
       `chmod ${mode.toString(8).padStart(4, '0')} ${temporary} && mv -f -- ${temporary} ${file} || { rc=$?; rm -f -- ${temporary}; exit $rc; }`
     const result = await this.execRaw(script, {stdin: content})
-    if (result.code !== 0) throw new RemoteCommandError(`upload of ${path} to ${describe(this.target)} failed: ${result.stderr.toString().trim()}`, decode(result))
+    if (result.code !== 0) throw new RemoteCommandError(`upload of ${path} to ${describeTarget(this.target)} failed: ${result.stderr.toString().trim()}`, decode(result))
   }
 
   async download(path: string): Promise<Buffer> {
     const result = await this.execRaw(`cat -- ${shellQuote(path)}`, {})
-    if (result.code !== 0) throw new RemoteCommandError(`download of ${path} from ${describe(this.target)} failed: ${result.stderr.toString().trim()}`, decode(result))
+    if (result.code !== 0) throw new RemoteCommandError(`download of ${path} from ${describeTarget(this.target)} failed: ${result.stderr.toString().trim()}`, decode(result))
     return result.stdout
   }
 
   close(): void {
-    this.closedBy ??= new SshClosedError(`connection to ${describe(this.target)} was closed by nodeset`)
+    this.closedBy ??= new SshClosedError(`connection to ${describeTarget(this.target)} was closed by nodeset`)
     this.client.end()
   }
 
   private execRaw(command: string, opts: ExecOptions): Promise<RawResult> {
-    const what = `${opts.label ?? 'command'} on ${describe(this.target)}`
+    const what = `${opts.label ?? 'command'} on ${describeTarget(this.target)}`
     let line = withEnv(command, opts.env ?? {})
     if (opts.timeoutMs) line = withTimeout(line, opts.timeoutMs)
     if (opts.become ?? this.become) line = asRoot(line, this.target.user)

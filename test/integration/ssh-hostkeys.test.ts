@@ -1,5 +1,5 @@
 import {execFileSync} from 'node:child_process'
-import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, test} from 'vitest'
@@ -147,6 +147,29 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
     expect((error as Error).message).toContain(`tried ${wrongKey}`)
     expect((error as Error).message).toMatch(/Check ssh_user and ssh_key/)
     expect(Date.now() - started).toBeLessThan(5000)
+  })
+
+  test('a server that stops after too many keys is an authentication error that says which key to set', async () => {
+    const strict = await startSshd({extraConfig: ['MaxAuthTries 1']})
+    try {
+      store = HostKeyStore.inStateDir(join(dir, '.nodeset-maxauth'))
+      store.pin('strict.test', '127.0.0.1', [strict.hostKeyLine], strict.port)
+      const home = mkdtempSync(join(dir, 'home-'))
+      mkdirSync(join(home, '.ssh'))
+      for (const name of ['wrong_one', 'wrong_two']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(home, '.ssh', name)])
+      // The right key comes third, after the server has given up.
+      writeFileSync(join(home, '.ssh', 'config'), `Host strict.test\n  IdentityFile ~/.ssh/wrong_one\n  IdentityFile ~/.ssh/wrong_two\n  IdentityFile ${strict.clientKeyPath}\n`)
+      const started = Date.now()
+      const error = await connect(
+        {nodeName: 'strict.test', host: '127.0.0.1', port: strict.port},
+        {hostKeys: {mode: 'pinned', store}, homeDir: home, agentSocket: null, retryForMs: 30_000},
+      ).catch((e: unknown) => e)
+      expect(error).toBeInstanceOf(SshAuthError)
+      expect((error as Error).message).toMatch(/too many keys: set ssh_key/)
+      expect(Date.now() - started).toBeLessThan(5000)
+    } finally {
+      await strict.stop()
+    }
   })
 
   test('a passphrase-protected ssh_key is refused before connecting, with the ssh-add advice', async () => {

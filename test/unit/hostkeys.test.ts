@@ -124,6 +124,7 @@ describe('known_hosts files', () => {
     expect(on22.trusted.map((t) => fingerprint(t.key))).toEqual([ED25519_FINGERPRINT])
     expect(on22.trusted[0].source).toBe('kh:2')
     expect(on22.revoked.map(fingerprint)).toEqual([ECDSA_FINGERPRINT])
+    expect(keysFor(parseKnownHosts(HASHED), ['DB1.Example.COM'], 22, 'kh').trusted.map((t) => fingerprint(t.key))).toEqual([ED25519_FINGERPRINT])
     const on2222 = keysFor(entries, ['10.9.9.9', 'db1.example.com'], 2222, 'kh')
     expect(on2222.trusted.map((t) => fingerprint(t.key))).toEqual([ECDSA_FINGERPRINT])
   })
