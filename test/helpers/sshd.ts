@@ -10,7 +10,7 @@
  * can skip outside CI; with CI=true it must not skip (use `requireSshd()` in a describe block).
  */
 import {spawn, execFileSync, type ChildProcess} from 'node:child_process'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer, connect as tcpConnect} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -174,4 +174,19 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
       rmSync(dir, {recursive: true, force: true})
     },
   }
+}
+
+/** Command lines of this machine's processes (from /proc, so no procps is needed), with their pids. */
+export function processes(): Array<{pid: number; commandLine: string}> {
+  const found: Array<{pid: number; commandLine: string}> = []
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const commandLine = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean).join(' ')
+      if (commandLine) found.push({pid: Number(entry), commandLine})
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  return found
 }

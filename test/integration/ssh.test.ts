@@ -6,8 +6,8 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
 import {HostKeyStore} from '../../src/setup/hostkeys.js'
-import {connect, ExecTimeoutError, RemoteCommandError, SessionPool, shellQuote, SshClosedError, type SshSession} from '../../src/setup/ssh.js'
-import {shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
+import {connect, ExecTimeoutError, RemoteCommandError, SessionPool, SshClosedError, type SshSession} from '../../src/setup/ssh.js'
+import {processes, shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
   let sshd: TestSshd
@@ -79,15 +79,16 @@ describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
   test('a command past its timeout is stopped on the node, with its children', async () => {
     const marker = `sleep 3${Math.floor(Math.random() * 1e6)}`
     const started = Date.now()
-    await expect(session.exec(`${marker} & ${marker}`, {timeoutMs: 500, label: 'long sleep'})).rejects.toThrow(ExecTimeoutError)
+    const running = session.exec(`${marker} & ${marker}`, {timeoutMs: 1500, label: 'long sleep'})
+    await sleep(700)
+    // Both sleeps run (the test would prove nothing otherwise).
+    expect(processes().filter((p) => p.commandLine === marker)).toHaveLength(2)
+    await expect(running).rejects.toThrow(ExecTimeoutError)
     expect(Date.now() - started).toBeLessThan(3000)
-    let left = ''
-    for (let i = 0; i < 40; i++) {
-      left = (await session.exec(`pgrep -a -x sleep | grep -F ${shellQuote(marker)} || true`)).stdout
-      if (left === '') break
-      await sleep(100)
-    }
-    expect(left).toBe('')
+    // The node is this machine: its process table shows what is left.
+    const left = () => processes().filter((p) => p.commandLine === marker)
+    for (let i = 0; i < 40 && left().length > 0; i++) await sleep(100)
+    expect(left()).toEqual([])
   })
 
   test('run() turns a failure into an error that names the label and shows stderr', async () => {

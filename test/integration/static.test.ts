@@ -7,7 +7,7 @@ import {afterAll, beforeAll, describe, expect, test} from 'vitest'
 import {installScript, parseStaticHosts, StaticProvider, staticLayout, uninstallScript, type StaticHost} from '../../src/providers/static.js'
 import type {NodeRequest} from '../../src/providers/provider.js'
 import {fingerprint, HostKeyStore, parseHostKey} from '../../src/setup/hostkeys.js'
-import {freePort, shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
+import {freePort, processes, shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 describe('static hosts and scripts, as data', () => {
   test('hosts = name=address[:port] …, separated by spaces, commas or newlines', () => {
@@ -80,13 +80,11 @@ wait
       ssh: (host) => ({nodeName: host.name, host: host.address, port: host.port, user: 'root', privateKeyPath: sshd.clientKeyPath}),
       connectOptions: {sshConfigPath: null, agentSocket: null, homeDir: dir, retryForMs: extra.retryForMs ?? 3000},
     })
-  const agentProcesses = (): string[] => {
-    try {
-      return execFileSync('pgrep', ['-f', `^${marker}$|${remoteRoot}/var/lib/nodeset/agent.sh`]).toString().trim().split('\n')
-    } catch {
-      return []
-    }
-  }
+  // The server is this machine: the agent's shell and its sleep show in the process table.
+  const agentProcesses = (): number[] =>
+    processes()
+      .filter((p) => p.commandLine === marker || p.commandLine === `/bin/sh ${remoteRoot}/var/lib/nodeset/agent.sh`)
+      .map((p) => p.pid)
   const waitFor = async (check: () => boolean, what: string): Promise<void> => {
     for (let i = 0; i < 100; i++) {
       if (check()) return
@@ -110,7 +108,7 @@ wait
   afterAll(async () => {
     for (const pid of agentProcesses()) {
       try {
-        process.kill(Number(pid), 'SIGKILL')
+        process.kill(pid, 'SIGKILL')
       } catch {}
     }
     await sshd?.stop()
