@@ -20,8 +20,13 @@ export interface PlanResult {
 function defaultNodeName(role: RoleSpec, domain: string): string {
   if (role.role === 'appserver') return `app{{n}}.${domain}`
   if (role.role === 'balancer') return `balancer.${domain}`
-  const base = role.role.replace(/^service:/, '')
-  return role.nodes.value === 1 ? `${base}.${domain}` : `${base}{{n}}.${domain}`
+  // A one-node service keeps the seed's `mysql.foobar.com`; other roles are numbered from the start,
+  // so raising their `nodes` adds nodes without renaming the first.
+  if (role.role.startsWith('service:')) {
+    const base = role.role.slice('service:'.length)
+    return role.nodes.value === 1 ? `${base}.${domain}` : `${base}{{n}}.${domain}`
+  }
+  return `${role.role}{{n}}.${domain}`
 }
 
 function nodeNames(nodeset: Nodeset, role: RoleSpec, problems: Diagnostic[]): string[] {

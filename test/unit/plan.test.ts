@@ -78,7 +78,7 @@ describe('planning', () => {
     const services = path.join(examples, 'services')
     const text = `[general]\nname = s\nservices_dir = ${services}\n[provider]\nprovider = local\n[role:solo]\nservices = consume\nconsume.peer_value = {{output "solo" "value"}}\n`
     const {analysis} = plan(text)
-    expect(analysis.problems.map((p) => `${p.source?.line}: ${p.message}`)).toEqual(['8: deadlock: solo.s/consume waits for its own output'])
+    expect(analysis.problems.map((p) => `${p.source?.line}: ${p.message}`)).toEqual(['8: deadlock: solo1.s/consume waits for its own output'])
   })
 
   it('refuses references to a role, service or output that nothing provides, with file:line', () => {
