@@ -12,11 +12,7 @@ export function parseListen(value: string): {host: string; port: number} {
 
 export default class ConfigServer extends Command {
   static summary = 'Run a standalone config server: nodes phone home to it and get their configuration.'
-  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON
-lines on stdout. State (SQLite, WAL) lives in --state and survives restarts. The admin token is read
-from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is
-written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy so the address a node
-phones home from is taken from X-Forwarded-For.`
+  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON lines on stdout. State (SQLite, WAL) lives in --state and survives restarts. The admin token is read from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy so the address a node phones home from is taken from X-Forwarded-For.`
   static examples = [
     '<%= config.bin %> config-server --listen 0.0.0.0:8470 --state /var/lib/nodeset',
     '<%= config.bin %> config-server --listen 0.0.0.0:8443 --state /var/lib/nodeset --tls-cert cert.pem --tls-key key.pem',

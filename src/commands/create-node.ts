@@ -1,4 +1,5 @@
 import {Args, Flags} from '@oclif/core'
+import {trustOnFirstUseFlag} from '../cli/flags.js'
 import {NodesetCommand, UserError} from '../cli/base.js'
 import {progressView} from '../cli/progress.js'
 import {ConfigServerError} from '../configserver/client.js'
@@ -10,16 +11,13 @@ import {table} from '../plan/render.js'
 
 export default class CreateNode extends NodesetCommand {
   static summary = 'Create the nodes the nodeset file describes, boot them, and wait until each has phoned home.'
-  static description = `Reconciles the provider with the plan: creates the nodes that are missing (raise "nodes" and re-run to
-scale up), never duplicates one that exists (a re-run is a no-op), and lists nodes the file no longer
-has (removed only with --prune). Registers the deployment with the config server, boots each new node
-with user data that phones home, and by default waits until every node has, within [general]
-boot_timeout; then pins each node's SSH host key as it reported it.
+  static description = `Reconciles the provider with the plan: creates the nodes that are missing (raise "nodes" and re-run to scale up), never duplicates one that exists (a re-run is a no-op), and lists nodes the file no longer has (removed only with --prune). Registers the deployment with the config server, boots each new node with user data that phones home, and by default waits until every node has, within [general] boot_timeout; then pins each node's SSH host key as it reported it.
 
 The file is checked first: a bad file creates nothing (exit code 2).`
   static examples = ['<%= config.bin %> create-node examples/local.conf', '<%= config.bin %> create-node foobar.conf --prune --json']
   static args = {file: Args.string({description: 'The nodeset file.', required: true})}
   static flags = {
+    'trust-on-first-use': trustOnFirstUseFlag,
     prune: Flags.boolean({description: 'Destroy nodes of this deployment that the file no longer has.', default: false}),
     wait: Flags.boolean({description: 'Wait until every node has phoned home (--no-wait to return once created).', default: true, allowNo: true}),
     'rollback-on-failure': Flags.boolean({description: 'When a node does not phone home in time, destroy the nodes this run created.', default: false}),
@@ -27,7 +25,7 @@ The file is checked first: a bad file creates nothing (exit code 2).`
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CreateNode)
-    const deployment = openDeployment(args.file)
+    const deployment = openDeployment(args.file, {trustOnFirstUse: flags['trust-on-first-use']})
     this.secrets = deployment.nodeset.secrets
     const {plan} = deployment.result
     const progress = progressView(plan.nodes.map((n) => n.name), {json: flags.json, secrets: this.secrets})

@@ -1,5 +1,6 @@
 import {createInterface} from 'node:readline/promises'
 import {Args, Flags} from '@oclif/core'
+import {trustOnFirstUseFlag} from '../cli/flags.js'
 import {NodesetCommand, UserError} from '../cli/base.js'
 import {openConfigServer} from '../operator/connect.js'
 import {openDeployment} from '../operator/deployment.js'
@@ -7,17 +8,16 @@ import {destroyNodes} from '../operator/nodes.js'
 
 export default class DestroyNode extends NodesetCommand {
   static summary = 'Terminate nodes, and forget them in the config server, the hosts maps and the pinned host keys.'
-  static description = `Without NODE names, every node of the deployment (planned or not) is destroyed. Asks first unless
---yes. Run setup-node afterwards to rewire the remaining nodes (role maps, hosts, balancer).`
+  static description = `Without NODE names, every node of the deployment (planned or not) is destroyed. Asks first unless --yes. Run setup-node afterwards to rewire the remaining nodes (role maps, hosts, balancer).`
   static examples = ['<%= config.bin %> destroy-node examples/local.conf --yes', '<%= config.bin %> destroy-node foobar.conf app3.foobar.com']
   static strict = false
   static args = {file: Args.string({description: 'The nodeset file.', required: true}), node: Args.string({description: 'Node names (default: all).', required: false})}
-  static flags = {yes: Flags.boolean({char: 'y', description: 'Do not ask for confirmation.', default: false})}
+  static flags = {'trust-on-first-use': trustOnFirstUseFlag, yes: Flags.boolean({char: 'y', description: 'Do not ask for confirmation.', default: false})}
 
   async run(): Promise<void> {
     const {args, argv, flags} = await this.parse(DestroyNode)
     const names = (argv as string[]).slice(1)
-    const deployment = openDeployment(args.file)
+    const deployment = openDeployment(args.file, {trustOnFirstUse: flags['trust-on-first-use']})
     this.secrets = deployment.nodeset.secrets
     const records = (await deployment.provider.list(deployment.result.plan.deployment)).filter((r) => r.state !== 'terminated')
     const unknown = names.filter((n) => !records.some((r) => r.name === n))

@@ -5,9 +5,7 @@ import {graphData, graphDot, graphText} from '../plan/render.js'
 
 export default class Graph extends NodesetCommand {
   static summary = 'Draw the relationships between nodes and services.'
-  static description = `Vertices are (node, service) pairs, grouped by node; an edge means "needs": a solid edge for an
-output of another service, a dotted one for "after", a dashed one for a fact the node reports when it
-phones home (its address, hostname…). Members of a cycle are drawn in red.
+  static description = `Vertices are (node, service) pairs, grouped by node; an edge means "needs": a solid edge for an output of another service, a dotted one for "after", a dashed one for a fact the node reports when it phones home (its address, hostname…). Members of a cycle are drawn in red.
 
 Formats: text (default), dot (Graphviz source), svg (rendered here, no Graphviz needed), json.`
   static examples = ['<%= config.bin %> graph examples/interdependent.conf', '<%= config.bin %> graph examples/foobar.conf --format svg > foobar.svg']

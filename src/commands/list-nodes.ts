@@ -7,8 +7,7 @@ import {table} from '../plan/render.js'
 
 export default class ListNodes extends NodesetCommand {
   static summary = 'List the nodes of a deployment as the provider sees them, with their last phone-home.'
-  static description = `The provider (the cloud, by its tags) is the truth about which nodes exist; this shows them beside
-the plan: planned nodes that are missing, and nodes the file no longer has.`
+  static description = `The provider (the cloud, by its tags) is the truth about which nodes exist; this shows them beside the plan: planned nodes that are missing, and nodes the file no longer has.`
   static examples = ['<%= config.bin %> list-nodes examples/local.conf', '<%= config.bin %> list-nodes foobar.conf --json']
   static args = {file: Args.string({description: 'The nodeset file.', required: true})}
 

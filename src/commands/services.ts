@@ -6,9 +6,7 @@ import {loadCatalog} from '../services/catalog.js'
 
 export default class Services extends NodesetCommand {
   static summary = 'List the services a role can run, with their metadata.'
-  static description = `Each service is a directory with service.json (description, params, provides, after) and
-setup.sh.hbs. The metadata is read without running anything. nodeset's own services come first; --dir adds
-a directory of your own (a nodeset file uses [general] services_dir, or a services/ folder beside it).`
+  static description = `Each service is a directory with service.json (description, params, provides, after) and setup.sh.hbs. The metadata is read without running anything. nodeset's own services come first; --dir adds a directory of your own (a nodeset file uses [general] services_dir, or a services/ folder beside it).`
   static examples = ['<%= config.bin %> services', '<%= config.bin %> services --dir ./services --json']
   static flags = {
     dir: Flags.string({description: 'Another services directory.', multiple: true}),

@@ -1,4 +1,5 @@
 import {Args, Flags} from '@oclif/core'
+import {trustOnFirstUseFlag} from '../cli/flags.js'
 import {NodesetCommand, UserError} from '../cli/base.js'
 import {progressView} from '../cli/progress.js'
 import {openConfigServer} from '../operator/connect.js'
@@ -11,18 +12,13 @@ import {applyOperatorEtcHosts} from '../operator/etchosts.js'
 
 export default class SetupNode extends NodesetCommand {
   static summary = 'Set every node up over SSH: base layer, role map and hosts, then each service in dependency order.'
-  static description = `On every node: a base layer (packages, directories), the wiring (/etc/nodeset/roles, roles.json and a
-managed block of /etc/hosts), then each service of its role, rendered with handlebars from the node's
-complete configuration and run as root. A (node, service) step starts as soon as the values it refers
-to are known; outputs a service writes to $NODESET_OUTPUT go to the config server and complete the
-steps waiting for them. Steps whose rendered content is unchanged are skipped (--force runs them).
+  static description = `On every node: a base layer (packages, directories), the wiring (/etc/nodeset/roles, roles.json and a managed block of /etc/hosts), then each service of its role, rendered with handlebars from the node's complete configuration and run as root. A (node, service) step starts as soon as the values it refers to are known; outputs a service writes to $NODESET_OUTPUT go to the config server and complete the steps waiting for them. Steps whose rendered content is unchanged are skipped (--force runs them).
 
-A failing step is reported with the end of its output; what depends on it is "blocked by" it; every
-other node goes on; the exit code is 1. Logs: .nodeset/<deployment>/logs/<node>/<step>.log.
-Host keys are verified against the key each node reported when it phoned home.`
+A failing step is reported with the end of its output; what depends on it is "blocked by" it; every other node goes on; the exit code is 1. Logs: .nodeset/<deployment>/logs/<node>/<step>.log. Host keys are verified against the key each node reported when it phoned home.`
   static examples = ['<%= config.bin %> setup-node examples/local.conf', '<%= config.bin %> setup-node foobar.conf --concurrency 20 --json', 'sudo <%= config.bin %> setup-node foobar.conf --etc-hosts']
   static args = {file: Args.string({description: 'The nodeset file.', required: true})}
   static flags = {
+    'trust-on-first-use': trustOnFirstUseFlag,
     concurrency: Flags.integer({description: 'Steps run at once, across nodes.', default: 16, min: 1, max: 256}),
     force: Flags.boolean({description: 'Run every step even when unchanged.', default: false}),
     'etc-hosts': Flags.boolean({description: "Also write the deployment's block into this machine's /etc/hosts.", default: false}),
@@ -30,7 +26,7 @@ Host keys are verified against the key each node reported when it phoned home.`
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(SetupNode)
-    const deployment = openDeployment(args.file)
+    const deployment = openDeployment(args.file, {trustOnFirstUse: flags['trust-on-first-use']})
     this.secrets = deployment.nodeset.secrets
     const {plan} = deployment.result
     const records = (await deployment.provider.list(plan.deployment)).filter((r) => r.state !== 'terminated')
@@ -48,7 +44,7 @@ Host keys are verified against the key each node reported when it phoned home.`
         catalog: deployment.catalog,
         records,
         server: server.client,
-        connect: (record) => connect(deployment.sshTarget(record), {hostKeys: {mode: 'pinned', store: deployment.hostKeys}, retryForMs: 60_000}),
+        connect: (record) => connect(deployment.sshTarget(record), {hostKeys: deployment.hostKeyPolicy, retryForMs: 60_000}),
         logFile: (node, step) => deployment.workspace.logFile(node, step),
         vars: setupVars(deployment.nodeset),
         setEtcHosts: deployment.nodeset.general.setEtcHosts,

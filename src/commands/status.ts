@@ -7,9 +7,7 @@ import {table} from '../plan/render.js'
 
 export default class Status extends NodesetCommand {
   static summary = "Show the deployment's state at the config server: every node, every service, what each waits for."
-  static description = `Per node: its address as the config server saw it and its first and last phone-home. Per service:
-waiting (and on what), ready, running, succeeded, failed or timed out. The deployment is pending,
-settled (every service succeeded) or failed (a failure, or the start-up deadline passed).
+  static description = `Per node: its address as the config server saw it and its first and last phone-home. Per service: waiting (and on what), ready, running, succeeded, failed or timed out. The deployment is pending, settled (every service succeeded) or failed (a failure, or the start-up deadline passed).
 
 With --wait, returns when the deployment settles (exit 0) or fails (exit 1).`
   static examples = ['<%= config.bin %> status examples/local.conf', '<%= config.bin %> status foobar.conf --wait --json']

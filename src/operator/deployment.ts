@@ -8,7 +8,8 @@ import {Ec2Provider} from '../providers/ec2.js'
 import {ec2Settings} from '../providers/ec2-settings.js'
 import {LocalProvider} from '../providers/local.js'
 import type {NodeRecord, Provider} from '../providers/provider.js'
-import {HostKeyStore} from '../setup/hostkeys.js'
+import {parseStaticHosts, StaticProvider} from '../providers/static.js'
+import {type HostKeyPolicy, HostKeyStore} from '../setup/hostkeys.js'
 import type {SshTarget} from '../setup/ssh.js'
 import {Workspace} from './workspace.js'
 
@@ -16,13 +17,15 @@ export interface Deployment extends Loaded {
   workspace: Workspace
   provider: Provider
   hostKeys: HostKeyStore
+  /** How SSH connections verify each node's host key. */
+  hostKeyPolicy: HostKeyPolicy
   /** Where nodes reach the operator's machine (an embedded config server listens there). */
   prepare(): Promise<{operatorAddress?: string}>
   sshTarget(node: NodeRecord): SshTarget
 }
 
 /** Read, plan and check the nodeset; refuse it (nothing created) when the checks fail. */
-export function openDeployment(file: string): Deployment {
+export function openDeployment(file: string, opts: {trustOnFirstUse?: boolean} = {}): Deployment {
   const loaded = loadPlan(file)
   if (loaded.result.analysis.problems.length > 0) throw new DiagnosticsError(loaded.result.analysis.problems)
   const {nodeset} = loaded
@@ -39,6 +42,7 @@ export function openDeployment(file: string): Deployment {
       workspace,
       provider,
       hostKeys,
+      hostKeyPolicy: {mode: 'pinned', store: hostKeys},
       prepare: async () => ({operatorAddress: (await provider.prepareNetwork(nodeset.general.name)).hostAddress}),
       sshTarget: (node) => ({host: node.address ?? node.name, port: node.sshPort ?? 22, user: 'root', nodeName: node.name, privateKeyPath: key.privateKeyPath}),
     }
@@ -51,9 +55,32 @@ export function openDeployment(file: string): Deployment {
       workspace,
       provider,
       hostKeys,
+      hostKeyPolicy: {mode: 'pinned', store: hostKeys},
       prepare: async () => ({}),
       sshTarget: (node) => ({host: node.address ?? node.name, port: node.sshPort ?? 22, user: node.sshUser ?? ec2.options.sshUser ?? 'admin', nodeName: node.name, privateKeyPath: ec2.sshKey}),
     }
   }
-  throw new DiagnosticsError([{message: `provider ${nodeset.provider.kind} is not available in this command yet`, source: nodeset.provider.source}])
+  // static: servers that already exist, reached over SSH; host keys from known_hosts or pinned on first use.
+  let hosts: ReturnType<typeof parseStaticHosts>
+  try {
+    hosts = parseStaticHosts(text('hosts') ?? '')
+  } catch (error) {
+    throw new DiagnosticsError([{message: (error as Error).message, source: settings.hosts?.source, hint: 'write hosts = NAME=ADDRESS[:PORT] …, one per planned node'}])
+  }
+  const unlisted = loaded.result.plan.nodes.filter((n) => !hosts.some((h) => h.name === n.name)).map((n) => n.name)
+  if (unlisted.length > 0) {
+    throw new DiagnosticsError([{message: `[provider] hosts does not list ${unlisted.join(', ')}`, source: settings.hosts?.source ?? nodeset.provider.source, hint: `add ${unlisted.map((n) => `${n}=ADDRESS`).join(' ')}`}])
+  }
+  const sshUser = text('ssh_user')
+  const sshKey = text('ssh_key')
+  const provider = new StaticProvider({hosts, stateDir: workspace.dir, trustOnFirstUse: opts.trustOnFirstUse, ssh: (h) => ({nodeName: h.name, host: h.address, port: h.port, user: sshUser, privateKeyPath: sshKey})})
+  return {
+    ...loaded,
+    workspace,
+    provider,
+    hostKeys,
+    hostKeyPolicy: provider.hostKeyPolicy(),
+    prepare: () => provider.prepare(nodeset.general.name),
+    sshTarget: (node) => provider.sshTarget(hosts.find((h) => h.name === node.name) ?? {name: node.name, address: node.address ?? node.name, port: node.sshPort}),
+  }
 }
