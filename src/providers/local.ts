@@ -424,6 +424,9 @@ export class LocalProvider implements Provider {
       const names = short === state.name ? state.name : `${state.name} ${short}`
       await writeFile(join(etc, 'hosts'), `127.0.0.1 localhost\n${state.address} ${names}\n::1 localhost ip6-localhost ip6-loopback\n`, {mode: 0o644})
     }
+    // Nodes have no route to the host's DNS server: make lookups of unknown names fail at once
+    // (nothing listens on the node's own port 53) instead of timing out; names come from /etc/hosts.
+    await writeFile(join(etc, 'resolv.conf'), '# local node: no DNS server; names come from /etc/hosts\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n', {mode: 0o644})
     // The node is not a cloud machine: its agent must not install boot hooks on this host's systemd or cron.
     await writeFile(join(etc, 'nodeset', 'no-boot-hook'), 'local node: the local provider runs the agent at each start\n', {mode: 0o644})
     await writeFile(join(ssh, 'authorized_keys', 'root'), this.authorizedKeys.join('\n') + '\n', {mode: 0o644})

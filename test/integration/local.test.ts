@@ -13,6 +13,7 @@ import {hostVethName, namespaceName} from '../../src/providers/local-network.js'
 import {localProviderProblem, processAlive} from '../../src/providers/local-system.js'
 import {LocalProvider} from '../../src/providers/local.js'
 import type {NodeRecord, NodeRequest} from '../../src/providers/provider.js'
+import {processes} from '../helpers/sshd.js'
 
 const execFile = promisify(execFileCb)
 const problem = await localProviderProblem()
@@ -108,6 +109,10 @@ describe.runIf(mustRun)('local provider', () => {
 
     const banner = await ssh(app.address!, knownHosts.get(app.name)!, `bash -c 'exec 3<>/dev/tcp/${db.address}/22; head -c 8 <&3'`)
     expect(banner).toBe('SSH-2.0-')
+    // No DNS server reaches the nodes: an unknown name fails at once rather than after resolver timeouts.
+    const asked = Date.now()
+    expect(await ssh(app.address!, knownHosts.get(app.name)!, `getent hosts ${db.name} || echo unknown; getent hosts nothing.invalid || echo unknown`)).toBe('unknown\nunknown\n')
+    expect(Date.now() - asked).toBeLessThan(5000)
     // The host reaches them through the bridge, from the subnet's first address.
     expect(await ssh(app.address!, knownHosts.get(app.name)!, 'echo $SSH_CLIENT')).toMatch(/^10\.77\.11\.1 /)
   })
@@ -137,14 +142,15 @@ describe.runIf(mustRun)('local provider', () => {
     const listed = await provider.list(deployment)
     const pids = listed.flatMap((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}).split(/\s+/).filter(Boolean).map(Number))
     expect(pids.length).toBeGreaterThanOrEqual(4) // per node: sshd and the service the user data started
-    expect(execFileSync('pgrep', ['-f', `sleep ${SERVICE_MARK}`], {encoding: 'utf8'}).trim().split('\n')).toHaveLength(2)
+    const services = (): number[] => processes().filter((p) => p.commandLine === `sleep ${SERVICE_MARK}`).map((p) => p.pid)
+    expect(services()).toHaveLength(2)
     const bridge = provider.bridgeFor(deployment)
     expect(links()).toContain(bridge)
 
     await provider.destroy(listed)
 
     expect(pids.filter(processAlive)).toEqual([])
-    await expect(execFile('pgrep', ['-f', `sleep ${SERVICE_MARK}`])).rejects.toMatchObject({code: 1})
+    expect(services()).toEqual([])
     for (const n of requests) {
       expect(netnsList()).not.toContain(namespaceName(deployment, n.name))
       expect(links()).not.toContain(hostVethName(deployment, n.name))
