@@ -13,18 +13,6 @@ export function contentHash(text: string): string {
   return createHash('sha256').update(text).digest('hex')
 }
 
-/** Prints the recorded hash on the first line, then the recorded outputs. */
-export function recordedStateCommand(step: string): string {
-  return `cat ${stepFile(step, 'sha256')} 2>/dev/null; echo; cat ${stepFile(step, 'out')} 2>/dev/null; true`
-
-}
-
-export function parseRecordedState(stdout: string): {hash?: string; outputs: string} {
-  const newline = stdout.indexOf('\n')
-  const hash = (newline < 0 ? stdout : stdout.slice(0, newline)).trim()
-  return {hash: /^[0-9a-f]{64}$/.test(hash) ? hash : undefined, outputs: newline < 0 ? '' : stdout.slice(newline + 1)}
-}
-
 export interface StepEnv {
   deployment: string
   node: string
@@ -33,25 +21,29 @@ export interface StepEnv {
 }
 
 /**
- * Run an uploaded step script as root with $NODESET_OUTPUT; only a success records the hash and
- * the outputs, so a failed step runs again next time.
+ * One round trip per step: skip it when the node recorded the same hash (printing `marker` and the
+ * recorded outputs), else take the script from stdin, run it as root with $NODESET_OUTPUT, and only on
+ * success record the hash and the outputs, so a failed step runs again next time.
  */
-export function runStepCommand(step: string, hash: string, env: StepEnv): string {
+export function stepCommand(step: string, hash: string, env: StepEnv, opts: {force: boolean; marker: string}): string {
   const script = stepFile(step, 'sh')
   const fresh = stepFile(step, 'out.new')
+  const out = stepFile(step, 'out')
+  const recorded = stepFile(step, 'sha256')
   const vars = {NODESET_OUTPUT: fresh, NODESET_DEPLOYMENT: env.deployment, NODESET_NODE: env.node, NODESET_ROLE: env.role, NODESET_SERVICE: env.service}
   const assignments = Object.entries(vars)
     .map(([k, v]) => `${k}=${shellQuote(v)}`)
     .join(' ')
-  return [
-    `umask 077`,
-    `: > ${fresh}`,
-    `cd /`,
-    `env ${assignments} sh ${script}`,
-    `mv ${fresh} ${stepFile(step, 'out')}`,
-    `printf '%s\\n' ${shellQuote(hash)} > ${stepFile(step, 'sha256')}`,
-  ].join(' && ')
+  const skip = opts.force ? '' : `if [ "$(cat ${recorded} 2>/dev/null)" = ${shellQuote(hash)} ] && [ -e ${out} ]; then printf '%s\n' ${shellQuote(opts.marker)}; cat ${out}; exit 0; fi; `
+  return (
+    `umask 077; mkdir -p ${STEPS_DIR} || exit 1; ${skip}` +
+    `cat > ${script}.new && mv -f ${script}.new ${script} && : > ${fresh} && cd / && ` +
+    `env ${assignments} sh ${script} < /dev/null && mv -f ${fresh} ${out} && printf '%s\n' ${shellQuote(hash)} > ${recorded}`
+  )
 }
+
+/** The outputs a step recorded on its last success. */
+export const outputsCommand = (step: string): string => `cat ${stepFile(step, 'out')}`
 
 /** `key=value` lines → outputs; other lines are ignored, a later key wins. */
 export function parseOutputs(text: string): Record<string, string> {

@@ -15,7 +15,8 @@ import {extractRefs, missingValues, renderTemplate, type World} from '../plan/te
 import type {Plan, StepPlan} from '../plan/types.js'
 import type {NodeRecord} from '../providers/provider.js'
 import {type Catalog, isSecretName, TEMPLATES_DIR} from '../services/catalog.js'
-import {contentHash, parseOutputs, parseRecordedState, recordedStateCommand, runStepCommand, stepFile} from './commands.js'
+import {randomBytes} from 'node:crypto'
+import {contentHash, outputsCommand, parseOutputs, stepCommand} from './commands.js'
 import type {SshSession} from './ssh.js'
 import {renderHostsBlock, renderRoleMap, renderRolesJson, type RoleMember} from './wiring.js'
 
@@ -221,37 +222,45 @@ async function runStep(ctx: SetupContext, step: Step, world: World, list: RoleMe
     const ssh = await session(step.node)
     const script = renderStep(ctx, step, world, list)
     const hash = contentHash(script)
-    if (!ctx.force) {
-      const recorded = parseRecordedState((await ssh.exec(recordedStateCommand(step.name), {label: `${step.name} state`})).stdout)
-      if (recorded.hash === hash) {
-        const outputs = parseOutputs(recorded.outputs)
-        if (service) await publish(ctx, step, outputs, world, 0)
-        return finish('skipped', 'unchanged')
-      }
-    }
-    Object.assign(report, {message: 'running'})
-    emit(report)
-    if (service) await ctx.server.reportService(step.node, service, {state: 'running'})
+    const marker = `nodeset-unchanged-${randomBytes(8).toString('hex')}`
+    const role = world.nodes.find((n) => n.name === step.node)!.role
     fs.mkdirSync(path.dirname(logFile), {recursive: true, mode: 0o700})
     const log = fs.createWriteStream(logFile, {mode: 0o600})
     let output = ''
-    await ssh.upload(stepFile(step.name, 'sh'), script, 0o700)
-    const result = await ssh.exec(runStepCommand(step.name, hash, {deployment: ctx.plan.deployment, node: step.node, role: world.nodes.find((n) => n.name === step.node)!.role, service: step.name}), {
+    let running = false
+    let runningReport: Promise<unknown> = Promise.resolve()
+    const result = await ssh.exec(stepCommand(step.name, hash, {deployment: ctx.plan.deployment, node: step.node, role, service: step.name}, {force: ctx.force, marker}), {
       label: step.name,
+      stdin: script,
       timeoutMs: ctx.stepTimeoutMs,
       onOutput: (chunk) => {
+        if (!running && !output.startsWith(marker) && (output + chunk).length >= marker.length) {
+          running = !(output + chunk).startsWith(marker)
+          if (running) {
+            Object.assign(report, {message: 'running'})
+            emit(report)
+            if (service) runningReport = ctx.server.reportService(step.node, service, {state: 'running'}).catch(() => undefined)
+          }
+        }
         output += chunk
-        if (output.length > 65536) output = output.slice(-32768)
-        log.write(redact(chunk, ctx.secrets))
+        if (output.length > 65536 && running) output = output.slice(-32768)
+        if (running) log.write(redact(chunk, ctx.secrets))
       },
     })
     await new Promise((resolve) => log.end(resolve))
-    const tail = redact(output.trimEnd().split('\n').slice(-15).join('\n'), ctx.secrets)
+    await runningReport
+    if (result.code === 0 && result.stdout.startsWith(`${marker}\n`)) {
+      fs.rmSync(logFile, {force: true})
+      if (service) await publish(ctx, step, parseOutputs(result.stdout.slice(marker.length + 1)), world, 0)
+      return finish('skipped', 'unchanged')
+    }
+    if (!running) fs.writeFileSync(logFile, redact(result.stdout + result.stderr, ctx.secrets), {mode: 0o600})
+    const tail = redact((running ? output : result.stdout + result.stderr).trimEnd().split('\n').slice(-15).join('\n'), ctx.secrets)
     if (result.code !== 0) {
       if (service) await ctx.server.reportService(step.node, service, {state: 'failed', exitCode: result.code, message: tail.slice(-2000)})
       return finish('failed', `exit code ${result.code} (log: ${logFile})`, tail)
     }
-    const outputs = parseOutputs((await ssh.exec(`cat ${stepFile(step.name, 'out')}`)).stdout)
+    const outputs = service ? parseOutputs((await ssh.exec(outputsCommand(step.name))).stdout) : {}
     if (service) await publish(ctx, step, outputs, world, 0)
     finish('done', `done in ${((Date.now() - started) / 1000).toFixed(1)}s`)
   } catch (error) {
