@@ -252,6 +252,11 @@ class Hub {
     }
   }
 
+  /** Wake after the writer's own answer has gone out: a phone-home is not held up by the configs it completes. */
+  wakeSoon(name: string, ids: string[]): void {
+    setImmediate(() => this.wake(name, ids))
+  }
+
   forget(name: string): void {
     const old = this.deployments.get(name)
     if (old) for (const instance of old.allInstances()) this.tokens.delete(instance.tokenHash.toString('hex'))
@@ -312,11 +317,18 @@ function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, 
 function routes(app: FastifyInstance, hub: Hub): void {
   const {store} = hub
 
+  // Before the body is read: refuse blocked addresses, then check the token the route needs.
   app.addHook('onRequest', async (request, reply) => {
     const wait = hub.limiter.retryAfter(peerAddress(request), Date.now())
     if (wait > 0) {
       reply.code(429).header('retry-after', String(wait)).send({error: `too many failed authentications from this address; retry in ${wait} s`})
       return reply
+    }
+    const auth = (request.routeOptions.config as {auth?: 'admin' | 'instance'}).auth
+    if (auth === 'admin') hub.requireAdmin(request)
+    else if (auth === 'instance') {
+      const {dep, id} = ids(request.params, 'dep', 'id')
+      hub.requireInstance(request, dep, id)
     }
   })
 
@@ -336,41 +348,37 @@ function routes(app: FastifyInstance, hub: Hub): void {
 
   app.get('/healthz', async () => ({ok: true}))
 
-  app.put('/v1/deployments/:dep', {bodyLimit: 256 * 1024 * 1024}, async (request, reply) => {
+  app.put('/v1/deployments/:dep', {bodyLimit: 256 * 1024 * 1024, config: {auth: 'admin'}}, async (request, reply) => {
     const {dep} = ids(request.params, 'dep')
-    hub.requireAdmin(request)
     const plan = planRegistration(dep, request.body)
     const now = Date.now()
     const tokens = await store.write(
       (db) => writeRegistration(db, plan, now),
       () => hub.reload(dep, plan.analysis),
+      true,
     )
     reply.code(201)
     return {deployment: dep, tokens}
   })
 
-  app.get('/v1/deployments/:dep/status', async (request) => {
+  app.get('/v1/deployments/:dep/status', {config: {auth: 'admin'}}, async (request) => {
     const {dep} = ids(request.params, 'dep')
-    hub.requireAdmin(request)
     return hub.deployment(dep).status(Date.now())
   })
 
-  app.get('/v1/deployments/:dep/state', async (request) => {
+  app.get('/v1/deployments/:dep/state', {config: {auth: 'admin'}}, async (request) => {
     const {dep} = ids(request.params, 'dep')
-    hub.requireAdmin(request)
     return hub.deployment(dep).state()
   })
 
-  app.get('/v1/deployments/:dep/graph', async (request) => {
+  app.get('/v1/deployments/:dep/graph', {config: {auth: 'admin'}}, async (request) => {
     const {dep} = ids(request.params, 'dep')
-    hub.requireAdmin(request)
     const {vertices, edges} = hub.deployment(dep).analysis()
     return {vertices, edges}
   })
 
-  app.delete('/v1/deployments/:dep', async (request, reply) => {
+  app.delete('/v1/deployments/:dep', {config: {auth: 'admin'}}, async (request, reply) => {
     const {dep} = ids(request.params, 'dep')
-    hub.requireAdmin(request)
     hub.deployment(dep)
     const removed = await store.write(
       (db) => writes.deleteDeployment(db, dep),
@@ -380,9 +388,8 @@ function routes(app: FastifyInstance, hub: Hub): void {
     return reply.code(204).send()
   })
 
-  app.delete('/v1/deployments/:dep/instances/:id', async (request, reply) => {
+  app.delete('/v1/deployments/:dep/instances/:id', {config: {auth: 'admin'}}, async (request, reply) => {
     const {dep, id} = ids(request.params, 'dep', 'id')
-    hub.requireAdmin(request)
     hub.instance(dep, id)
     const removed = await store.write(
       (db) => writes.deleteInstance(db, dep, id),
@@ -392,9 +399,8 @@ function routes(app: FastifyInstance, hub: Hub): void {
     return reply.code(204).send()
   })
 
-  app.put('/v1/deployments/:dep/instances/:id/facts', async (request) => {
+  app.put('/v1/deployments/:dep/instances/:id/facts', {config: {auth: 'instance'}}, async (request) => {
     const {dep, id} = ids(request.params, 'dep', 'id')
-    hub.requireInstance(request, dep, id)
     const {facts} = body(factsRequestSchema, request.body, 'facts')
     if ('ip' in facts) throw new HttpError(400, 'do not send the fact "ip": the server records the address it sees the request come from')
     hub.instance(dep, id)
@@ -404,16 +410,15 @@ function routes(app: FastifyInstance, hub: Hub): void {
       (db) => writes.facts(db, dep, id, facts, address, now),
       (n) => {
         const deployment = hub.deployment(dep)
-        if (n > 0) hub.wake(dep, deployment.recordFacts(id, facts, address, now))
+        if (n > 0) hub.wakeSoon(dep, deployment.recordFacts(id, facts, address, now))
       },
     )
     if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
     return {deployment: dep, instance: id, ip: address}
   })
 
-  app.get('/v1/deployments/:dep/instances/:id/config', async (request, reply) => {
+  app.get('/v1/deployments/:dep/instances/:id/config', {config: {auth: 'instance'}}, async (request, reply) => {
     const {dep, id} = ids(request.params, 'dep', 'id')
-    hub.requireInstance(request, dep, id)
     const query = body(configQuerySchema, request.query, 'query')
     const wait = Math.min(Number(query.wait ?? 0), MAX_WAIT_SEC)
     let {deployment, instance} = hub.instance(dep, id)
@@ -426,9 +431,8 @@ function routes(app: FastifyInstance, hub: Hub): void {
     return sendConfig(reply, deployment.config(instance, service), deployment.roles().json)
   })
 
-  app.put('/v1/deployments/:dep/instances/:id/services/:svc', async (request) => {
+  app.put('/v1/deployments/:dep/instances/:id/services/:svc', {config: {auth: 'instance'}}, async (request) => {
     const {dep, id, svc} = ids(request.params, 'dep', 'id', 'svc')
-    hub.requireInstance(request, dep, id)
     const report = body(serviceReportSchema, request.body, 'service report')
     const {instance} = hub.instance(dep, id)
     const service = findService(instance, svc)
@@ -443,23 +447,21 @@ function routes(app: FastifyInstance, hub: Hub): void {
       (db) => writes.run(db, dep, id, svc, report, now),
       (n) => {
         const deployment = hub.deployment(dep)
-        if (n > 0) hub.wake(dep, deployment.recordRun(id, svc, report, now))
+        if (n > 0) hub.wakeSoon(dep, deployment.recordRun(id, svc, report, now))
       },
     )
     if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
     return {deployment: dep, instance: id, service: svc, state: report.state}
   })
 
-  app.get('/v1/deployments/:dep/instances/:id/roles', async (request, reply) => {
+  app.get('/v1/deployments/:dep/instances/:id/roles', {config: {auth: 'instance'}}, async (request, reply) => {
     const {dep, id} = ids(request.params, 'dep', 'id')
-    hub.requireInstance(request, dep, id)
     const {deployment} = hub.instance(dep, id)
     return reply.type('text/plain; charset=utf-8').send(deployment.roleMap())
   })
 
-  app.get('/v1/deployments/:dep/instances/:id/hosts', async (request, reply) => {
+  app.get('/v1/deployments/:dep/instances/:id/hosts', {config: {auth: 'instance'}}, async (request, reply) => {
     const {dep, id} = ids(request.params, 'dep', 'id')
-    hub.requireInstance(request, dep, id)
     const {deployment} = hub.instance(dep, id)
     return reply.type('text/plain; charset=utf-8').send(deployment.hostsBlock())
   })

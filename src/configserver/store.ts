@@ -92,13 +92,15 @@ export class Store {
   }
 
   /**
-   * Queue a write; it commits with the others of this turn. `op` runs inside the transaction
-   * (in a savepoint, so one failing op does not undo the others); `apply` runs after the commit.
+   * Queue a write; it commits with the others of this turn, and `apply` runs after the commit.
+   * A failing op never undoes the others: a single SQL statement fails alone, and an op of several
+   * statements (`several: true`) runs in its own savepoint.
    */
-  write<T>(op: (db: Db) => T, apply?: (result: T) => void): Promise<T> {
+  write<T>(op: (db: Db) => T, apply?: (result: T) => void, several = false): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the config server is shutting down'))
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({op, apply: apply as ((result: unknown) => void) | undefined, resolve: resolve as (value: unknown) => void, reject})
+      const run = several ? (db: Db) => db.transaction(op)(db) : op
+      this.queue.push({op: run, apply: apply as ((result: unknown) => void) | undefined, resolve: resolve as (value: unknown) => void, reject})
       if (!this.scheduled) {
         this.scheduled = true
         setImmediate(() => this.flush())
@@ -117,7 +119,7 @@ export class Store {
       this.db.transaction(() => {
         for (const item of batch) {
           try {
-            outcomes.push({ok: true, value: this.db.transaction(item.op)(this.db)})
+            outcomes.push({ok: true, value: item.op(this.db)})
           } catch (error) {
             outcomes.push({ok: false, error})
           }

@@ -62,6 +62,16 @@ describe('config server: who may do what', () => {
     expect((await i1.getConfig('I1', {service: 'S2'})).status).toBe(200)
   })
 
+  it('checks the token before reading the body', async () => {
+    const {s, tokens} = await seeded()
+    const junk = 'x'.repeat(2 * 1024 * 1024)
+    expect((await raw(s.url, '/v1/deployments/d4', {method: 'PUT', body: junk})).status).toBe(401)
+    expect((await raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', body: junk})).status).toBe(401)
+    expect((await raw(s.url, '/v1/deployments/d4', {method: 'PUT', body: junk, token: tokens.I1})).status).toBe(403)
+    // With the right token the same body is read, and refused for what it is.
+    expect((await raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', body: junk, token: tokens.I1})).status).toBe(413)
+  })
+
   it('never puts a token in an error message', async () => {
     const {s, tokens} = await seeded()
     const error = await failure(s.as('d4', tokens.I1).getConfig('I2'))
