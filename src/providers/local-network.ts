@@ -75,6 +75,17 @@ export function allocateAddress(subnet: Subnet, taken: Iterable<string>): string
   throw new Error(`subnet ${subnet.cidr} has no free address left for another node: give the deployment a larger subnet`)
 }
 
+/**
+ * The MAC address of the interface that has this IPv4 address: locally administered, made of the
+ * address itself (as Docker does). A node that gets an address another node had also gets its MAC,
+ * so the neighbour caches of the host and of the other nodes stay right.
+ */
+export function macForAddress(address: string): string {
+  const value = parseIpv4(address)
+  if (value === undefined) throw new Error(`${address} is not an IPv4 address`)
+  return ['02', '4e', ...formatIpv4(value).split('.').map((b) => Number(b).toString(16).padStart(2, '0'))].join(':')
+}
+
 function shortHash(text: string, length: number): string {
   return createHash('sha256').update(text).digest('hex').slice(0, length)
 }

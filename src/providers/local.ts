@@ -17,6 +17,7 @@ import {
   bridgeName,
   hostAddress,
   hostVethName,
+  macForAddress,
   namespaceName,
   networkOf,
   parseSubnet,
@@ -362,6 +363,8 @@ export class LocalProvider implements Provider {
         if (!(await tryRun(['ip', 'link', 'show', 'dev', bridge]))) throw error
       })
     }
+    // A fixed MAC: otherwise a bridge takes its ports' lowest one, which changes as nodes come and go.
+    await run(['ip', 'link', 'set', 'dev', bridge, 'address', macForAddress(this.hostAddress)])
     if (!mine?.addr_info?.some((a) => `${a.local}/${a.prefixlen}` === hostCidr)) {
       await run(['ip', 'addr', 'replace', hostCidr, 'dev', bridge])
     }
@@ -453,6 +456,7 @@ export class LocalProvider implements Provider {
     await run(['ip', 'link', 'set', s.hostVeth, 'master', s.bridge, 'up'])
     const inside = ['ip', '-n', s.namespace]
     await run([...inside, 'link', 'set', 'lo', 'up'])
+    await run([...inside, 'link', 'set', 'dev', 'eth0', 'address', macForAddress(s.address)])
     await run([...inside, 'addr', 'replace', `${s.address}/${parseSubnet(s.subnet).prefix}`, 'dev', 'eth0'])
     await run([...inside, 'link', 'set', 'eth0', 'up'])
     await run([...inside, 'route', 'replace', 'default', 'via', s.hostAddress, 'dev', 'eth0'])

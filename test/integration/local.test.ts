@@ -130,6 +130,20 @@ describe.runIf(mustRun)('local provider', () => {
     await expect(provider.create([{...requests[0], role: 'balancer'}])).rejects.toThrow(/already exists as appserver #1: destroy it before/)
   })
 
+  it('reaches at once a node that takes the address of a node just destroyed', async () => {
+    const app = nodes.get('app1.lt-pair.test')!
+    const reach = async (address: string): Promise<string> => ssh(app.address!, knownHosts.get(app.name)!, `bash -c 'exec 3<>/dev/tcp/${address}/22; head -c 8 <&3'`)
+    const [first] = await provider.create([{deployment, name: 'tmp1.lt-pair.test', role: 'worker', index: 1, userData: ''}])
+    expect(await reach(first.address!)).toBe('SSH-2.0-') // the host and the app now cache its MAC
+    await provider.destroy([first])
+    const started = Date.now()
+    const [second] = await provider.create([{deployment, name: 'tmp2.lt-pair.test', role: 'worker', index: 2, userData: ''}])
+    expect(second.address).toBe(first.address)
+    expect(await reach(second.address!)).toBe('SSH-2.0-')
+    expect(Date.now() - started).toBeLessThan(5000)
+    await provider.destroy([second])
+  })
+
   it('refuses a subnet that another interface of the host already uses', async () => {
     const other = new LocalProvider({subnet: '10.77.11.128/25', stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
     await expect(other.create([{deployment: 'lt-clash', name: 'x1', role: 'appserver', index: 1, userData: ''}])).rejects.toThrow(

@@ -6,6 +6,7 @@ import {
   formatIpv4,
   hostAddress,
   hostVethName,
+  macForAddress,
   namespaceName,
   networkOf,
   parseIpv4,
@@ -54,6 +55,19 @@ describe('subnets', () => {
         const t = networkOf(formatIpv4(y), q)!
         const contains = (n: typeof s, v: number): boolean => v >= n.base && v < n.base + 2 ** (32 - n.prefix)
         expect(subnetsOverlap(s, t)).toBe(contains(s, t.base) || contains(t, s.base))
+      }),
+    )
+  })
+})
+
+describe('MAC addresses', () => {
+  it('are made of the IPv4 address, locally administered, one per address', () => {
+    expect(macForAddress('10.77.0.2')).toBe('02:4e:0a:4d:00:02')
+    expect(macForAddress('192.168.255.1')).toBe('02:4e:c0:a8:ff:01')
+    fc.assert(
+      fc.property(fc.integer({min: 0, max: 2 ** 32 - 1}), fc.integer({min: 0, max: 2 ** 32 - 1}), (x, y) => {
+        expect(macForAddress(formatIpv4(x))).toMatch(/^02:4e(:[0-9a-f]{2}){4}$/)
+        expect(macForAddress(formatIpv4(x)) === macForAddress(formatIpv4(y))).toBe(x === y)
       }),
     )
   })
