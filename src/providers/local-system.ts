@@ -28,14 +28,10 @@ export class CommandError extends Error {
 }
 
 /** Run a command (no shell) and return its stdout; throws CommandError with its stderr. */
-export async function run(argv: string[], opts: {input?: string; timeoutMs?: number} = {}): Promise<string> {
+export async function run(argv: string[], opts: {timeoutMs?: number} = {}): Promise<string> {
   const [file, ...args] = argv
   try {
-    const child = execFileAsync(file, args, {env: SYSTEM_ENV, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024})
-    if (opts.input !== undefined) {
-      child.child.stdin?.end(opts.input)
-    }
-    const {stdout} = await child
+    const {stdout} = await execFileAsync(file, args, {env: SYSTEM_ENV, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024})
     return stdout
   } catch (error) {
     const e = error as {code?: number | string; stderr?: string; message: string}

@@ -158,7 +158,7 @@ export class LocalProvider implements Provider {
           }),
         ),
       )
-      if (failures.length > 0) await this.releaseDeployment(deployment)
+      if (failures.length > 0) await this.release(deployment)
     }
     if (failures.length > 0) throw new Error(`could not create ${failures.length} local node(s):\n  ${failures.join('\n  ')}`)
     const wanted = new Set(requests.map((r) => `${r.deployment}\0${r.name}`))
@@ -194,7 +194,7 @@ export class LocalProvider implements Provider {
         }),
       ),
     )
-    for (const deployment of new Set(nodes.map((n) => n.deployment))) await this.releaseDeployment(deployment)
+    for (const deployment of new Set(nodes.map((n) => n.deployment))) await this.release(deployment)
   }
 
   /** The node's SSH host public keys (`type base64`), read from its private /etc/ssh. */
@@ -371,8 +371,12 @@ export class LocalProvider implements Provider {
     await run(['ip', 'link', 'set', bridge, 'up'])
   }
 
-  /** Delete the deployment's bridge and directory once it has no node left; then the host directories. */
-  private async releaseDeployment(deployment: string): Promise<void> {
+  /**
+   * Delete the deployment's bridge and directory if it has no node left, then the host directories if
+   * no local node is left at all. destroy() calls it; call it after prepare() when no node was made.
+   */
+  async release(deployment: string): Promise<void> {
+    checkId('deployment', deployment)
     await withLock(this.deploymentLock(deployment), async () => {
       if ((await this.readStates(deployment)).length > 0) return
       const bridge = this.bridgeFor(deployment)

@@ -152,6 +152,16 @@ describe.runIf(mustRun)('local provider', () => {
     expect(existsSync(join(stateRoot, 'lt-clash'))).toBe(false)
   })
 
+  it('removes a prepared bridge that got no node', async () => {
+    const other = new LocalProvider({subnet: '10.77.13.0/24', stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
+    const {bridge, hostAddress} = await other.prepareNetwork('lt-empty')
+    expect(hostAddress).toBe('10.77.13.1')
+    expect(execFileSync('ip', ['-o', '-4', 'addr', 'show', 'dev', bridge], {encoding: 'utf8'})).toContain('10.77.13.1/24')
+    await other.release('lt-empty')
+    expect(links()).not.toContain(bridge)
+    expect(existsSync(join(stateRoot, 'lt-empty'))).toBe(false)
+  })
+
   it('destroys everything it made: processes, namespaces, links, bridge, overlays and files', async () => {
     const listed = await provider.list(deployment)
     const pids = listed.flatMap((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}).split(/\s+/).filter(Boolean).map(Number))
