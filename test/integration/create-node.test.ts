@@ -41,9 +41,11 @@ const namespaces = () => execFileSync('ip', ['netns', 'list'], {encoding: 'utf8'
 const result = (stdout: string) => JSON.parse(stdout.slice(stdout.lastIndexOf('{\n  "type": "result"'))) as {nodes: Array<{name: string; address: string; createdNow: boolean; phonedHome?: string}>}
 
 describe.runIf(mustRunLocalNodes())('create-node on local nodes', () => {
-  beforeAll(() => {
+  beforeAll(async () => {
     const problem = localNodesUnavailable()
     if (problem) throw new Error(`cannot run: ${problem}`)
+    // Start clean: nodes an interrupted earlier run left behind are found by the provider and removed.
+    await runCli(['destroy-node', scaled, '--yes'])
   })
   afterAll(async () => {
     await runCli(['destroy-node', scaled, '--yes'])

@@ -72,6 +72,8 @@ describe.runIf(mustRunLocalNodes())('setup-node on local nodes', () => {
   beforeAll(async () => {
     const problem = localNodesUnavailable()
     if (problem) throw new Error(`cannot run: ${problem}`)
+    // Start clean: nodes an interrupted earlier run left behind are found by the provider and removed.
+    await runCli(['destroy-node', broken, '--yes'])
     const created = await runCli(['create-node', base])
     expect(created.code, created.stderr).toBe(0)
   })
