@@ -246,7 +246,8 @@ export class LocalProvider implements Provider {
         if (known.role !== request.role || known.index !== request.index) {
           throw new Error(`local node ${request.name} already exists as ${known.role} #${known.index}: destroy it before creating it as ${request.role} #${request.index}`)
         }
-        plans.push({request, state: known, fresh: false})
+        // A creation that never finished (its process died) starts over with this request's user data.
+        plans.push({request, state: known, fresh: known.phase === 'creating' && !(await this.isRunning(known))})
         continue
       }
       const address = allocateAddress(this.subnet, taken)
