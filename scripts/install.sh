@@ -11,6 +11,7 @@ command -v unshare >/dev/null && command -v nsenter >/dev/null || need+=(util-li
 command -v ssh-keygen >/dev/null && command -v ssh >/dev/null || need+=(openssh-client)
 command -v nginx >/dev/null || need+=(nginx-light)
 command -v curl >/dev/null || need+=(curl)
+command -v wget >/dev/null || need+=(wget)
 command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
 command -v mariadb >/dev/null || command -v mysql >/dev/null || need+=(mariadb-client)
 command -v ansible-playbook >/dev/null || [ "${NODESET_WITH_ANSIBLE:-0}" != 1 ] || need+=(ansible)
