@@ -101,10 +101,14 @@ export class ConfigServerClient {
     return this.json('PUT', `${this.instancePath(id)}/facts`, {facts})
   }
 
-  /** The instance's configuration (or one service's); with `wait`, the server holds the answer until it is complete or `wait` seconds pass. */
-  async getConfig(id: string, opts: {service?: string; wait?: number} = {}): Promise<ConfigAnswer> {
+  /**
+   * The instance's configuration (or one service's); with `wait`, the server holds the answer until it
+   * is complete or `wait` seconds pass. `roles: false` leaves out the role map (`roles` is then `{}`).
+   */
+  async getConfig(id: string, opts: {service?: string; wait?: number; roles?: boolean} = {}): Promise<ConfigAnswer> {
     const query = new URLSearchParams()
     if (opts.service !== undefined) query.set('service', opts.service)
+    if (opts.roles === false) query.set('roles', 'false')
     if (opts.wait !== undefined) query.set('wait', String(opts.wait))
     const suffix = query.toString() ? `?${query}` : ''
     const answer = await this.call('GET', `${this.instancePath(id)}/config${suffix}`, undefined, [200, 202], (opts.wait ?? 0) * 1000)

@@ -51,6 +51,7 @@ const configQuerySchema = z
   .object({
     service: z.string().regex(ID_PATTERN, `service ${ID_RULE}`).optional(),
     wait: z.string().regex(/^\d{1,6}(\.\d{1,3})?$/, 'wait is a number of seconds').optional(),
+    roles: z.enum(['true', 'false'], 'roles is true or false').optional(),
   })
   .strict()
 
@@ -84,7 +85,6 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
     bodyLimit: 1024 * 1024,
     routerOptions: {maxParamLength: 2048},
     return503OnClosing: true,
-    forceCloseConnections: true,
     // Malformed URLs (bad percent-encoding, over-long ids) get the same {error} body as everything else.
     frameworkErrors: (error, _request, reply: FastifyReply) => {
       const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
@@ -304,6 +304,8 @@ function findService(instance: InstanceRecord, name: string): ServiceSpec {
   return service
 }
 
+const EMPTY_ROLES = Buffer.from('{}')
+
 /** A config body: the instance's part, then the deployment's shared `roles` JSON, which is not copied. */
 function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, roles: Buffer): FastifyReply {
   const head = Buffer.from(JSON.stringify(config).slice(0, -1) + ',"roles":')
@@ -428,7 +430,8 @@ function routes(app: FastifyInstance, hub: Hub): void {
       ;({deployment, instance} = hub.instance(dep, id))
       if (outcome === 'gone' && query.service !== undefined) service = findService(instance, query.service)
     }
-    return sendConfig(reply, deployment.config(instance, service), deployment.roles().json)
+    // `roles=false`: a client that fetches /roles and /hosts itself need not get the whole role map each time.
+    return sendConfig(reply, deployment.config(instance, service), query.roles === 'false' ? EMPTY_ROLES : deployment.roles().json)
   })
 
   app.put('/v1/deployments/:dep/instances/:id/services/:svc', {config: {auth: 'instance'}}, async (request) => {

@@ -9,7 +9,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
-import {serviceSpecSchema} from './protocol.js'
+import type {ServiceSpec} from './protocol.js'
 import type {DeploymentRecord, FactValue, Inputs, InstanceRecord, ServiceRun, ServiceState} from './model.js'
 
 const SCHEMA_VERSION = 1
@@ -170,7 +170,8 @@ export class Store {
       id: r.id,
       role: r.role,
       index: r.idx,
-      services: (JSON.parse(r.services) as unknown[]).map((s) => serviceSpecSchema.parse(s)),
+      // Stored as validated at registration, defaults filled in.
+      services: JSON.parse(r.services) as ServiceSpec[],
       tokenHash: r.token_hash,
       facts: JSON.parse(r.facts) as Record<string, FactValue>,
       ...(r.address === null ? {} : {address: r.address}),

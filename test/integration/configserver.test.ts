@@ -40,8 +40,11 @@ describe('config server: the seed 000 flow over real HTTP', () => {
     expect(answer.config.services.wordpress.params).toEqual({db_host: '127.0.0.7', site: 'blog'})
     expect(answer.config.roles).toEqual({'service:mysql': [{name: 'db.wp.test', ip: '127.0.0.7'}], appserver: [{name: 'app.wp.test'}]})
 
-    // The db's own config has nothing to wait for.
-    expect((await db.getConfig('db.wp.test')).status).toBe(200)
+    // The db's own config has nothing to wait for; it can do without the role map.
+    const dbConfig = await db.getConfig('db.wp.test', {roles: false})
+    expect(dbConfig.status).toBe(200)
+    expect(dbConfig.config.roles).toEqual({})
+    expect((await db.getConfig('db.wp.test')).config.roles['service:mysql']).toEqual([{name: 'db.wp.test', ip: '127.0.0.7'}])
   })
 
   it('answers a long-poll within 50 ms of the completing phone-home', async () => {

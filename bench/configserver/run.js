@@ -1,0 +1,305 @@
+// Config server benchmark (not a test). Needs `npm run build` first: it runs dist/.
+//
+//   node bench/configserver/run.js [--instances 10000] [--concurrency 64]
+//
+// 1. Phone-home throughput and latency of the config server (its own process, SQLite WAL with
+//    synchronous=FULL, request logging off) against a bare node:http server in its own process that
+//    reads the same request and answers a fixed JSON: the ratio is the cost of validation, auth,
+//    durable storage and resolution over plain HTTP on this machine.
+// 2. Every app long-polls its config; the db phones home; the time from that phone-home to each
+//    app's complete 200 (whole body received): p50 / p99 / last.
+import {spawn} from 'node:child_process'
+import fs from 'node:fs'
+import http from 'node:http'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {parseArgs} from 'node:util'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const root = path.resolve(here, '../..')
+const {values: args} = parseArgs({
+  options: {
+    instances: {type: 'string', default: '10000'},
+    concurrency: {type: 'string', default: '64'},
+    child: {type: 'string'},
+  },
+})
+
+const ms = (v) => `${v.toFixed(2)} ms`
+const children = []
+process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')))
+
+if (args.child) {
+  // A server child ends with the benchmark, even when the benchmark fails.
+  const stop = await (args.child === 'bare' ? bareServer() : configServer())
+  const end = async () => {
+    await stop()
+    process.exit(0)
+  }
+  process.stdin.on('end', end).resume()
+  process.on('SIGTERM', end)
+} else {
+  await main()
+}
+
+// --- the two servers, each run in its own process ---------------------------------------------
+
+async function bareServer() {
+  const answer = Buffer.from(JSON.stringify({deployment: 'bench', instance: 'app1', ip: '127.0.0.1'}))
+  const server = http.createServer((request, response) => {
+    const chunks = []
+    request.on('data', (c) => chunks.push(c))
+    request.on('end', () => {
+      JSON.parse(Buffer.concat(chunks).toString() || '{}')
+      response.writeHead(200, {'content-type': 'application/json; charset=utf-8', 'content-length': answer.length})
+      response.end(answer)
+    })
+  })
+  server.listen(0, '127.0.0.1', 4096, () => process.stdout.write(JSON.stringify({url: `http://127.0.0.1:${server.address().port}`}) + '\n'))
+  return async () => {
+    server.closeAllConnections()
+    server.close()
+  }
+}
+
+async function configServer() {
+  const entry = path.join(root, 'dist/configserver/server.js')
+  if (!fs.existsSync(entry)) throw new Error(`${entry} is missing: run npm run build first`)
+  const {startConfigServer} = await import(entry)
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-bench-cs-'))
+  const server = await startConfigServer({stateDir, logger: false})
+  process.stdout.write(JSON.stringify({url: server.url, adminToken: server.adminToken}) + '\n')
+  return async () => {
+    await server.close()
+    fs.rmSync(stateDir, {recursive: true, force: true})
+  }
+}
+
+function startChild(kind) {
+  const flags = kind === 'config' && process.env.NODESET_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NODESET_BENCH_PROFILE}`] : []
+  const child = spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), '--child', kind], {stdio: ['pipe', 'pipe', 'inherit']})
+  children.push(child)
+  return new Promise((resolve, reject) => {
+    let out = ''
+    child.stdout.on('data', (c) => {
+      out += c
+      if (out.includes('\n')) resolve({child, ...JSON.parse(out.split('\n')[0])})
+    })
+    child.on('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)))
+  })
+}
+
+// --- the client ---------------------------------------------------------------------------------
+
+function send(agent, url, method, pathname, token, body) {
+  const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body))
+  const target = new URL(url)
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        host: target.hostname,
+        port: target.port,
+        path: pathname,
+        method,
+        agent,
+        headers: {authorization: `Bearer ${token}`, ...(data ? {'content-type': 'application/json', 'content-length': data.length} : {})},
+      },
+      (response) => {
+        const chunks = []
+        response.on('data', (c) => chunks.push(c))
+        response.on('end', () => resolve({status: response.statusCode, body: Buffer.concat(chunks)}))
+      },
+    )
+    request.on('error', reject)
+    request.end(data)
+  })
+}
+
+/**
+ * `requests` (whole HTTP/1.1 requests, as bytes) over `concurrency` keep-alive connections, one in
+ * flight on each: each one's latency, and the wall time. A bare client over net, far cheaper per
+ * request than node:http, so that the servers and not the client set the pace.
+ */
+async function closedLoop(url, requests, concurrency) {
+  const {hostname, port} = new URL(url)
+  const latencies = new Float64Array(requests.length)
+  let next = 0
+  const started = performance.now()
+  await Promise.all(
+    Array.from({length: Math.min(concurrency, requests.length)}, () =>
+      new Promise((resolve, reject) => {
+        const socket = net.connect(Number(port), hostname)
+        socket.setNoDelay(true)
+        let pending = Buffer.alloc(0)
+        let current = -1
+        let sentAt = 0
+        const sendNext = () => {
+          if (next >= requests.length) return socket.end(), resolve()
+          current = next++
+          sentAt = performance.now()
+          socket.write(requests[current])
+        }
+        socket.on('connect', sendNext)
+        socket.on('data', (chunk) => {
+          pending = pending.length ? Buffer.concat([pending, chunk]) : chunk
+          const headEnd = pending.indexOf('\r\n\r\n')
+          if (headEnd < 0) return
+          const head = pending.toString('latin1', 0, headEnd)
+          const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN)
+          if (pending.length < headEnd + 4 + length) return
+          if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(`request ${current}: ${head.split('\r\n')[0]}`))
+          latencies[current] = performance.now() - sentAt
+          pending = pending.subarray(headEnd + 4 + length)
+          sendNext()
+        })
+        socket.on('error', reject)
+      }),
+    ),
+  )
+  return {latencies, seconds: (performance.now() - started) / 1000}
+}
+
+/** A PUT of facts as raw bytes. */
+function phoneHomeRequest(url, id, token, body) {
+  const data = JSON.stringify(body)
+  const {host} = new URL(url)
+  return Buffer.from(
+    `PUT /v1/deployments/bench/instances/${id}/facts HTTP/1.1\r\nHost: ${host}\r\nAuthorization: Bearer ${token}\r\n` +
+      `Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(data)}\r\n\r\n${data}`,
+  )
+}
+
+function summary(runs) {
+  const latencies = Float64Array.from(runs.flatMap((r) => [...r.latencies]))
+  const seconds = runs.reduce((sum, r) => sum + r.seconds, 0)
+  return {perSecond: latencies.length / seconds, seconds, p50: quantile(latencies, 0.5), p99: quantile(latencies, 0.99)}
+}
+
+function quantile(values, q) {
+  const sorted = Float64Array.from(values).sort()
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+}
+
+async function main() {
+  const n = Number(args.instances)
+  const concurrency = Number(args.concurrency)
+  const apps = Array.from({length: n - 1}, (_, i) => `app${i + 1}.bench.test`)
+  const facts = (id) => ({facts: {hostname: id.split('.')[0], private_ip: '10.1.2.3', ssh_host_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBench root@host']}})
+
+  console.log(`config server: ${n.toLocaleString('en')} instances (1 db, ${(n - 1).toLocaleString('en')} apps that use its ip); ${concurrency} connections; node ${process.version}, ${os.cpus().length} CPUs`)
+
+  const bare = await startChild('bare')
+  const server = await startChild('config')
+  const registration = {
+    instances: [
+      {id: 'db.bench.test', role: 'service:db', services: [{name: 'db', provides: ['password']}]},
+      ...apps.map((id) => ({id, role: 'appserver', services: [{name: 'app', params: {db_host: {template: '{{ip "service:db"}}'}, name: {value: id}}}]})),
+    ],
+  }
+  const adminAgent = new http.Agent({keepAlive: true})
+  const t = performance.now()
+  const registered = await send(adminAgent, server.url, 'PUT', '/v1/deployments/bench', server.adminToken, registration)
+  const registerMs = performance.now() - t
+  if (registered.status !== 201) throw new Error(`registration: HTTP ${registered.status} ${registered.body}`)
+  const {tokens} = JSON.parse(registered.body)
+
+  // Phone-homes, one per app, against both servers in turn, chunk by chunk, so that other work on
+  // the machine weighs on both alike. Warm both up first.
+  const bareRequests = apps.map((id) => phoneHomeRequest(bare.url, id, 'x'.repeat(43), facts(id)))
+  const configRequests = apps.map((id) => phoneHomeRequest(server.url, id, tokens[id], facts(id)))
+  await closedLoop(bare.url, bareRequests.slice(0, 1000), concurrency)
+  await closedLoop(server.url, configRequests.slice(0, 1000), concurrency)
+  const bareRuns = []
+  const configRuns = []
+  for (let start = 0; start < apps.length; start += 2000) {
+    bareRuns.push(await closedLoop(bare.url, bareRequests.slice(start, start + 2000), concurrency))
+    configRuns.push(await closedLoop(server.url, configRequests.slice(start, start + 2000), concurrency))
+  }
+  bare.child.kill('SIGTERM')
+  const baseline = summary(bareRuns)
+  const measured = summary(configRuns)
+
+  console.log(`\nregistration of ${n.toLocaleString('en')} instances (checks included): ${ms(registerMs)}`)
+  console.log('\nphone-home (PUT facts), one per app:')
+  console.log(`  ${'server'.padEnd(28)}${'req/s'.padStart(10)}${'p50'.padStart(12)}${'p99'.padStart(12)}`)
+  for (const [name, r] of [['bare node:http (fixed JSON)', baseline], ['nodeset config server', measured]]) {
+    console.log(`  ${name.padEnd(28)}${Math.round(r.perSecond).toLocaleString('en').padStart(10)}${ms(r.p50).padStart(12)}${ms(r.p99).padStart(12)}`)
+  }
+  console.log(`  ratio (bare / config server): throughput ${(baseline.perSecond / measured.perSecond).toFixed(2)}x, p50 ${(measured.p50 / baseline.p50).toFixed(2)}x, p99 ${(measured.p99 / baseline.p99).toFixed(2)}x`)
+
+  // Long-poll: every app waits for its config; the db phones home; each app's 200 is timed. First
+  // without the role map in each answer (?roles=false), then as the agent asks today, with it.
+  console.log(`\nlong-poll: ${apps.length.toLocaleString('en')} apps waiting (?wait=120), then the db phones home; time from that phone-home to each app's complete 200:`)
+  let dbToken = tokens['db.bench.test']
+  for (const withRoles of [false, true]) {
+    if (withRoles) {
+      // Forget the db and register it again: every app's config waits for its address once more.
+      if ((await send(adminAgent, server.url, 'DELETE', '/v1/deployments/bench/instances/db.bench.test', server.adminToken)).status !== 204) throw new Error('cannot forget the db')
+      const again = await send(adminAgent, server.url, 'PUT', '/v1/deployments/bench', server.adminToken, registration)
+      dbToken = JSON.parse(again.body).tokens['db.bench.test']
+    }
+    const round = await longPollRound(server, apps, tokens, withRoles, () => send(adminAgent, server.url, 'PUT', '/v1/deployments/bench/instances/db.bench.test/facts', dbToken, facts('db.bench.test')))
+    const label = withRoles ? 'with the role map (as the agent asks)' : 'without the role map (?roles=false)'
+    console.log(`  ${label.padEnd(40)} p50 ${ms(quantile(round.done, 0.5)).padStart(11)}, p99 ${ms(quantile(round.done, 0.99)).padStart(11)}, last ${ms(quantile(round.done, 1)).padStart(11)}  (db's PUT answered in ${ms(round.putMs)}; ${(round.bytes / 2 ** 20).toFixed(0)} MiB received)`)
+  }
+  const rolesBytes = JSON.stringify(JSON.parse((await send(adminAgent, server.url, 'GET', '/v1/deployments/bench/instances/app1.bench.test/config', server.adminToken)).body).roles).length
+  console.log(`  (the role map of ${n.toLocaleString('en')} instances is ${(rolesBytes / 1024).toFixed(0)} KiB, so with it the ${apps.length.toLocaleString('en')} answers carry ${((rolesBytes * apps.length) / 2 ** 30).toFixed(2)} GiB)`)
+
+  adminAgent.destroy()
+  server.child.kill('SIGTERM')
+}
+
+/** Every app long-polls; once all are waiting, `phoneHome` runs; resolves when every app has its complete config. */
+async function longPollRound(server, apps, tokens, withRoles, phoneHome) {
+  const agent = new http.Agent({keepAlive: false, maxSockets: Infinity})
+  const port = new URL(server.url).port
+  const done = new Float64Array(apps.length)
+  let bytes = 0
+  let sent = 0
+  let t0 = 0
+  const polls = []
+  for (let start = 0; start < apps.length; start += 500) {
+    for (let i = start; i < Math.min(start + 500, apps.length); i++) {
+      const id = apps[i]
+      polls.push(
+        new Promise((resolve, reject) => {
+          const path = `/v1/deployments/bench/instances/${id}/config?wait=120${withRoles ? '' : '&roles=false'}`
+          const request = http.request({host: '127.0.0.1', port, path, agent, headers: {authorization: `Bearer ${tokens[id]}`}}, (response) => {
+            // The app's own part comes first; the shared role map follows. Check the value and the
+            // length without parsing the whole body: the client must not be the bottleneck.
+            let head = ''
+            let length = 0
+            response.on('data', (c) => {
+              if (head.length < 4096) head += c.toString('utf8', 0, Math.min(c.length, 4096))
+              length += c.length
+            })
+            response.on('end', () => {
+              done[i] = performance.now() - t0
+              bytes += length
+              if (response.statusCode !== 200) return reject(new Error(`${id}: HTTP ${response.statusCode}`))
+              if (length !== Number(response.headers['content-length'])) return reject(new Error(`${id}: body cut short`))
+              if (!head.includes(`"instance":"${id}"`) || !head.includes('"db_host":"127.0.0.1"')) return reject(new Error(`${id}: db_host is not the db's address: ${head.slice(0, 300)}`))
+              resolve()
+            })
+          })
+          request.on('error', (error) => reject(new Error(`${id}: ${error.message}`)))
+          request.on('finish', () => sent++)
+          request.end()
+        }),
+      )
+    }
+    // Open connections 500 at a time, so the listen backlog never overflows.
+    while (sent < Math.min(start + 500, apps.length)) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+  // Let the server take in the last requests before the db phones home.
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  t0 = performance.now()
+  const phoned = await phoneHome()
+  const putMs = performance.now() - t0
+  if (phoned.status !== 200) throw new Error(`db phone-home: HTTP ${phoned.status}`)
+  await Promise.all(polls)
+  agent.destroy()
+  return {done, putMs, bytes}
+}
