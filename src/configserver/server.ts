@@ -66,6 +66,7 @@ type Params = Record<string, string>
 
 export async function startConfigServer(opts: ConfigServerOptions): Promise<RunningConfigServer> {
   const stateDir = path.resolve(opts.stateDir)
+  const tls = opts.tls ? {cert: pem(opts.tls.cert, 'certificate'), key: pem(opts.tls.key, 'key')} : undefined
   const store = new Store(stateDir)
   const adminTokenFile = opts.adminToken === undefined ? path.join(stateDir, 'admin-token') : undefined
   let adminToken: string
@@ -80,7 +81,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
 
   const app = Fastify({
     logger: loggerOptions(opts.logger),
-    ...(opts.tls ? {https: {cert: pem(opts.tls.cert), key: pem(opts.tls.key)}} : {}),
+    ...(tls ? {https: tls} : {}),
     trustProxy: opts.trustProxy ?? false,
     bodyLimit: 1024 * 1024,
     routerOptions: {maxParamLength: 2048},
@@ -122,8 +123,13 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
   }
 }
 
-function pem(value: string): string {
-  return value.includes('-----BEGIN') ? value : fs.readFileSync(value, 'utf8')
+function pem(value: string, what: string): string {
+  if (value.includes('-----BEGIN')) return value
+  try {
+    return fs.readFileSync(value, 'utf8')
+  } catch (error) {
+    throw new Error(`cannot read the TLS ${what} ${value}: ${(error as Error).message}`)
+  }
 }
 
 function loggerOptions(logger: boolean | object | undefined): boolean | object {
