@@ -11,11 +11,12 @@
  *   DELETE /v1/deployments/:dep/instances/:id        forget one instance               → 204
  * Instance routes (header `Authorization: Bearer <that instance's token>`; the admin token works too):
  *   PUT    /v1/deployments/:dep/instances/:id/facts  phone home: facts; the server records the peer address → 200
- *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS]
+ *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS][&roles=false]
  *          → 200 InstanceConfig (complete) | 202 InstanceConfig with `waiting` and Retry-After | 404 unknown instance
  *   PUT    /v1/deployments/:dep/instances/:id/services/:svc  ServiceReport (state, exit code, outputs) → 200
  *   GET    /v1/deployments/:dep/instances/:id/roles  text/plain: the role map (`renderRoleMap`, src/setup/wiring.ts)
  *   GET    /v1/deployments/:dep/instances/:id/hosts  text/plain: the managed /etc/hosts block (`renderHostsBlock`)
+ * `roles=false` leaves the role map out of the config (the agent fetches it as text anyway).
  * The two text routes exist so the agent, a POSIX sh script with curl, never has to parse JSON.
  */
 import {z} from 'zod'

@@ -62,7 +62,11 @@ export function analyze(instances: CheckInstance[]): Analysis {
   const vertices: string[] = []
   const byName = new Map(instances.map((i) => [i.id, i]))
   const byRole = new Map<string, CheckInstance[]>()
-  for (const i of instances) byRole.set(i.role, [...(byRole.get(i.role) ?? []), i])
+  for (const i of instances) {
+    const list = byRole.get(i.role)
+    if (list) list.push(i)
+    else byRole.set(i.role, [i])
+  }
   for (const list of byRole.values()) list.sort((a, b) => a.index - b.index)
   const targetsOf = (target: string): CheckInstance[] => byRole.get(target) ?? (byName.has(target) ? [byName.get(target)!] : [])
 

@@ -46,7 +46,7 @@ describe('renderUserData', () => {
   it('waits an hour by default and long-polls the config', () => {
     const script = renderUserData(base)
     expect(assigned(script, 'DEADLINE_SEC')).toBe('3600')
-    expect(script).toContain("request GET '/config?wait=60'")
+    expect(script).toContain("request GET '/config?wait=60&roles=false'")
     expect(script).toContain('/dev/urandom')
   })
 
