@@ -6,7 +6,7 @@ import {openConfigServer} from '../operator/connect.js'
 import {openDeployment} from '../operator/deployment.js'
 import {setupVars} from '../operator/setup.js'
 import {table} from '../plan/render.js'
-import {BASE_STEP, setupNodes, type StepReport, WIRING_STEP} from '../setup/runner.js'
+import {setupNodes, type StepReport} from '../setup/runner.js'
 import {connect} from '../setup/ssh.js'
 import {applyOperatorEtcHosts} from '../operator/etchosts.js'
 
@@ -80,4 +80,3 @@ A failing step is reported with the end of its output; what depends on it is "bl
   }
 }
 
-export const LAYERS = [BASE_STEP, WIRING_STEP]
