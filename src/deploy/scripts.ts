@@ -118,11 +118,6 @@ echo "staged ${s.id}"
  * ID, so "previous" stays the release that was active before it.
  */
 export function switchScript(app: string, id: string, direction: 'forward' | 'back'): string {
-  const history =
-    direction === 'forward'
-      ? `[ "$(tail -n 1 "$A/history")" = "$ID" ] || echo "$ID" >> "$A/history"`
-      : `awk -v id="$ID" '{ line[NR] = $0; if ($0 == id) last = NR } END { n = last ? last : NR; for (i = 1; i <= n; i++) print line[i]; if (!last) print id }' "$A/history" > "$A/history.new"
-mv -f "$A/history.new" "$A/history"`
   return `set -eu
 A=${shellQuote(appDir(app))}
 ID=${checkId(id)}
@@ -132,9 +127,16 @@ mv -f "$A/env.new" "$A/env"
 ln -sfn "releases/$ID" "$A/current.new"
 mv -fT "$A/current.new" "$A/current"
 touch "$A/history"
-${history}
+${historyUpdate(direction)}
 ${SUPERVISOR} restart ${checkApp(app)} < /dev/null
 `
+}
+
+/** The history change of an activation of $ID in $A (see switchScript). */
+export function historyUpdate(direction: 'forward' | 'back'): string {
+  if (direction === 'forward') return `[ "$(tail -n 1 "$A/history")" = "$ID" ] || echo "$ID" >> "$A/history"`
+  return `awk -v id="$ID" '{ line[NR] = $0; if ($0 == id) last = NR } END { n = last ? last : NR; for (i = 1; i <= n; i++) print line[i]; if (!last) print id }' "$A/history" > "$A/history.new"
+mv -f "$A/history.new" "$A/history"`
 }
 
 /** Undo the first activation of an app on a node (nothing was active before it): stop it, unset current. */
