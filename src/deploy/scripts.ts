@@ -24,6 +24,8 @@ export const APP_LOG_DIR = '/var/log/nodeset/apps'
 export const MYSQL_APP_SECRETS = '/var/lib/nodeset/mysql/apps'
 /** The user apps and their hooks run as. */
 export const APP_USER = 'nobody'
+/** The line of nodeset-app that says it runs apps the way these scripts expect. */
+export const SUPERVISOR_PROTOCOL = '# nodeset-app protocol 1 (what `nodeset update` checks for before it stages a release)'
 
 export const appDir = (app: string): string => posix.join(APPS_DIR, checkApp(app))
 export const dataDir = (app: string): string => posix.join(appDir(app), 'data')
@@ -84,6 +86,10 @@ export function stageScript(s: StageInput): string {
   if (!/^[0-9a-f]{64}$/.test(s.sha256)) throw new Error('sha256 must be 64 hex digits')
   return `set -eu
 umask 022
+if ! grep -qxF ${shellQuote(SUPERVISOR_PROTOCOL)} ${SUPERVISOR} 2>/dev/null; then
+  echo "${SUPERVISOR} on this node cannot run apps yet, or is older than this nodeset: run nodeset setup-node, then update again" >&2
+  exit 1
+fi
 A=${shellQuote(A)}
 R=${shellQuote(R)}
 ARCHIVE=${shellQuote(archive)}

@@ -10,6 +10,11 @@ import {activationSteps, revertSteps, rolloutBatches} from '../../src/deploy/rol
 import {
   balancerCommand,
   baseEnv,
+  deactivateScript,
+  healthScript,
+  listScript,
+  pruneScript,
+  SUPERVISOR_PROTOCOL,
   envFile,
   historyUpdate,
   hookScript,
@@ -206,6 +211,36 @@ describe('scripts for the nodes', () => {
     expect(script).toContain("CREATE USER IF NOT EXISTS 'hello'@'%' IDENTIFIED BY '$PW';")
     expect(script).toContain('GRANT ALL PRIVILEGES ON \\`hello\\`.* TO')
     expect(() => mysqlPrepareScript({app: 'hello', newPassword: "x' OR 1", port: '3306', adminUser: 'a', adminPassword: 'b'})).toThrow(/letters and digits/)
+  })
+})
+
+describe('the scripts, as sh reads them', () => {
+  const templates = path.resolve(__dirname, '../../templates/services')
+  const syntax = (name: string, script: string) => {
+    const file = path.join(work, `${name}.sh`)
+    fs.writeFileSync(file, script)
+    execFileSync('/bin/sh', ['-n', file])
+  }
+
+  it('are valid POSIX sh, every one of them', () => {
+    syntax('stage', stageScript({app: 'hello', id: R1, sha256: 'f'.repeat(64), createdAt: new Date(), command: 'node server.js', healthCheck: '/health', env: {PORT: '8080'}}))
+    syntax('forward', switchScript('hello', R1, 'forward'))
+    syntax('back', switchScript('hello', R1, 'back'))
+    syntax('deactivate', deactivateScript('hello', R1))
+    syntax('health', healthScript({app: 'hello', port: 8080, path: '/health', timeoutSec: 5}))
+    syntax('hook', hookScript({app: 'hello', port: 8080, requestTimeoutSec: 5, steps: [{kind: 'request', path: '/a'}, {kind: 'command', command: 'true'}]}))
+    syntax('list', listScript('hello'))
+    syntax('prune', pruneScript('hello', [R1, R2]))
+    syntax('mysql', mysqlPrepareScript({app: 'hello', newPassword: generatePassword(), port: '3306', adminUser: 'nodeset', adminPassword: 'x'}))
+    syntax('nodeset-app', fs.readFileSync(path.join(templates, 'appserver/app-supervisor.hbs'), 'utf8'))
+    syntax('nodeset-balancer', fs.readFileSync(path.join(templates, 'balancer/balancer-control.hbs'), 'utf8'))
+  })
+
+  it('find the nodeset-app they expect: the supervisor says its protocol, and has no handlebars in it', () => {
+    const supervisor = fs.readFileSync(path.join(templates, 'appserver/app-supervisor.hbs'), 'utf8')
+    expect(supervisor.split('\n')).toContain(SUPERVISOR_PROTOCOL)
+    expect(supervisor).not.toContain('{{')
+    expect(fs.readFileSync(path.join(templates, 'balancer/balancer-control.hbs'), 'utf8')).not.toContain('{{')
   })
 })
 
