@@ -1,15 +1,14 @@
 import {Args, Flags} from '@oclif/core'
-import {NodesetCommand} from '../cli/base.js'
+import {NodesetCommand, UserError} from '../cli/base.js'
 import {openDeployment} from '../operator/deployment.js'
 import {connectDeployment} from '../deploy/context.js'
 import {RELEASE_ID_PATTERN} from '../deploy/release.js'
 import {deployOutcomes, deployTable, withAppContext} from '../deploy/run.js'
 import {failureSummary, rollbackApp} from '../deploy/update.js'
 import {rolloutFlags} from './update.js'
-import {UserError} from '../cli/base.js'
 
 export default class Rollback extends NodesetCommand {
-  static summary = "Go back to an earlier release of an app, staged like an update (the migration hook does not run)."
+  static summary = 'Go back to an earlier release of an app, staged like an update (the migration hook does not run).'
   static description = `By default each appserver goes back to the release it ran before its current one (they must agree);
 --to ID picks any release \`nodeset releases\` lists on every appserver. The first appserver switches
 alone, then the rest --batch-size at a time, each out of the balancer's rotation while it switches and
