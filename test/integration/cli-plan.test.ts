@@ -50,7 +50,7 @@ describe('nodeset plan and graph, as a user runs them', () => {
   it('never prints a secret, in text or JSON', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-cli-'))
     fs.writeFileSync(path.join(dir, 'secret.txt'), 'file-secret-value\n')
-    fs.writeFileSync(path.join(dir, 's.conf'), '[general]\nname = s\n[provider]\nprovider = local\nsecret_file = secret.txt\n[service:mysql]\nmysql.admin_password = inline-pass-value\n[appserver]\nappserver.user = inline-pass-value\n')
+    fs.writeFileSync(path.join(dir, 's.conf'), '[general]\nname = s\n[provider]\nprovider = local\nsecret_file = secret.txt\n[service:mysql]\nmysql.admin_password = inline-pass-value\n[appserver]\nappserver.port = inline-pass-value\n')
     for (const args of [['plan', path.join(dir, 's.conf')], ['plan', path.join(dir, 's.conf'), '--json'], ['graph', path.join(dir, 's.conf'), '--format', 'json']]) {
       const {code, stdout, stderr} = await run(args)
       expect(code).toBe(0)
