@@ -6,7 +6,7 @@ import {openConfigServer} from '../operator/connect.js'
 import {openDeployment} from '../operator/deployment.js'
 import {setupVars} from '../operator/setup.js'
 import {table} from '../plan/render.js'
-import {setupNodes, type StepReport} from '../setup/runner.js'
+import {setupNodes, StepMatrix, type StepReport} from '../setup/runner.js'
 import {connect} from '../setup/ssh.js'
 import {applyOperatorEtcHosts} from '../operator/etchosts.js'
 
@@ -37,6 +37,7 @@ A failing step is reported with the end of its output; what depends on it is "bl
     this.secrets.push(server.adminToken)
     const items = plan.nodes.map((n) => n.name)
     const progress = progressView(items, {json: flags.json, secrets: this.secrets})
+    const matrix = new StepMatrix(plan.nodes.map((n) => ({node: n.name, steps: ['base', 'wiring', ...n.services]})))
     let reports: StepReport[]
     try {
       reports = await setupNodes({
@@ -53,8 +54,7 @@ A failing step is reported with the end of its output; what depends on it is "bl
         secrets: this.secrets,
         onEvent: (e) => {
           progress.event({...e})
-          if (e.status === 'running' || e.status === 'waiting') progress.update(e.node, `${e.step}: ${e.message ?? e.status}`)
-          else progress.update(e.node, `${e.step}: ${e.status}${e.message ? ` (${e.message})` : ''}`)
+          progress.update(e.node, matrix.record(e.node, e.step, e.status, e.message))
         },
       })
       for (const node of items) {

@@ -73,6 +73,26 @@ interface Step {
 
 const key = (node: string, step: string): string => `${node}/${step}`
 
+const MARK: Record<StepStatus, string> = {waiting: '·', running: '…', skipped: '=', done: '✓', failed: '✗', blocked: '⊘'}
+
+/** One line per node with every step and its state, `base ✓  wiring ✓  mysql …`: the node × step view. */
+export class StepMatrix {
+  private readonly states = new Map<string, Map<string, {status: StepStatus; message?: string}>>()
+
+  constructor(nodes: Array<{node: string; steps: string[]}>) {
+    for (const {node, steps} of nodes) this.states.set(node, new Map(steps.map((s) => [s, {status: 'waiting' as StepStatus}])))
+  }
+
+  /** Record a step's state; returns the node's line. */
+  record(node: string, step: string, status: StepStatus, message?: string): string {
+    const steps = this.states.get(node)
+    steps?.set(step, {status, message})
+    const cells = [...(steps ?? [])].map(([name, s]) => `${name} ${MARK[s.status]}`).join('  ')
+    const detail = status === 'running' || status === 'failed' || status === 'blocked' ? `  (${step}: ${message ?? status})` : ''
+    return cells + detail
+  }
+}
+
 function buildSteps(plan: Plan): Step[] {
   const steps: Step[] = []
   for (const node of plan.nodes) {
@@ -217,7 +237,7 @@ async function runStep(ctx: SetupContext, step: Step, world: World, list: RoleMe
     emit(report)
   }
   try {
-    Object.assign(report, {status: 'running', message: 'connecting'})
+    Object.assign(report, {status: 'running', message: 'starting'})
     emit(report)
     const ssh = await session(step.node)
     const script = renderStep(ctx, step, world, list)
