@@ -9,8 +9,7 @@ import {rolloutFlags} from './update.js'
 
 export default class Rollback extends NodesetCommand {
   static summary = 'Go back to an earlier release of an app, staged like an update (the migration hook does not run).'
-  static description = `By default each appserver goes back to the release it ran before its current one (they must agree);
---to ID picks any release \`nodeset releases\` lists on every appserver. The first appserver switches
+  static description = `By default each appserver goes back to the release it ran before its current one (they must agree); --to ID picks any release \`nodeset releases\` lists on every appserver. The first appserver switches
 alone, then the rest --batch-size at a time, each out of the balancer's rotation while it switches and
 back in once healthy. If one fails, every appserver that switched returns to what it ran.
 

@@ -11,10 +11,7 @@ import {rolloutFlags} from './update.js'
 
 export default class Up extends NodesetCommand {
   static summary = 'Create the nodes, set them up and deploy the apps: create-node, setup-node and update in one go.'
-  static description = `Runs what create-node, setup-node and update do, in that order, and stops at the first phase that
-fails. Every phase is idempotent: run it again after fixing the cause and finished work is skipped.
-Every APP_DIR's app.ini is checked before anything is created. Ends with the URL to open: the
-balancer's, or each appserver's without one.`
+  static description = `Runs what create-node, setup-node and update do, in that order, and stops at the first phase that fails. Every phase is idempotent: run it again after fixing the cause and finished work is skipped. Every APP_DIR's app.ini is checked before anything is created. Ends with the URL to open: the balancer's, or each appserver's without one.`
   static examples = ['<%= config.bin %> up examples/local.conf examples/hello-app', '<%= config.bin %> up foobar.conf blog/ shop/ --json']
   static strict = false
   static args = {

@@ -14,15 +14,7 @@ export const rolloutFlags = {
 
 export default class Update extends NodesetCommand {
   static summary = 'Deploy a new release of an app to its appservers, staged and reversible.'
-  static description = `APP_DIR holds the app and its app.ini. The app goes to the appservers whose locations name its
-app_name. In order:
-  1. the services it needs are prepared (for mysql: a database and a user named after the app);
-  2. the release (a tar of APP_DIR, sha256 checked on arrival) is staged on every appserver, not active;
-  3. the first appserver is taken out of the balancer's rotation, switched, restarted and
-     health-checked; the app's update_fetch (its migration hook) runs there, once; it goes back in;
-  4. the other appservers follow, --batch-size at a time, each out of rotation while it switches.
-When any step fails, every appserver that switched goes back to the release it ran, the same way, and
-the command exits 1 saying what failed where. Old releases beyond keep_releases are deleted.
+  static description = `APP_DIR holds the app and its app.ini. The app goes to the appservers whose locations name its app_name. In order:   1. the services it needs are prepared (for mysql: a database and a user named after the app);   2. the release (a tar of APP_DIR, sha256 checked on arrival) is staged on every appserver, not active;   3. the first appserver is taken out of the balancer's rotation, switched, restarted and      health-checked; the app's update_fetch (its migration hook) runs there, once; it goes back in;   4. the other appservers follow, --batch-size at a time, each out of rotation while it switches. When any step fails, every appserver that switched goes back to the release it ran, the same way, and the command exits 1 saying what failed where. Old releases beyond keep_releases are deleted.
 
 A bad app.ini is refused with file:line and a hint (exit code 2); nothing is changed.`
   static examples = ['<%= config.bin %> update examples/hello-app examples/local.conf', '<%= config.bin %> update blog/ foobar.conf --batch-size 3 --json']
