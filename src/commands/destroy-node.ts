@@ -5,10 +5,13 @@ import {NodesetCommand, UserError} from '../cli/base.js'
 import {openConfigServer} from '../operator/connect.js'
 import {openDeployment} from '../operator/deployment.js'
 import {destroyNodes} from '../operator/nodes.js'
+import {applyOperatorEtcHosts, hasHostsBlock} from '../operator/etchosts.js'
+import {rewire} from '../operator/rewire.js'
+import type {StepReport} from '../setup/runner.js'
 
 export default class DestroyNode extends NodesetCommand {
   static summary = 'Terminate nodes, and forget them in the config server, the hosts maps and the pinned host keys.'
-  static description = `Without NODE names, every node of the deployment (planned or not) is destroyed. Asks first unless --yes. Run setup-node afterwards to rewire the remaining nodes (role maps, hosts, balancer).`
+  static description = `Without NODE names, every node of the deployment (planned or not) is destroyed. Asks first unless --yes. The nodes that stay are rewired at once: their role maps and hosts blocks (and this machine's, when it has the block) forget the destroyed ones; run setup-node to update services that depend on membership, such as the balancer.`
   static examples = ['<%= config.bin %> destroy-node examples/local.conf --yes', '<%= config.bin %> destroy-node foobar.conf app3.foobar.com']
   static strict = false
   static args = {file: Args.string({description: 'The nodeset file.', required: true}), node: Args.string({description: 'Node names (default: all).', required: false})}
@@ -37,12 +40,23 @@ export default class DestroyNode extends NodesetCommand {
     const {operatorAddress} = await deployment.prepare()
     const server = await openConfigServer(deployment.nodeset, deployment.workspace, operatorAddress)
     this.secrets.push(server.adminToken)
+    const remaining = records.filter((r) => !targets.includes(r))
+    let rewired: StepReport[] = []
     try {
       await destroyNodes({provider: deployment.provider, server: server.client, hostKeys: deployment.hostKeys}, targets)
+      // The nodes that stay forget the destroyed ones: role maps and hosts blocks, here and on them.
+      if (remaining.length > 0) rewired = await rewire(deployment, server.client, remaining, this.secrets)
+      if (hasHostsBlock(deployment.result.plan.deployment)) applyOperatorEtcHosts(deployment.result.plan.deployment, (await server.client.state()).instances)
     } finally {
       await server.close()
     }
-    if (flags.json) return this.printJson({destroyed: targets.map((t) => t.name)})
-    this.print(`destroyed ${targets.map((t) => t.name).join(', ')}`)
+    const failed = rewired.filter((r) => r.status === 'failed')
+    if (flags.json) this.printJson({destroyed: targets.map((t) => t.name), rewired: rewired.map((r) => ({node: r.node, status: r.status, message: r.message}))})
+    else {
+      this.print(`destroyed ${targets.map((t) => t.name).join(', ')}`)
+      if (rewired.length) this.print(`rewired ${rewired.filter((r) => r.status !== 'failed').map((r) => r.node).join(', ') || 'no node'}`)
+      for (const r of failed) this.note(`could not rewire ${r.node}: ${r.message}; run nodeset setup-node ${args.file}`)
+    }
+    if (failed.length) this.exit(1)
   }
 }

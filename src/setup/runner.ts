@@ -61,6 +61,8 @@ export interface SetupContext {
   onEvent?(event: SetupEvent): void
   /** Longest a step may run. */
   stepTimeoutMs?: number
+  /** Only rewire: run the wiring step on the nodes that exist (after nodes were destroyed). */
+  wiringOnly?: boolean
 }
 
 interface Step {
@@ -117,8 +119,9 @@ export function worldFrom(plan: Plan, state: DeploymentState): World {
   }
 }
 
+/** The nodes that have phoned home, with their addresses: what role maps and hosts blocks list. */
 export function members(world: World): RoleMember[] {
-  return world.nodes.map((n) => ({name: n.name, role: n.role, index: n.index, ip: typeof n.facts.ip === 'string' ? n.facts.ip : undefined}))
+  return world.nodes.filter((n) => typeof n.facts.ip === 'string').map((n) => ({name: n.name, role: n.role, index: n.index, ip: n.facts.ip as string}))
 }
 
 /** The wiring step's script: role map, roles.json, and the managed block of /etc/hosts. */
@@ -144,9 +147,9 @@ export async function setupNodes(ctx: SetupContext): Promise<StepReport[]> {
   const state = await ctx.server.state()
   const world = worldFrom(plan, state)
   const list = members(world)
-  const notHome = list.filter((m) => !m.ip).map((m) => m.name)
   const records = new Map(ctx.records.map((r) => [r.name, r]))
-  const steps = buildSteps(plan)
+  const notHome = ctx.wiringOnly ? [] : plan.nodes.map((n) => n.name).filter((name) => !list.some((m) => m.name === name))
+  const steps = ctx.wiringOnly ? plan.nodes.filter((n) => records.has(n.name)).map((n): Step => ({node: n.name, name: WIRING_STEP, needs: []})) : buildSteps(plan)
   const reports = new Map<string, StepReport>(steps.map((s) => [key(s.node, s.name), {node: s.node, step: s.name, status: 'waiting'}]))
   const emit = (report: StepReport) => ctx.onEvent?.({type: 'step', node: report.node, step: report.step, status: report.status, message: report.message})
   const sessions = new Map<string, Promise<SshSession>>()

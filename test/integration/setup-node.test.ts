@@ -174,4 +174,20 @@ describe.runIf(mustRunLocalNodes())('setup-node on local nodes', () => {
       fs.writeFileSync(knownHosts, original)
     }
   })
+
+  it('destroying a node rewires the nodes that stay', async () => {
+    await runCli(['setup-node', broken]) // its failing service fails again; the wiring lists broken1 everywhere
+    const before = await sshRun(workspace, APP(1), 'cat /etc/nodeset/roles /etc/hosts')
+    expect(before.stdout).toContain('broken1.setup.test')
+    const destroyed = await runCli(['destroy-node', broken, 'broken1.setup.test', '--yes', '--json'])
+    expect(destroyed.code, destroyed.stderr).toBe(0)
+    const report = JSON.parse(destroyed.stdout)
+    expect(report.destroyed).toEqual(['broken1.setup.test'])
+    expect(report.rewired.map((r: {node: string}) => r.node).sort()).toEqual(['app1.setup.test', 'app2.setup.test', 'app3.setup.test', 'balancer.setup.test', 'mysql.setup.test'])
+    for (const address of [APP(1), '10.81.0.4']) {
+      const after = await sshRun(workspace, address, 'cat /etc/nodeset/roles /etc/hosts')
+      expect(after.stdout).not.toContain('broken1')
+      expect(after.stdout).toContain('appserver = app3.setup.test')
+    }
+  })
 })
