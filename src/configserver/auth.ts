@@ -2,6 +2,11 @@
  * Tokens and who holds them. Tokens are 32 random bytes (base64url); the server keeps only their
  * SHA-256 and compares hashes in constant time. Repeated failures from one address are refused
  * for a while (429), so tokens cannot be guessed at network speed.
+ *
+ * An instance starts with a bootstrap token (from registration, carried in its user data, which any
+ * process on the node can read). Its first phone-home exchanges it for a node token that only the
+ * agent keeps; from then on the bootstrap token is refused, except for a retried phone-home whose
+ * answer was lost (see `bootstrapUse`).
  */
 import {createHash, randomBytes, timingSafeEqual} from 'node:crypto'
 import fs from 'node:fs/promises'
@@ -13,6 +18,32 @@ export const hashToken = (token: string): Buffer => createHash('sha256').update(
 
 export function sameHash(a: Buffer, b: Buffer): boolean {
   return a.length === b.length && timingSafeEqual(a, b)
+}
+
+/** How long after the exchange a retried phone-home may still use the bootstrap token (default). */
+export const EXCHANGE_GRACE_MS = 10 * 60_000
+
+export const EXCHANGED_MESSAGE = 'this bootstrap token was exchanged; use the node token stored on the node'
+export const EXCHANGED_HINT =
+  'the agent keeps it in /var/lib/nodeset/token; a node that lost it needs new tokens: recreate it (nodeset create-node)'
+
+/** Where an instance's tokens stand: the exchange time and the node token's first use (epoch ms). */
+export interface ExchangeState {
+  exchangedAt?: number
+  nodeTokenUsedAt?: number
+}
+
+/**
+ * What a phone-home with the bootstrap token does: exchange it for a node token, or exchange it again
+ * (the answer that carried the node token was lost: only its hash is kept, so it cannot be sent twice;
+ * a new one replaces it), or nothing but a 401. The retry is allowed only within `graceMs` of the
+ * exchange and only while the node token is unused: once the node has proved it holds the node token,
+ * the bootstrap token is dead.
+ */
+export function bootstrapUse(state: ExchangeState, now: number, graceMs = EXCHANGE_GRACE_MS): 'exchange' | 'exchange again' | 'refuse' {
+  if (state.exchangedAt === undefined) return 'exchange'
+  if (state.nodeTokenUsedAt === undefined && now - state.exchangedAt < graceMs) return 'exchange again'
+  return 'refuse'
 }
 
 /** The token of an `Authorization: Bearer …` header, if well formed. */

@@ -1,12 +1,13 @@
 /**
  * A typed client of the config server, for the CLI and the tests. One client speaks for one
- * deployment with one token (the admin token, or an instance's). Errors carry the HTTP status and
- * the server's message, never the token.
+ * deployment with one token (the admin token, or an instance's). An instance's client starts with
+ * its bootstrap token and, when a phone-home exchanges it, goes on with the node token it got.
+ * Errors carry the HTTP status and the server's message, never the token.
  */
 import http from 'node:http'
 import https from 'node:https'
 import type {Diagnostic} from '../core/diagnostics.js'
-import type {DeploymentState, DeploymentStatus, FactsRequest, InstanceConfig, RegisterRequest, RegisterResponse, ServiceReport} from './protocol.js'
+import type {DeploymentState, DeploymentStatus, FactsRequest, FactsResponse, InstanceConfig, RegisterRequest, RegisterResponse, ServiceReport} from './protocol.js'
 import type {EdgeLabel} from '../plan/check.js'
 import type {Edge} from '../plan/graph.js'
 
@@ -57,8 +58,11 @@ interface Answer {
 export class ConfigServerClient {
   private readonly base: URL
   private readonly agent: http.Agent
+  /** The token sent: the one given, until a phone-home hands over a node token. */
+  private token: string
 
   constructor(private readonly options: ConfigServerClientOptions) {
+    this.token = options.token
     this.base = new URL(options.url)
     if (this.base.protocol !== 'http:' && this.base.protocol !== 'https:') throw new Error(`config server URL must be http:// or https://, not ${options.url}`)
     this.agent = this.base.protocol === 'https:' ? new https.Agent({keepAlive: true, ...(options.ca ? {ca: options.ca} : {})}) : new http.Agent({keepAlive: true})
@@ -96,9 +100,14 @@ export class ConfigServerClient {
     await this.call('DELETE', this.dep, undefined, [204])
   }
 
-  /** Phone home; the answer says which address the server saw. */
-  putFacts(id: string, facts: FactsRequest['facts']): Promise<{deployment: string; instance: string; ip: string}> {
-    return this.json('PUT', `${this.instancePath(id)}/facts`, {facts})
+  /**
+   * Phone home; the answer says which address the server saw. When it exchanged the bootstrap token,
+   * the answer carries the node token (`token`, given once), and this client uses it from then on.
+   */
+  async putFacts(id: string, facts: FactsRequest['facts']): Promise<FactsResponse> {
+    const answer = await this.json<FactsResponse>('PUT', `${this.instancePath(id)}/facts`, {facts})
+    if (answer.token !== undefined) this.token = answer.token
+    return answer
   }
 
   /**
@@ -151,7 +160,7 @@ export class ConfigServerClient {
           agent: this.agent,
           ...(this.options.localAddress ? {localAddress: this.options.localAddress} : {}),
           headers: {
-            authorization: `Bearer ${this.options.token}`,
+            authorization: `Bearer ${this.token}`,
             accept: 'application/json',
             ...(data ? {'content-type': 'application/json', 'content-length': data.length} : {}),
           },

@@ -30,7 +30,13 @@ export interface InstanceRecord {
   role: string
   index: number
   services: ServiceSpec[]
+  /** SHA-256 of the bootstrap token issued at registration (carried in the node's user data). */
   tokenHash: Buffer
+  /** SHA-256 of the node token the bootstrap token was exchanged for at the first phone-home. */
+  nodeTokenHash?: Buffer
+  /** When the bootstrap token was first exchanged, and when the node token was first used (epoch ms). */
+  exchangedAt?: number
+  nodeTokenUsedAt?: number
   /** Facts the node sent; `ip` is not among them (it is `address`, what the server saw). */
   facts: Record<string, FactValue>
   address?: string

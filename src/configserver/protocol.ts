@@ -10,7 +10,11 @@
  *   DELETE /v1/deployments/:dep                      forget the deployment             → 204
  *   DELETE /v1/deployments/:dep/instances/:id        forget one instance               → 204
  * Instance routes (header `Authorization: Bearer <that instance's token>`; the admin token works too):
- *   PUT    /v1/deployments/:dep/instances/:id/facts  phone home: facts; the server records the peer address → 200
+ *   PUT    /v1/deployments/:dep/instances/:id/facts  phone home: facts; the server records the peer address → 200 FactsResponse
+ *          With the bootstrap token (from registration, carried in the user data) the first phone-home
+ *          exchanges it for a node token, given once in `token`; the bootstrap token is then refused
+ *          (401 "this bootstrap token was exchanged; …"), except that a retried phone-home within the grace
+ *          (10 min, and only while the node token is unused) gets a fresh node token that revokes the previous one.
  *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS][&roles=false]
  *          → 200 InstanceConfig (complete) | 202 InstanceConfig with `waiting` and Retry-After | 404 unknown instance
  *   PUT    /v1/deployments/:dep/instances/:id/services/:svc  ServiceReport (state, exit code, outputs) → 200
@@ -71,7 +75,10 @@ export const registerRequestSchema = z
     instances: z.array(instanceSpecSchema).min(1).max(100_000),
     /** Values for `{input: true}` params: inputs[instance][service][param]. */
     inputs: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.string().max(65536)))).default({}),
-    /** Instances whose tokens must be issued anew (a client that lost them). New instances always get one. */
+    /**
+     * Instances whose tokens must be issued anew (a node recreated, or a client that lost them): each gets a
+     * new bootstrap token, and its old bootstrap and node tokens stop working. New instances always get one.
+     */
     reissueTokens: z.array(idSchema).max(100_000).default([]),
   })
   .strict()
@@ -79,7 +86,7 @@ export type RegisterRequest = z.input<typeof registerRequestSchema>
 
 export interface RegisterResponse {
   deployment: string
-  /** Tokens of new (or reissued) instances, given once; the server keeps only their hashes. */
+  /** Bootstrap tokens of new (or reissued) instances, given once; the server keeps only their hashes. */
   tokens: Record<string, string>
 }
 
@@ -90,6 +97,15 @@ export const factsRequestSchema = z
   })
   .strict()
 export type FactsRequest = z.infer<typeof factsRequestSchema>
+
+export interface FactsResponse {
+  deployment: string
+  instance: string
+  /** The address the server saw the request come from. */
+  ip: string
+  /** The node token, when this phone-home exchanged the bootstrap token for it: given once, only its hash is kept. */
+  token?: string
+}
 
 export const serviceStateSchema = z.enum(['running', 'succeeded', 'failed'])
 export const serviceReportSchema = z

@@ -1,7 +1,7 @@
 /**
  * Registering (or replacing) a deployment: check the request the way `nodeset plan` checks a
  * nodeset file, then write it so instances that stay keep their facts, outputs, contact times
- * and tokens, new ones get a token (returned once), and removed ones are dropped.
+ * and tokens, new ones get a bootstrap token (returned once), and removed ones are dropped.
  */
 import type {Analysis} from '../plan/check.js'
 import {analyze} from '../plan/check.js'
@@ -107,7 +107,11 @@ export function writeRegistration(db: Db, plan: RegistrationPlan, now: number): 
   const existing = new Set(stmt(db, 'SELECT id FROM instances WHERE deployment = ?').pluck().all(plan.deployment) as string[])
   const insert = stmt(db, 'INSERT INTO instances (deployment, id, role, idx, services, token_hash) VALUES (?, ?, ?, ?, ?, ?)')
   const update = stmt(db, 'UPDATE instances SET role = ?, idx = ?, services = ? WHERE deployment = ? AND id = ?')
-  const reissue = stmt(db, 'UPDATE instances SET token_hash = ? WHERE deployment = ? AND id = ?')
+  // A reissued instance starts over with a bootstrap token: its node token stops working too.
+  const reissue = stmt(
+    db,
+    'UPDATE instances SET token_hash = ?, node_token_hash = NULL, exchanged_at = NULL, node_token_used_at = NULL WHERE deployment = ? AND id = ?',
+  )
   const dropRuns = stmt(db, 'DELETE FROM runs WHERE deployment = ? AND instance = ? AND service NOT IN (SELECT value FROM json_each(?))')
   const remove = stmt(db, 'DELETE FROM instances WHERE deployment = ? AND id = ?')
   const tokens: Record<string, string> = {}

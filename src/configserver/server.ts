@@ -8,10 +8,10 @@ import {Readable} from 'node:stream'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import {z} from 'zod'
 import type {Analysis} from '../plan/check.js'
-import {AuthFailureLimiter, adminTokenFrom, bearerToken, hashToken, sameHash} from './auth.js'
+import {AuthFailureLimiter, adminTokenFrom, bearerToken, bootstrapUse, EXCHANGE_GRACE_MS, EXCHANGED_HINT, EXCHANGED_MESSAGE, hashToken, newToken, sameHash} from './auth.js'
 import {HttpError, zodIssues} from './errors.js'
 import {Deployment, type InstanceRecord} from './model.js'
-import {factsRequestSchema, ID_PATTERN, type InstanceConfig, serviceReportSchema, type ServiceSpec} from './protocol.js'
+import {factsRequestSchema, type FactsResponse, ID_PATTERN, type InstanceConfig, serviceReportSchema, type ServiceSpec} from './protocol.js'
 import {planRegistration, writeRegistration} from './register.js'
 import {Store, writes} from './store.js'
 
@@ -30,6 +30,11 @@ export interface ConfigServerOptions {
   logger?: boolean | object
   /** Failed authentications per address per minute before 429 (default 20). */
   authFailureLimit?: number
+  /**
+   * Seconds after a bootstrap token's exchange during which a retried phone-home with it gets a fresh
+   * node token, as long as the node token is unused (default 600).
+   */
+  tokenExchangeGraceSec?: number
 }
 
 export interface RunningConfigServer {
@@ -55,7 +60,8 @@ const configQuerySchema = z
   })
   .strict()
 
-type Caller = {kind: 'admin'} | {kind: 'instance'; deployment: string; id: string}
+/** An instance authenticates with its bootstrap token until the first phone-home exchanges it, then with its node token. */
+type Caller = {kind: 'admin'} | {kind: 'instance'; deployment: string; id: string; token: 'bootstrap' | 'node'}
 type WaitOutcome = 'complete' | 'gone' | 'timeout' | 'shutdown' | 'closed'
 interface Waiter {
   service?: string
@@ -76,7 +82,13 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
     store.close()
     throw error
   }
-  const hub = new Hub(store, hashToken(adminToken), new AuthFailureLimiter(opts.authFailureLimit ?? 20))
+  const grace = opts.tokenExchangeGraceSec
+  if (grace !== undefined && !(Number.isFinite(grace) && grace >= 0)) {
+    store.close()
+    throw new Error(`tokenExchangeGraceSec must be a number of seconds, 0 or more, not ${grace}`)
+  }
+  const graceMs = grace === undefined ? EXCHANGE_GRACE_MS : grace * 1000
+  const hub = new Hub(store, hashToken(adminToken), new AuthFailureLimiter(opts.authFailureLimit ?? 20), graceMs)
   hub.loadAll()
 
   const app = Fastify({
@@ -141,7 +153,7 @@ function loggerOptions(logger: boolean | object | undefined): boolean | object {
 /** The deployments in memory, who holds which token, and who is waiting for what. */
 class Hub {
   private readonly deployments = new Map<string, Deployment>()
-  /** sha256(token) as hex → the instance it belongs to. */
+  /** sha256(token) as hex → the instance it belongs to (bootstrap and node tokens alike). */
   private readonly tokens = new Map<string, {deployment: string; id: string}>()
   private readonly waiters = new Map<string, Map<string, Set<Waiter>>>()
   private closing = false
@@ -150,6 +162,7 @@ class Hub {
     readonly store: Store,
     private readonly adminHash: Buffer,
     readonly limiter: AuthFailureLimiter,
+    readonly exchangeGraceMs: number,
   ) {}
 
   loadAll(): void {
@@ -172,19 +185,25 @@ class Hub {
   /** Re-read a deployment after a commit that changed its membership. */
   reload(name: string, analysis?: Analysis): void {
     const old = this.deployments.get(name)
-    if (old) for (const instance of old.allInstances()) this.tokens.delete(instance.tokenHash.toString('hex'))
+    if (old) for (const instance of old.allInstances()) this.dropTokens(instance)
     const record = this.store.load(this.store.db, name)
     if (record) {
       const deployment = new Deployment(record, analysis)
       this.deployments.set(name, deployment)
-      for (const instance of deployment.allInstances()) this.tokens.set(instance.tokenHash.toString('hex'), {deployment: name, id: instance.id})
+      for (const instance of deployment.allInstances()) {
+        for (const hash of tokenHashes(instance)) this.tokens.set(hash.toString('hex'), {deployment: name, id: instance.id})
+      }
     } else {
       this.deployments.delete(name)
     }
     this.wake(name, [...(this.waiters.get(name)?.keys() ?? [])])
   }
 
-  authenticate(request: FastifyRequest): Caller {
+  /**
+   * Who sends the request. An exchanged bootstrap token is refused, except on the phone-home route
+   * (`exchange`) while `bootstrapUse` still allows a retried exchange.
+   */
+  authenticate(request: FastifyRequest, exchange = false): Caller {
     const token = bearerToken(request.headers.authorization)
     if (token === undefined) {
       this.limiter.fail(peerAddress(request), Date.now())
@@ -194,7 +213,16 @@ class Hub {
     if (sameHash(hash, this.adminHash)) return {kind: 'admin'}
     const holder = this.tokens.get(hash.toString('hex'))
     const instance = holder ? this.deployments.get(holder.deployment)?.instance(holder.id) : undefined
-    if (holder && instance && sameHash(hash, instance.tokenHash)) return {kind: 'instance', ...holder}
+    if (holder && instance) {
+      if (instance.nodeTokenHash && sameHash(hash, instance.nodeTokenHash)) return {kind: 'instance', ...holder, token: 'node'}
+      if (sameHash(hash, instance.tokenHash)) {
+        if (instance.exchangedAt === undefined || (exchange && bootstrapUse(instance, Date.now(), this.exchangeGraceMs) !== 'refuse')) {
+          return {kind: 'instance', ...holder, token: 'bootstrap'}
+        }
+        this.limiter.fail(peerAddress(request), Date.now())
+        throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+      }
+    }
     this.limiter.fail(peerAddress(request), Date.now())
     throw new HttpError(401, 'the token is not valid here (wrong, or of a deployment that was replaced or deleted)', {}, {'www-authenticate': 'Bearer'})
   }
@@ -203,12 +231,42 @@ class Hub {
     if (this.authenticate(request).kind !== 'admin') throw new HttpError(403, 'this route needs the admin token')
   }
 
-  requireInstance(request: FastifyRequest, deployment: string, id: string): Caller {
-    const caller = this.authenticate(request)
+  /** The caller of an instance route; a node token's first use is recorded (durably) before the route runs. */
+  async requireInstance(request: FastifyRequest, deployment: string, id: string, exchange: boolean): Promise<Caller> {
+    const caller = this.authenticate(request, exchange)
     if (caller.kind === 'instance' && (caller.deployment !== deployment || caller.id !== id)) {
       throw new HttpError(403, 'an instance token reaches only its own instance')
     }
+    if (caller.kind === 'instance' && caller.token === 'node') await this.noteNodeTokenUse(deployment, id)
     return caller
+  }
+
+  /** The first request with a node token ends the grace in which the bootstrap token could be exchanged again. */
+  private async noteNodeTokenUse(name: string, id: string): Promise<void> {
+    const instance = this.deployments.get(name)?.instance(id)
+    const hash = instance?.nodeTokenHash
+    if (!instance || !hash || instance.nodeTokenUsedAt !== undefined) return
+    const now = Date.now()
+    await this.store.write(
+      (db) => writes.nodeTokenUsed(db, name, id, hash, now),
+      (n) => {
+        if (n > 0 && instance.nodeTokenHash === hash) instance.nodeTokenUsedAt ??= now
+      },
+    )
+  }
+
+  /** After the commit of an exchange: the new node token works, the one it replaces (a lost answer's) does not. */
+  adoptNodeToken(name: string, id: string, hash: Buffer, exchangedAt: number): void {
+    const instance = this.deployments.get(name)?.instance(id)
+    if (!instance) return
+    if (instance.nodeTokenHash) this.tokens.delete(instance.nodeTokenHash.toString('hex'))
+    instance.nodeTokenHash = hash
+    instance.exchangedAt = exchangedAt
+    this.tokens.set(hash.toString('hex'), {deployment: name, id})
+  }
+
+  private dropTokens(instance: InstanceRecord): void {
+    for (const hash of tokenHashes(instance)) this.tokens.delete(hash.toString('hex'))
   }
 
   /** Wait until the instance's config (or one service's) is complete, or `seconds` pass. */
@@ -265,7 +323,7 @@ class Hub {
 
   forget(name: string): void {
     const old = this.deployments.get(name)
-    if (old) for (const instance of old.allInstances()) this.tokens.delete(instance.tokenHash.toString('hex'))
+    if (old) for (const instance of old.allInstances()) this.dropTokens(instance)
     this.deployments.delete(name)
     this.wake(name, [...(this.waiters.get(name)?.keys() ?? [])])
   }
@@ -277,6 +335,8 @@ class Hub {
     }
   }
 }
+
+const tokenHashes = (instance: InstanceRecord): Buffer[] => (instance.nodeTokenHash ? [instance.tokenHash, instance.nodeTokenHash] : [instance.tokenHash])
 
 function isComplete(deployment: Deployment, instance: InstanceRecord, service?: ServiceSpec): boolean {
   return (service ? [service] : instance.services).every((s) => deployment.resolveService(instance, s).complete)
@@ -324,6 +384,7 @@ function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, 
 
 function routes(app: FastifyInstance, hub: Hub): void {
   const {store} = hub
+  const callers = new WeakMap<FastifyRequest, Caller>()
 
   // Before the body is read: refuse blocked addresses, then check the token the route needs.
   app.addHook('onRequest', async (request, reply) => {
@@ -332,11 +393,11 @@ function routes(app: FastifyInstance, hub: Hub): void {
       reply.code(429).header('retry-after', String(wait)).send({error: `too many failed authentications from this address; retry in ${wait} s`})
       return reply
     }
-    const auth = (request.routeOptions.config as {auth?: 'admin' | 'instance'}).auth
+    const {auth, exchange} = request.routeOptions.config as {auth?: 'admin' | 'instance'; exchange?: boolean}
     if (auth === 'admin') hub.requireAdmin(request)
     else if (auth === 'instance') {
       const {dep, id} = ids(request.params, 'dep', 'id')
-      hub.requireInstance(request, dep, id)
+      callers.set(request, await hub.requireInstance(request, dep, id, exchange === true))
     }
   })
 
@@ -407,22 +468,31 @@ function routes(app: FastifyInstance, hub: Hub): void {
     return reply.code(204).send()
   })
 
-  app.put('/v1/deployments/:dep/instances/:id/facts', {config: {auth: 'instance'}}, async (request) => {
+  // A phone-home with the bootstrap token exchanges it for a node token, in the same transaction as the facts.
+  app.put('/v1/deployments/:dep/instances/:id/facts', {config: {auth: 'instance', exchange: true}}, async (request): Promise<FactsResponse> => {
     const {dep, id} = ids(request.params, 'dep', 'id')
     const {facts} = body(factsRequestSchema, request.body, 'facts')
     if ('ip' in facts) throw new HttpError(400, 'do not send the fact "ip": the server records the address it sees the request come from')
     hub.instance(dep, id)
+    const caller = callers.get(request)
+    const token = caller?.kind === 'instance' && caller.token === 'bootstrap' ? newToken() : undefined
+    const tokenHash = token === undefined ? undefined : hashToken(token)
     const address = peerAddress(request)
     const now = Date.now()
-    const changed = await store.write(
-      (db) => writes.facts(db, dep, id, facts, address, now),
-      (n) => {
-        const deployment = hub.deployment(dep)
-        if (n > 0) hub.wakeSoon(dep, deployment.recordFacts(id, facts, address, now))
+    const {changed} = await store.write(
+      (db) => ({
+        exchanged: tokenHash && writes.exchange(db, dep, id, tokenHash, now, hub.exchangeGraceMs),
+        changed: writes.facts(db, dep, id, facts, address, now),
+      }),
+      ({exchanged, changed}) => {
+        if (changed === 0) return
+        if (exchanged && tokenHash) hub.adoptNodeToken(dep, id, tokenHash, exchanged.exchangedAt)
+        hub.wakeSoon(dep, hub.deployment(dep).recordFacts(id, facts, address, now))
       },
+      token !== undefined,
     )
     if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
-    return {deployment: dep, instance: id, ip: address}
+    return {deployment: dep, instance: id, ip: address, ...(token === undefined ? {} : {token})}
   })
 
   app.get('/v1/deployments/:dep/instances/:id/config', {config: {auth: 'instance'}}, async (request, reply) => {

@@ -9,10 +9,12 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
+import {bootstrapUse, EXCHANGED_HINT, EXCHANGED_MESSAGE} from './auth.js'
+import {HttpError} from './errors.js'
 import type {ServiceSpec} from './protocol.js'
 import type {DeploymentRecord, FactValue, Inputs, InstanceRecord, ServiceRun, ServiceState} from './model.js'
 
-const SCHEMA_VERSION = 1
+const SCHEMA_VERSION = 2
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -29,6 +31,9 @@ CREATE TABLE IF NOT EXISTS instances (
   idx INTEGER NOT NULL,
   services TEXT NOT NULL,
   token_hash BLOB NOT NULL,
+  node_token_hash BLOB,
+  exchanged_at INTEGER,
+  node_token_used_at INTEGER,
   facts TEXT NOT NULL DEFAULT '{}',
   address TEXT,
   first_contact INTEGER,
@@ -48,6 +53,14 @@ CREATE TABLE IF NOT EXISTS runs (
   PRIMARY KEY (deployment, instance, service),
   FOREIGN KEY (deployment, instance) REFERENCES instances(deployment, id) ON DELETE CASCADE
 ) STRICT;
+`
+
+/** Schema 1 had only the bootstrap token: its instances count as not yet exchanged. */
+const MIGRATE_FROM_1 = `
+ALTER TABLE instances ADD COLUMN node_token_hash BLOB;
+ALTER TABLE instances ADD COLUMN exchanged_at INTEGER;
+ALTER TABLE instances ADD COLUMN node_token_used_at INTEGER;
+UPDATE meta SET value = '2' WHERE key = 'schema';
 `
 
 export type Db = Database.Database
@@ -89,6 +102,7 @@ export class Store {
     const version = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get() as string | undefined
     if (version === undefined) this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
     else if (Number(version) > SCHEMA_VERSION) throw new Error(`${file} was written by a newer nodeset (schema ${version}); upgrade nodeset to use it`)
+    else if (Number(version) === 1) this.db.transaction(() => this.db.exec(MIGRATE_FROM_1))()
   }
 
   /**
@@ -165,7 +179,7 @@ export class Store {
       forInstance[r.service] = runFromRow(r)
       runs.set(r.instance, forInstance)
     }
-    const instanceRows = db.prepare('SELECT id, role, idx, services, token_hash, facts, address, first_contact, last_contact FROM instances WHERE deployment = ?').all(name) as InstanceRow[]
+    const instanceRows = db.prepare('SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address, first_contact, last_contact FROM instances WHERE deployment = ?').all(name) as InstanceRow[]
     const instances: InstanceRecord[] = instanceRows.map((r) => ({
       id: r.id,
       role: r.role,
@@ -173,6 +187,9 @@ export class Store {
       // Stored as validated at registration, defaults filled in.
       services: JSON.parse(r.services) as ServiceSpec[],
       tokenHash: r.token_hash,
+      ...(r.node_token_hash === null ? {} : {nodeTokenHash: r.node_token_hash}),
+      ...(r.exchanged_at === null ? {} : {exchangedAt: r.exchanged_at}),
+      ...(r.node_token_used_at === null ? {} : {nodeTokenUsedAt: r.node_token_used_at}),
       facts: JSON.parse(r.facts) as Record<string, FactValue>,
       ...(r.address === null ? {} : {address: r.address}),
       ...(r.first_contact === null ? {} : {firstContact: r.first_contact}),
@@ -195,6 +212,9 @@ interface InstanceRow {
   idx: number
   services: string
   token_hash: Buffer
+  node_token_hash: Buffer | null
+  exchanged_at: number | null
+  node_token_used_at: number | null
   facts: string
   address: string | null
   first_contact: number | null
@@ -231,6 +251,34 @@ export const writes = {
       `UPDATE instances SET facts = json_patch(facts, ?), address = ?, first_contact = COALESCE(first_contact, ?), last_contact = ?
        WHERE deployment = ? AND id = ?`,
     ).run(JSON.stringify(facts), address, now, now, deployment, id).changes
+  },
+
+  /**
+   * A phone-home with the bootstrap token: record a new node token (its hash) as `bootstrapUse` allows,
+   * or throw the 401. Decided on the committed row, so two phone-homes racing cannot both pass a check
+   * made in memory. Returns undefined when the instance is unknown (the facts write then finds no row).
+   */
+  exchange(db: Db, deployment: string, id: string, nodeTokenHash: Buffer, now: number, graceMs: number): {exchangedAt: number} | undefined {
+    const row = stmt(db, 'SELECT exchanged_at, node_token_used_at FROM instances WHERE deployment = ? AND id = ?').get(deployment, id) as
+      | {exchanged_at: number | null; node_token_used_at: number | null}
+      | undefined
+    if (!row) return undefined
+    const state = {...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}), ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at})}
+    if (bootstrapUse(state, now, graceMs) === 'refuse') throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+    // The grace counts from the first exchange: retries cannot stretch it.
+    const exchangedAt = row.exchanged_at ?? now
+    stmt(db, 'UPDATE instances SET node_token_hash = ?, exchanged_at = ? WHERE deployment = ? AND id = ?').run(nodeTokenHash, exchangedAt, deployment, id)
+    return {exchangedAt}
+  },
+
+  /** The node token's first use closes the grace for retried exchanges. */
+  nodeTokenUsed(db: Db, deployment: string, id: string, nodeTokenHash: Buffer, now: number): number {
+    return stmt(db, 'UPDATE instances SET node_token_used_at = ? WHERE deployment = ? AND id = ? AND node_token_hash = ? AND node_token_used_at IS NULL').run(
+      now,
+      deployment,
+      id,
+      nodeTokenHash,
+    ).changes
   },
 
   run(db: Db, deployment: string, id: string, service: string, report: {state: ServiceState; exitCode?: number; message?: string; outputs: Record<string, string>}, now: number): number {

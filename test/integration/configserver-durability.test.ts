@@ -4,7 +4,7 @@ import path from 'node:path'
 import {afterEach, beforeAll, describe, expect, it} from 'vitest'
 import {ConfigServerClient} from '../../src/configserver/client.js'
 import type {RegisterRequest} from '../../src/configserver/protocol.js'
-import {tempDir, type TestServer, testServer} from './configserver-fixtures.js'
+import {failure, tempDir, type TestServer, testServer} from './configserver-fixtures.js'
 
 const root = path.resolve(__dirname, '../..')
 const bin = path.join(root, 'bin/run.js')
@@ -79,13 +79,14 @@ describe('config server: durability', () => {
 
     // 50 nodes write in a loop (a phone-home, then a service report, each with a rising counter)
     // while the admin replaces the deployment again and again; the server is killed mid-stream.
-    const acked = {facts: new Map<string, number>(), outputs: new Map<string, number>(), registrations: [] as number[]}
+    const acked = {facts: new Map<string, number>(), outputs: new Map<string, number>(), registrations: [] as number[], nodeTokens: new Map<string, string>()}
     let killed = false
     const writer = async (id: string) => {
       const c = client(first.url, 'k', tokens[id])
       for (let seq = 1; !killed; seq++) {
         try {
-          await c.putFacts(id, {seq})
+          const {token} = await c.putFacts(id, {seq})
+          if (token !== undefined) acked.nodeTokens.set(id, token)
           acked.facts.set(id, seq)
           await c.reportService(id, 'work', {state: 'running', outputs: {seq: String(seq)}})
           acked.outputs.set(id, seq)
@@ -127,10 +128,16 @@ describe('config server: durability', () => {
     const lastRegistration = acked.registrations.at(-1) ?? 0
     const extras = state.instances.filter((i) => i.id.startsWith('extra')).length
     expect([lastRegistration, lastRegistration + 1]).toContain(extras)
-    // Tokens survived too: a node's token still works, and its config resolves from the stored facts.
-    const answer = await client(second.url, 'k', tokens.n0).getConfig('n0')
+    // The token exchanges survived too: every node token still works, its config resolves from the
+    // stored facts, and the bootstrap tokens stay exchanged.
+    expect(acked.nodeTokens.size).toBe(50)
+    const answer = await client(second.url, 'k', acked.nodeTokens.get('n0')!).getConfig('n0')
     expect(answer.status).toBe(200)
     expect(answer.config.services.work.params.next).toBe('127.0.0.1')
+    for (const [id, token] of acked.nodeTokens) expect((await client(second.url, 'k', token).putFacts(id, {after: 'restart'})).token).toBeUndefined()
+    const refused = await failure(client(second.url, 'k', tokens.n1).getConfig('n1'))
+    expect(refused.status).toBe(401)
+    expect(refused.message).toContain('this bootstrap token was exchanged; use the node token stored on the node')
     second.child.kill('SIGTERM')
     expect((await second.exited).code).toBe(0)
   })
@@ -179,6 +186,9 @@ describe('config server: 1,000 nodes at once', () => {
     await new Promise((resolve) => setTimeout(resolve, 300))
     const seen = await Promise.all(nodes.map((c, i) => c.putFacts(`n${i}`, {hostname: `n${i}`})))
     expect(seen.map((s) => s.ip)).toEqual(nodes.map((_, i) => address(i)))
+    // Each phone-home exchanged its node's bootstrap token for a node token of its own.
+    expect(new Set(seen.map((s) => s.token)).size).toBe(n)
+    expect(seen.every((s) => /^[A-Za-z0-9_-]{43}$/.test(s.token ?? ''))).toBe(true)
 
     const answers = await configs
     for (let i = 0; i < n; i++) {
