@@ -21,6 +21,7 @@ A failing step is reported with the end of its output; what depends on it is "bl
     'trust-on-first-use': trustOnFirstUseFlag,
     concurrency: Flags.integer({description: 'Steps run at once, across nodes.', default: 16, min: 1, max: 256}),
     force: Flags.boolean({description: 'Run every step even when unchanged.', default: false}),
+    timeout: Flags.integer({description: 'Seconds by which every service must have started; then the deployment is failed at the config server (nodeset status says why).', default: 1800, min: 1}),
     'etc-hosts': Flags.boolean({description: "Also write the deployment's block into this machine's /etc/hosts.", default: false}),
   }
 
@@ -51,6 +52,7 @@ A failing step is reported with the end of its output; what depends on it is "bl
         setEtcHosts: deployment.nodeset.general.setEtcHosts,
         concurrency: flags.concurrency,
         force: flags.force,
+        startupTimeoutSec: flags.timeout,
         secrets: this.secrets,
         onEvent: (e) => {
           progress.event({...e})

@@ -85,7 +85,8 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
   const rec = reconcile(plan, records)
   emit({type: 'plan', missing: rec.missing.map((n) => n.name), existing: rec.existing.map((e) => e.node.name), extras: rec.extras.map((r) => r.name)})
 
-  const {tokens} = await server.register(registrationFor(plan, {startupTimeoutSec: ctx.bootTimeoutSec, reissueTokens: rec.missing.map((n) => n.name)}))
+  // No start-up deadline yet: booting has its own (boot_timeout, below); setup-node sets one for the services.
+  const {tokens} = await server.register(registrationFor(plan, {reissueTokens: rec.missing.map((n) => n.name)}))
   emit({type: 'registered', deployment: plan.deployment})
 
   const requests: NodeRequest[] = rec.missing.map((node) => {

@@ -13,6 +13,7 @@ import type {DeploymentState} from '../configserver/protocol.js'
 import {redact} from '../core/redact.js'
 import {extractRefs, missingValues, renderTemplate, type World} from '../plan/template.js'
 import type {Plan, StepPlan} from '../plan/types.js'
+import {registrationFor} from '../operator/registration.js'
 import type {NodeRecord} from '../providers/provider.js'
 import {type Catalog, isSecretName, TEMPLATES_DIR} from '../services/catalog.js'
 import {randomBytes} from 'node:crypto'
@@ -63,7 +64,14 @@ export interface SetupContext {
   stepTimeoutMs?: number
   /** Only rewire: run the wiring step on the nodes that exist (after nodes were destroyed). */
   wiringOnly?: boolean
+  /**
+   * Seconds from now by which every service must have started, or the deployment fails at the config
+   * server (its start-up deadline). Default 30 minutes.
+   */
+  startupTimeoutSec?: number
 }
+
+export const DEFAULT_SETUP_TIMEOUT_SEC = 1800
 
 interface Step {
   node: string
@@ -144,6 +152,9 @@ const baseTemplate = (): string => fs.readFileSync(path.join(TEMPLATES_DIR, 'bas
 
 export async function setupNodes(ctx: SetupContext): Promise<StepReport[]> {
   const {plan} = ctx
+  // Registering again keeps the config server's params in step with the file, and starts the
+  // deployment's start-up deadline for this run; facts, outputs and tokens of existing nodes stay.
+  if (!ctx.wiringOnly) await ctx.server.register(registrationFor(plan, {startupTimeoutSec: ctx.startupTimeoutSec ?? DEFAULT_SETUP_TIMEOUT_SEC}))
   const state = await ctx.server.state()
   const world = worldFrom(plan, state)
   const list = members(world)

@@ -90,6 +90,9 @@ describe.runIf(mustRunLocalNodes())('setup-node on local nodes', () => {
     expect(report.ok).toBe(true)
     expect(new Set(report.steps.map((s) => s.status))).toEqual(new Set(['done']))
     expect(report.steps).toHaveLength(4 * 2 + 2 * 2 + 1 + 1)
+    const status = JSON.parse((await runCli(['status', base, '--json'])).stdout)
+    expect(status.state).toBe('settled')
+    expect(status.instances.flatMap((i: {services: Array<{status: string}>}) => i.services.map((s) => s.status))).toEqual(Array(6).fill('succeeded'))
 
     const roles = await sshRun(workspace, APP(1), 'cat /etc/nodeset/roles; cat /etc/nodeset/roles.json; cat /etc/hosts')
     expect(roles.stdout).toContain('appserver = app1.setup.test 10.81.0.2\nappserver = app2.setup.test 10.81.0.3\nservice.mysql = mysql.setup.test 10.81.0.4\nbalancer = balancer.setup.test 10.81.0.5\n')
@@ -152,6 +155,24 @@ describe.runIf(mustRunLocalNodes())('setup-node on local nodes', () => {
     expect(text.code).toBe(1)
     expect(text.stdout).toMatch(/broken1\.setup\.test\s+failing\s+failed\s+exit code 3/)
     expect(text.stdout).toContain('--- broken1.setup.test failing (last lines) ---')
+    const status = await runCli(['status', broken, '--wait', '--json'])
+    expect(status.code).toBe(1)
+    expect(JSON.parse(status.stdout).state).toBe('failed')
+  })
+
+  it('destroying a node rewires the nodes that stay', async () => {
+    const before = await sshRun(workspace, APP(1), 'cat /etc/nodeset/roles /etc/hosts')
+    expect(before.stdout).toContain('broken1.setup.test')
+    const destroyed = await runCli(['destroy-node', broken, 'broken1.setup.test', '--yes', '--json'])
+    expect(destroyed.code, destroyed.stderr).toBe(0)
+    const report = JSON.parse(destroyed.stdout)
+    expect(report.destroyed).toEqual(['broken1.setup.test'])
+    expect(report.rewired.map((r: {node: string}) => r.node).sort()).toEqual(['app1.setup.test', 'app2.setup.test', 'app3.setup.test', 'balancer.setup.test', 'mysql.setup.test'])
+    for (const address of [APP(1), '10.81.0.4']) {
+      const after = await sshRun(workspace, address, 'cat /etc/nodeset/roles /etc/hosts')
+      expect(after.stdout).not.toContain('broken1')
+      expect(after.stdout).toContain('appserver = app3.setup.test')
+    }
   })
 
   it('refuses a node whose host key changed, and goes on with the others', async () => {
@@ -175,19 +196,4 @@ describe.runIf(mustRunLocalNodes())('setup-node on local nodes', () => {
     }
   })
 
-  it('destroying a node rewires the nodes that stay', async () => {
-    await runCli(['setup-node', broken]) // its failing service fails again; the wiring lists broken1 everywhere
-    const before = await sshRun(workspace, APP(1), 'cat /etc/nodeset/roles /etc/hosts')
-    expect(before.stdout).toContain('broken1.setup.test')
-    const destroyed = await runCli(['destroy-node', broken, 'broken1.setup.test', '--yes', '--json'])
-    expect(destroyed.code, destroyed.stderr).toBe(0)
-    const report = JSON.parse(destroyed.stdout)
-    expect(report.destroyed).toEqual(['broken1.setup.test'])
-    expect(report.rewired.map((r: {node: string}) => r.node).sort()).toEqual(['app1.setup.test', 'app2.setup.test', 'app3.setup.test', 'balancer.setup.test', 'mysql.setup.test'])
-    for (const address of [APP(1), '10.81.0.4']) {
-      const after = await sshRun(workspace, address, 'cat /etc/nodeset/roles /etc/hosts')
-      expect(after.stdout).not.toContain('broken1')
-      expect(after.stdout).toContain('appserver = app3.setup.test')
-    }
-  })
 })
