@@ -10,7 +10,10 @@ import {ID_PATTERN} from '../configserver/protocol.js'
 export interface UserDataOptions {
   deployment: string
   node: string
-  /** This node's token for the config server's instance routes. */
+  /**
+   * This node's bootstrap token (from registration). Its first phone-home exchanges it for a node token
+   * that the agent keeps in /var/lib/nodeset/token; the user data's copy then stops working.
+   */
   token: string
   /** Base URL of the config server as the node reaches it, e.g. `http://10.77.0.1:4000`. */
   serverUrl: string

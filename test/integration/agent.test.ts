@@ -10,6 +10,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ConfigServerClient} from '../../src/configserver/client.js'
+import {failure} from './configserver-fixtures.js'
 import type {RegisterRequest} from '../../src/configserver/protocol.js'
 import {type RunningConfigServer, startConfigServer} from '../../src/configserver/server.js'
 import {renderUserData, type UserDataOptions} from '../../src/providers/userdata.js'
@@ -85,7 +86,8 @@ async function freePort(): Promise<number> {
 }
 
 beforeAll(async () => {
-  server = await startConfigServer({stateDir: join(work, 'server'), listen: {host: '127.0.0.1', port: 0}})
+  // Several tests are refused on purpose (401), all from 127.0.0.1: keep them under the failure limit.
+  server = await startConfigServer({stateDir: join(work, 'server'), listen: {host: '127.0.0.1', port: 0}, authFailureLimit: 1000})
 })
 
 afterAll(async () => {
@@ -131,22 +133,40 @@ describe.each(httpClients)('the agent with %s', (http) => {
     expect(read(app, 'etc/hosts')).toBe(`127.0.0.1 localhost\n${block}192.0.2.50 kept.example # the operator's own line\n`)
     expect(statSync(join(app.root, 'etc/hosts')).mode & 0o777).toBe(0o644)
 
-    for (const node of [app, db]) {
+    const nodeTokens = [app, db].map((node) => read(node, 'var/lib/nodeset/token').trim())
+    for (const [i, node] of [app, db].entries()) {
       const log = agentLog(node)
       expect(log).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ nodeset-agent\[\d+\]: starting/)
       expect(log).toContain('complete')
-      expect(log).not.toContain(tokens[`app.${deployment}`])
-      expect(log).not.toContain(tokens[`db.${deployment}`])
+      expect(log).toContain('stored the node token in')
+      for (const token of [...Object.values(tokens), ...nodeTokens]) expect(log).not.toContain(token)
+      // The node token the bootstrap token was exchanged for: its own 0600 file, and nowhere else.
+      expect(nodeTokens[i]).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(Object.values(tokens)).not.toContain(nodeTokens[i])
+      expect(statSync(join(node.root, 'var/lib/nodeset/token')).mode & 0o777).toBe(0o600)
+      // The stored agent is the user data as it came: it holds only the bootstrap token.
       expect(read(node, 'var/lib/nodeset/agent.sh')).toBe(readFileSync(node.script, 'utf8'))
+      expect(read(node, 'var/lib/nodeset/agent.sh')).not.toContain(nodeTokens[i])
       expect(existsSync(join(node.root, 'var/lib/nodeset/work'))).toBe(false)
       expect(existsSync(join(node.root, 'var/lib/nodeset/agent.lock'))).toBe(false)
     }
 
-    // At the next boot it runs again: same files, still one block.
+    // The token in the user data is useless now: whoever reads it cannot phone home or read the config.
+    const bootstrap = client(deployment, tokens[`app.${deployment}`])
+    for (const call of [bootstrap.getConfig(`app.${deployment}`), bootstrap.putFacts(`app.${deployment}`, {hostname: 'intruder'})]) {
+      const error = await failure(call)
+      expect(error.status).toBe(401)
+      expect(error.message).toContain('this bootstrap token was exchanged; use the node token stored on the node')
+    }
+    expect((await client(deployment, nodeTokens[0]).getConfig(`app.${deployment}`)).status).toBe(200)
+
+    // At the next boot it runs again, with the stored node token: same files, still one block.
     const hostsBefore = read(app, 'etc/hosts')
     expect(await startAgent(app, http).done).toBe(0)
     expect(read(app, 'etc/hosts')).toBe(hostsBefore)
     expect(agentLog(app).match(/: complete$/gm)).toHaveLength(2)
+    expect(agentLog(app).match(/: using the node token in .*\/var\/lib\/nodeset\/token$/gm)).toHaveLength(1)
+    expect(read(app, 'var/lib/nodeset/token').trim()).toBe(nodeTokens[0])
   })
 
   it('stops at once with a clear reason when the server refuses its token', async () => {
@@ -157,10 +177,58 @@ describe.each(httpClients)('the agent with %s', (http) => {
     const started = Date.now()
     expect(await startAgent(node, http).done).toBe(1)
     expect(Date.now() - started).toBeLessThan(5000)
-    expect(read(node, 'etc/nodeset/agent.state')).toMatch(/^failed: phoning home: the config server refused this node's token \(HTTP 401\)/)
+    expect(read(node, 'etc/nodeset/agent.state')).toMatch(/^failed: phoning home: the config server refused this node's token \(HTTP 401: /)
     expect(agentLog(node)).toContain('HTTP 401')
     expect(agentLog(node)).not.toContain(wrongToken)
     expect(existsSync(join(node.root, 'etc/nodeset/phoned-home'))).toBe(false)
+  })
+})
+
+describe('the agent and its tokens', () => {
+  it('a phone-home whose answer was lost: the agent retries with the bootstrap token and gets a fresh node token', async () => {
+    const deployment = 'lost'
+    const {tokens} = await client(deployment).register(wordpress(deployment))
+    const id = `db.${deployment}`
+    // The server exchanged the bootstrap token, but its answer never reached the node.
+    const lost = (await client(deployment, tokens[id]).putFacts(id, {hostname: 'db'})).token
+    const node = nodeRoot('lost', {deployment, node: id, token: tokens[id], serverUrl: server.url})
+    expect(await startAgent(node).done).toBe(0)
+    const nodeToken = read(node, 'var/lib/nodeset/token').trim()
+    expect(nodeToken).not.toBe(lost)
+    expect((await failure(client(deployment, lost!).getConfig(id))).status).toBe(401)
+    expect((await client(deployment, nodeToken).getConfig(id)).status).toBe(200)
+  })
+
+  it('a node recreated with reissued tokens: its old node token is refused, so it exchanges the new bootstrap token', async () => {
+    const deployment = 'reissued'
+    const admin = client(deployment)
+    const id = `db.${deployment}`
+    const {tokens} = await admin.register(wordpress(deployment))
+    const node = nodeRoot('reissued', {deployment, node: id, token: tokens[id], serverUrl: server.url})
+    expect(await startAgent(node).done).toBe(0)
+    const oldNodeToken = read(node, 'var/lib/nodeset/token').trim()
+
+    const {tokens: reissued} = await admin.register({...wordpress(deployment), reissueTokens: [id]})
+    writeFileSync(node.script, renderUserData({deployment, node: id, token: reissued[id], serverUrl: server.url}), {mode: 0o700})
+    expect(await startAgent(node).done).toBe(0)
+    expect(agentLog(node)).toContain('the node token was refused; trying the bootstrap token')
+    const newNodeToken = read(node, 'var/lib/nodeset/token').trim()
+    expect(newNodeToken).not.toBe(oldNodeToken)
+    expect((await client(deployment, newNodeToken).getConfig(id)).status).toBe(200)
+    for (const token of [oldNodeToken, newNodeToken, tokens[id], reissued[id]]) expect(agentLog(node)).not.toContain(token)
+  })
+
+  it('a node that lost its node token after the exchange stops with what to do', async () => {
+    const deployment = 'forgot'
+    const id = `db.${deployment}`
+    const {tokens} = await client(deployment).register(wordpress(deployment))
+    const node = nodeRoot('forgot', {deployment, node: id, token: tokens[id], serverUrl: server.url})
+    expect(await startAgent(node).done).toBe(0)
+    rmSync(join(node.root, 'var/lib/nodeset/token'))
+    expect(await startAgent(node).done).toBe(1)
+    expect(read(node, 'etc/nodeset/agent.state')).toMatch(
+      /^failed: phoning home: the config server refused this node's token \(HTTP 401: .*this bootstrap token was exchanged; use the node token stored on the node.*\); .*recreate the node/,
+    )
   })
 })
 

@@ -4,7 +4,7 @@
  * server saw it. Needs root, iproute2, util-linux and openssh-server (fails with CI=true when missing).
  */
 import {execFile as execFileCb, execFileSync} from 'node:child_process'
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -116,10 +116,38 @@ describe.runIf(mustRun)('the agent on local nodes', () => {
       const dir = provider.nodeDir(deployment, node.name)
       const log = readFileSync(join(dir, 'fs/var-log/nodeset-agent.log'), 'utf8')
       expect(log).toContain('complete')
-      for (const token of Object.values(tokens)) expect(log).not.toContain(token)
+      // The bootstrap token of the user data was exchanged for a node token kept in the node's /var/lib/nodeset.
+      const nodeToken = readFileSync(join(dir, 'fs/var-lib/token'), 'utf8').trim()
+      expect(nodeToken).toMatch(/^[A-Za-z0-9_-]{43}$/)
+      expect(statSync(join(dir, 'fs/var-lib/token')).mode & 0o777).toBe(0o600)
+      for (const token of [...Object.values(tokens), nodeToken]) expect(log).not.toContain(token)
       expect(processAlive(Number(readFileSync(join(dir, 'agent.pid'), 'utf8')))).toBe(false)
+      // The user data the provider keeps on the node holds only the bootstrap token, which no longer works.
+      expect(readFileSync(join(dir, 'fs/var-lib/user-data.sh'), 'utf8')).toContain(tokens[node.name])
+      const bootstrap = new ConfigServerClient({url: server!.url, deployment, token: tokens[node.name]})
+      const refused = await bootstrap.getConfig(node.name).then(
+        () => undefined,
+        (error: Error) => error.message,
+      )
+      bootstrap.close()
+      expect(refused).toMatch(/401 this bootstrap token was exchanged; use the node token stored on the node/)
     }
     // A local node is not a cloud machine: its agent installed no boot hook on this host.
     expect(existsSync('/etc/systemd/system/nodeset-agent.service')).toBe(false)
+  })
+
+  it('after a reboot the stored agent runs again with the node token it stored', async () => {
+    const [app] = (await provider.list(deployment)).filter((n) => n.name === APP)
+    const dir = provider.nodeDir(deployment, APP)
+    const agentLog = () => readIfThere(join(dir, 'fs/var-log/nodeset-agent.log'))
+    const nodeToken = readFileSync(join(dir, 'fs/var-lib/token'), 'utf8').trim()
+    // The node goes down (its sshd, the process that holds its namespaces, dies), then boots again.
+    process.kill(Number(readFileSync(join(dir, 'sshd.pid'), 'utf8')), 'SIGKILL')
+    await until('the app node is down', () => !processAlive(Number(readFileSync(join(dir, 'sshd.pid'), 'utf8'))))
+    await provider.start([app])
+    await until('the agent completed again', () => (agentLog().match(/: complete$/gm) ?? []).length === 2)
+    expect(agentLog()).toMatch(/: using the node token in \/var\/lib\/nodeset\/token$/m)
+    expect(readFileSync(join(dir, 'fs/var-lib/token'), 'utf8').trim()).toBe(nodeToken)
+    expect(agentLog()).not.toContain(nodeToken)
   })
 })

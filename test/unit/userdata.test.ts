@@ -50,20 +50,26 @@ describe('renderUserData', () => {
     expect(script).toContain('/dev/urandom')
   })
 
-  it('writes the token only into its variable, and every log line goes through redact', () => {
+  it('writes tokens only to the 0600 auth and token files, and every log line goes through redact', () => {
     const script = renderUserData(base)
     expect(script.split(TOKEN)).toHaveLength(2)
     const lines = script.split('\n')
     expect(lines.filter((l) => l.includes(TOKEN))).toEqual([`TOKEN='${TOKEN}'`])
-    // $TOKEN is used by the redaction and written to the 0600 auth file for curl/wget; never logged or echoed.
-    const uses = lines.filter((l) => l.includes('$TOKEN'))
-    expect(uses.length).toBeGreaterThan(0)
+    // The bootstrap token ($TOKEN) and the node token ($NODE_TOKEN) are used by the redaction, sent through
+    // use_token to the 0600 auth file for curl/wget, and (the node token) stored in its 0600 file; never logged.
+    const uses = lines.filter((l) => /\$(NODE_)?TOKEN\b/.test(l))
+    expect(uses.length).toBeGreaterThan(5)
     for (const line of uses) {
-      expect(line).not.toMatch(/\blog\b|\bfail\b|\becho\b|set_state|\$LOG|>&2/)
-      if (line.includes('printf')) expect(line).toMatch(/>"\$WORK\/auth"$/)
+      expect(line).not.toMatch(/\b(log|fail|echo|set_state)\b[^;|&]*\$(NODE_)?TOKEN\b|\$LOG|>&2/)
+      if (line.includes('printf')) expect(line).toMatch(/^\s*printf '%s\\n' "\$NODE_TOKEN" \| write_atomic "\$NODE_TOKEN_FILE" 0600 /)
     }
+    const headers = lines.filter((l) => l.includes('Bearer'))
+    expect(headers).toHaveLength(2)
+    for (const line of headers) expect(line).toMatch(/^\s*printf '[^']*Bearer %s"?\\n' "\$1" >"\$WORK\/auth"$/)
     const logFunction = script.slice(script.indexOf('log() {'), script.indexOf('}', script.indexOf('log() {')))
     expect(logFunction).toContain('$(redact "$*")')
+    const redact = script.slice(script.indexOf('redact() {'), script.indexOf('\n}\n', script.indexOf('redact() {')))
+    expect(redact).toContain('for secret in "$TOKEN" "$NODE_TOKEN"; do')
   })
 
   it('pins the server key and refuses a pin without https', () => {
