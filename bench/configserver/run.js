@@ -232,6 +232,9 @@ async function main() {
   // Long-poll: every app waits for its config; the db phones home; each app's 200 is timed. First
   // without the role map in each answer (?roles=false), then as the agent asks today, with it.
   console.log(`\nlong-poll: ${apps.length.toLocaleString('en')} apps waiting (?wait=120), then the db phones home; time from that phone-home to each app's complete 200:`)
+  // The phone-homes exchanged every app's bootstrap token for a node token: reissue them for the long-polls.
+  const reissued = await send(adminAgent, server.url, 'PUT', '/v1/deployments/bench', server.adminToken, {...registration, reissueTokens: apps})
+  Object.assign(tokens, JSON.parse(reissued.body).tokens)
   let dbToken = tokens['db.bench.test']
   for (const withRoles of [false, true]) {
     if (withRoles) {

@@ -111,7 +111,8 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
     await app.listen({host: listen.host, port: listen.port, backlog: 4096})
   } catch (error) {
     store.close()
-    throw new Error(`cannot listen on ${listen.host}:${listen.port}: ${(error as Error).message}`)
+    // Keep the errno code, so a caller can tell a taken port (EADDRINUSE) from other failures.
+    throw Object.assign(new Error(`cannot listen on ${listen.host}:${listen.port}: ${(error as Error).message}`), {code: (error as NodeJS.ErrnoException).code})
   }
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : listen.port
