@@ -230,7 +230,7 @@ async function main() {
   console.log(`  ratio (bare / config server): throughput ${(baseline.perSecond / measured.perSecond).toFixed(2)}x, p50 ${(measured.p50 / baseline.p50).toFixed(2)}x, p99 ${(measured.p99 / baseline.p99).toFixed(2)}x`)
 
   // Long-poll: every app waits for its config; the db phones home; each app's 200 is timed. First
-  // without the role map in each answer (?roles=false), then as the agent asks today, with it.
+  // without the role map in each answer (?roles=false), then with it (the default).
   console.log(`\nlong-poll: ${apps.length.toLocaleString('en')} apps waiting (?wait=120), then the db phones home; time from that phone-home to each app's complete 200:`)
   // The phone-homes exchanged every app's bootstrap token for a node token: reissue them for the long-polls.
   const reissued = await send(adminAgent, server.url, 'PUT', '/v1/deployments/bench', server.adminToken, {...registration, reissueTokens: apps})
@@ -244,7 +244,7 @@ async function main() {
       dbToken = JSON.parse(again.body).tokens['db.bench.test']
     }
     const round = await longPollRound(server, apps, tokens, withRoles, () => send(adminAgent, server.url, 'PUT', '/v1/deployments/bench/instances/db.bench.test/facts', dbToken, facts('db.bench.test')))
-    const label = withRoles ? 'with the role map (as the agent asks)' : 'without the role map (?roles=false)'
+    const label = withRoles ? 'with the role map (the default)   ' : 'without the role map (?roles=false)'
     console.log(`  ${label.padEnd(40)} p50 ${ms(quantile(round.done, 0.5)).padStart(11)}, p99 ${ms(quantile(round.done, 0.99)).padStart(11)}, last ${ms(quantile(round.done, 1)).padStart(11)}  (db's PUT answered in ${ms(round.putMs)}; ${(round.bytes / 2 ** 20).toFixed(0)} MiB received)`)
   }
   const rolesBytes = JSON.stringify(JSON.parse((await send(adminAgent, server.url, 'GET', '/v1/deployments/bench/instances/app1.bench.test/config', server.adminToken)).body).roles).length
