@@ -33,31 +33,27 @@ export function openDeployment(file: string, opts: {trustOnFirstUse?: boolean} =
   const hostKeys = new HostKeyStore(workspace.knownHostsFile)
   const settings = nodeset.provider.settings
   const text = (key: string) => settings[key]?.value.trim() || undefined
+  // Nodes nodeset creates report their host keys when they phone home: those are pinned and required.
+  const created = {...loaded, workspace, hostKeys, hostKeyPolicy: {mode: 'pinned', store: hostKeys} as HostKeyPolicy}
+  const target = (node: NodeRecord, user: string, privateKeyPath?: string): SshTarget => ({host: node.address ?? node.name, port: node.sshPort ?? 22, user, nodeName: node.name, privateKeyPath})
 
   if (nodeset.provider.kind === 'local') {
     const key = workspace.sshKey()
     const provider = new LocalProvider({subnet: text('subnet'), bridge: text('bridge'), authorizedKeys: [key.publicKey]})
     return {
-      ...loaded,
-      workspace,
+      ...created,
       provider,
-      hostKeys,
-      hostKeyPolicy: {mode: 'pinned', store: hostKeys},
       prepare: async () => ({operatorAddress: (await provider.prepareNetwork(nodeset.general.name)).hostAddress}),
-      sshTarget: (node) => ({host: node.address ?? node.name, port: node.sshPort ?? 22, user: 'root', nodeName: node.name, privateKeyPath: key.privateKeyPath}),
+      sshTarget: (node) => target(node, 'root', key.privateKeyPath),
     }
   }
   if (nodeset.provider.kind === 'ec2') {
     const ec2 = ec2Settings(settings)
-    const provider = new Ec2Provider(ec2.options)
     return {
-      ...loaded,
-      workspace,
-      provider,
-      hostKeys,
-      hostKeyPolicy: {mode: 'pinned', store: hostKeys},
+      ...created,
+      provider: new Ec2Provider(ec2.options),
       prepare: async () => ({}),
-      sshTarget: (node) => ({host: node.address ?? node.name, port: node.sshPort ?? 22, user: node.sshUser ?? ec2.options.sshUser ?? 'admin', nodeName: node.name, privateKeyPath: ec2.sshKey}),
+      sshTarget: (node) => target(node, node.sshUser ?? ec2.options.sshUser ?? 'admin', ec2.sshKey),
     }
   }
   // static: servers that already exist, reached over SSH; host keys from known_hosts or pinned on first use.
