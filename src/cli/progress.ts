@@ -13,7 +13,7 @@ export interface Progress {
   finish(): Promise<void>
 }
 
-export function progressView(items: string[], opts: {json: boolean; secrets: string[]; title?: string}): Progress {
+export function progressView(items: string[], opts: {json: boolean; secrets: string[]}): Progress {
   if (opts.json) return new JsonProgress(opts.secrets)
   if (process.stdout.isTTY && items.length > 0) return new ListrProgress(items, opts.secrets)
   return new LineProgress(opts.secrets)

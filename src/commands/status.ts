@@ -3,7 +3,7 @@ import {NodesetCommand, UserError} from '../cli/base.js'
 import type {DeploymentStatus} from '../configserver/protocol.js'
 import {openConfigServer} from '../operator/connect.js'
 import {openDeployment} from '../operator/deployment.js'
-import {table} from '../plan/render.js'
+import {statusText} from '../operator/status.js'
 
 export default class Status extends NodesetCommand {
   static summary = "Show the deployment's state at the config server: every node, every service, what each waits for."
@@ -42,18 +42,4 @@ With --wait, returns when the deployment settles (exit 0) or fails (exit 1).`
     else this.print(statusText(status))
     if (flags.wait && status.state !== 'settled') this.exit(1)
   }
-}
-
-export function statusText(status: DeploymentStatus): string {
-  const rows = status.instances.flatMap((i) =>
-    (i.services.length ? i.services : [{name: '-', status: '-' as string, waitingFor: undefined as string[] | undefined, exitCode: undefined as number | undefined}]).map((s, k) => [
-      k === 0 ? i.id : '',
-      k === 0 ? (i.address ?? '-') : '',
-      k === 0 ? (i.lastContact ?? 'never') : '',
-      s.name,
-      s.status + (s.exitCode !== undefined ? ` (exit ${s.exitCode})` : ''),
-      s.waitingFor?.join('; ') ?? '',
-    ]),
-  )
-  return [`deployment ${status.deployment}: ${status.state}${status.reason ? ` — ${status.reason}` : ''}`, '', table(['NODE', 'ADDRESS', 'LAST PHONE-HOME', 'SERVICE', 'STATE', 'WAITING FOR'], rows)].join('\n')
 }

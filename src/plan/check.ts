@@ -8,9 +8,6 @@ import {type Edge, findCycles} from './graph.js'
 import {extractRefs, TemplateError, type TemplateRef} from './template.js'
 import {formatSource, type Reference, type Source} from './types.js'
 
-/** Built-in facts every node reports when it phones home. */
-export const BUILTIN_FACTS = ['ip', 'private_ip', 'hostname', 'ssh_host_keys']
-
 export interface CheckParam {
   name: string
   value: string

@@ -54,14 +54,3 @@ export function parseOutputs(text: string): Record<string, string> {
   }
   return outputs
 }
-
-/** Write a file through a temp file in the same directory, keeping it private until it is complete. */
-export function writeFileCommand(path: string, mode = '0644'): string {
-  const dir = path.slice(0, path.lastIndexOf('/')) || '/'
-  return `mkdir -p ${shellQuote(dir)} && t=$(mktemp ${shellQuote(`${path}.XXXXXX`)}) && cat > "$t" && chmod ${mode} "$t" && mv -f "$t" ${shellQuote(path)}`
-}
-
-/** Replace a file's content in place: /etc/hosts may be a bind mount, which a rename cannot replace. */
-export function overwriteInPlaceCommand(path: string): string {
-  return `cat > ${shellQuote(path)}`
-}

@@ -12,7 +12,8 @@ import {openConfigServer} from '../../src/operator/connect.js'
 import {openDeployment} from '../../src/operator/deployment.js'
 import {BootTimeoutError, createNodes} from '../../src/operator/nodes.js'
 import type {NodeRequest, Provider} from '../../src/providers/provider.js'
-import {localNodesUnavailable, mustRunLocalNodes, ROOT, runCli, sshRun} from '../helpers/cli.js'
+import {mustRunLocalNodes, ROOT, runCli, sshRun} from '../helpers/cli.js'
+import {localProviderProblem} from '../../src/providers/local-system.js'
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-create-'))
 const workspace = path.join(dir, '.nodeset', 'create-test')
@@ -40,9 +41,9 @@ fs.writeFileSync(scaled, `[general]\nextends = base.conf\n[role:app]\nnodes = 3\
 const namespaces = () => execFileSync('ip', ['netns', 'list'], {encoding: 'utf8'})
 const result = (stdout: string) => JSON.parse(stdout.slice(stdout.lastIndexOf('{\n  "type": "result"'))) as {nodes: Array<{name: string; address: string; createdNow: boolean; phonedHome?: string}>}
 
-describe.runIf(mustRunLocalNodes())('create-node on local nodes', () => {
+describe.runIf(await mustRunLocalNodes())('create-node on local nodes', () => {
   beforeAll(async () => {
-    const problem = localNodesUnavailable()
+    const problem = await localProviderProblem()
     if (problem) throw new Error(`cannot run: ${problem}`)
     // Start clean: nodes an interrupted earlier run left behind are found by the provider and removed.
     await runCli(['destroy-node', scaled, '--yes'])

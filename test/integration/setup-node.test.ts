@@ -9,7 +9,8 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {type CliResult, localNodesUnavailable, mustRunLocalNodes, ROOT, runCli, sshRun} from '../helpers/cli.js'
+import {type CliResult, mustRunLocalNodes, ROOT, runCli, sshRun} from '../helpers/cli.js'
+import {localProviderProblem} from '../../src/providers/local-system.js'
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-setup-'))
 const workspace = path.join(dir, '.nodeset', 'setup-test')
@@ -68,9 +69,9 @@ async function balancerAnswers(times: number): Promise<Set<string>> {
   return seen
 }
 
-describe.runIf(mustRunLocalNodes())('setup-node on local nodes', () => {
+describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
   beforeAll(async () => {
-    const problem = localNodesUnavailable()
+    const problem = await localProviderProblem()
     if (problem) throw new Error(`cannot run: ${problem}`)
     // Start clean: nodes an interrupted earlier run left behind are found by the provider and removed.
     await runCli(['destroy-node', broken, '--yes'])
