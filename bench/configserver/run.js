@@ -57,7 +57,9 @@ async function bareServer() {
       response.end(answer)
     })
   })
-  server.listen(0, '127.0.0.1', 4096, () => process.stdout.write(JSON.stringify({url: `http://127.0.0.1:${server.address().port}`}) + '\n'))
+  server.listen(0, '127.0.0.1', 4096, () =>
+    process.stdout.write(JSON.stringify({url: `http://127.0.0.1:${server.address().port}`}) + '\n'),
+  )
   return async () => {
     server.closeAllConnections()
     server.close()
@@ -78,8 +80,13 @@ async function configServer() {
 }
 
 function startChild(kind) {
-  const flags = kind === 'config' && process.env.NODESET_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NODESET_BENCH_PROFILE}`] : []
-  const child = spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), '--child', kind], {stdio: ['pipe', 'pipe', 'inherit']})
+  const flags =
+    kind === 'config' && process.env.NODESET_BENCH_PROFILE
+      ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NODESET_BENCH_PROFILE}`]
+      : []
+  const child = spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), '--child', kind], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  })
   children.push(child)
   return new Promise((resolve, reject) => {
     let out = ''
@@ -104,7 +111,10 @@ function send(agent, url, method, pathname, token, body) {
         path: pathname,
         method,
         agent,
-        headers: {authorization: `Bearer ${token}`, ...(data ? {'content-type': 'application/json', 'content-length': data.length} : {})},
+        headers: {
+          authorization: `Bearer ${token}`,
+          ...(data ? {'content-type': 'application/json', 'content-length': data.length} : {}),
+        },
       },
       (response) => {
         const chunks = []
@@ -128,34 +138,37 @@ async function closedLoop(url, requests, concurrency) {
   let next = 0
   const started = performance.now()
   await Promise.all(
-    Array.from({length: Math.min(concurrency, requests.length)}, () =>
-      new Promise((resolve, reject) => {
-        const socket = net.connect(Number(port), hostname)
-        socket.setNoDelay(true)
-        let pending = Buffer.alloc(0)
-        let current = -1
-        let sentAt = 0
-        const sendNext = () => {
-          if (next >= requests.length) return socket.end(), resolve()
-          current = next++
-          sentAt = performance.now()
-          socket.write(requests[current])
-        }
-        socket.on('connect', sendNext)
-        socket.on('data', (chunk) => {
-          pending = pending.length ? Buffer.concat([pending, chunk]) : chunk
-          const headEnd = pending.indexOf('\r\n\r\n')
-          if (headEnd < 0) return
-          const head = pending.toString('latin1', 0, headEnd)
-          const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN)
-          if (pending.length < headEnd + 4 + length) return
-          if (!head.startsWith('HTTP/1.1 200')) return reject(new Error(`request ${current}: ${head.split('\r\n')[0]}`))
-          latencies[current] = performance.now() - sentAt
-          pending = pending.subarray(headEnd + 4 + length)
-          sendNext()
-        })
-        socket.on('error', reject)
-      }),
+    Array.from(
+      {length: Math.min(concurrency, requests.length)},
+      () =>
+        new Promise((resolve, reject) => {
+          const socket = net.connect(Number(port), hostname)
+          socket.setNoDelay(true)
+          let pending = Buffer.alloc(0)
+          let current = -1
+          let sentAt = 0
+          const sendNext = () => {
+            if (next >= requests.length) return (socket.end(), resolve())
+            current = next++
+            sentAt = performance.now()
+            socket.write(requests[current])
+          }
+          socket.on('connect', sendNext)
+          socket.on('data', (chunk) => {
+            pending = pending.length ? Buffer.concat([pending, chunk]) : chunk
+            const headEnd = pending.indexOf('\r\n\r\n')
+            if (headEnd < 0) return
+            const head = pending.toString('latin1', 0, headEnd)
+            const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? NaN)
+            if (pending.length < headEnd + 4 + length) return
+            if (!head.startsWith('HTTP/1.1 200'))
+              return reject(new Error(`request ${current}: ${head.split('\r\n')[0]}`))
+            latencies[current] = performance.now() - sentAt
+            pending = pending.subarray(headEnd + 4 + length)
+            sendNext()
+          })
+          socket.on('error', reject)
+        }),
     ),
   )
   return {latencies, seconds: (performance.now() - started) / 1000}
@@ -186,16 +199,28 @@ async function main() {
   const n = Number(args.instances)
   const concurrency = Number(args.concurrency)
   const apps = Array.from({length: n - 1}, (_, i) => `app${i + 1}.bench.test`)
-  const facts = (id) => ({facts: {hostname: id.split('.')[0], private_ip: '10.1.2.3', ssh_host_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBench root@host']}})
+  const facts = (id) => ({
+    facts: {
+      hostname: id.split('.')[0],
+      private_ip: '10.1.2.3',
+      ssh_host_keys: ['ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchBenchBenchBenchBenchBenchBenchBenchBench root@host'],
+    },
+  })
 
-  console.log(`config server: ${n.toLocaleString('en')} instances (1 db, ${(n - 1).toLocaleString('en')} apps that use its ip); ${concurrency} connections; node ${process.version}, ${os.cpus().length} CPUs`)
+  console.log(
+    `config server: ${n.toLocaleString('en')} instances (1 db, ${(n - 1).toLocaleString('en')} apps that use its ip); ${concurrency} connections; node ${process.version}, ${os.cpus().length} CPUs`,
+  )
 
   const bare = await startChild('bare')
   const server = await startChild('config')
   const registration = {
     instances: [
       {id: 'db.bench.test', role: 'service:db', services: [{name: 'db', provides: ['password']}]},
-      ...apps.map((id) => ({id, role: 'appserver', services: [{name: 'app', params: {db_host: {template: '{{ip "service:db"}}'}, name: {value: id}}}]})),
+      ...apps.map((id) => ({
+        id,
+        role: 'appserver',
+        services: [{name: 'app', params: {db_host: {template: '{{ip "service:db"}}'}, name: {value: id}}}],
+      })),
     ],
   }
   const adminAgent = new http.Agent({keepAlive: true})
@@ -224,31 +249,79 @@ async function main() {
   console.log(`\nregistration of ${n.toLocaleString('en')} instances (checks included): ${ms(registerMs)}`)
   console.log('\nphone-home (PUT facts), one per app:')
   console.log(`  ${'server'.padEnd(28)}${'req/s'.padStart(10)}${'p50'.padStart(12)}${'p99'.padStart(12)}`)
-  for (const [name, r] of [['bare node:http (fixed JSON)', baseline], ['nodeset config server', measured]]) {
-    console.log(`  ${name.padEnd(28)}${Math.round(r.perSecond).toLocaleString('en').padStart(10)}${ms(r.p50).padStart(12)}${ms(r.p99).padStart(12)}`)
+  for (const [name, r] of [
+    ['bare node:http (fixed JSON)', baseline],
+    ['nodeset config server', measured],
+  ]) {
+    console.log(
+      `  ${name.padEnd(28)}${Math.round(r.perSecond).toLocaleString('en').padStart(10)}${ms(r.p50).padStart(12)}${ms(r.p99).padStart(12)}`,
+    )
   }
-  console.log(`  ratio (bare / config server): throughput ${(baseline.perSecond / measured.perSecond).toFixed(2)}x, p50 ${(measured.p50 / baseline.p50).toFixed(2)}x, p99 ${(measured.p99 / baseline.p99).toFixed(2)}x`)
+  console.log(
+    `  ratio (bare / config server): throughput ${(baseline.perSecond / measured.perSecond).toFixed(2)}x, p50 ${(measured.p50 / baseline.p50).toFixed(2)}x, p99 ${(measured.p99 / baseline.p99).toFixed(2)}x`,
+  )
 
   // Long-poll: every app waits for its config; the db phones home; each app's 200 is timed. First
   // without the role map in each answer (?roles=false), then with it (the default).
-  console.log(`\nlong-poll: ${apps.length.toLocaleString('en')} apps waiting (?wait=120), then the db phones home; time from that phone-home to each app's complete 200:`)
+  console.log(
+    `\nlong-poll: ${apps.length.toLocaleString('en')} apps waiting (?wait=120), then the db phones home; time from that phone-home to each app's complete 200:`,
+  )
   // The phone-homes exchanged every app's bootstrap token for a node token: reissue them for the long-polls.
-  const reissued = await send(adminAgent, server.url, 'PUT', '/v1/deployments/bench', server.adminToken, {...registration, reissueTokens: apps})
+  const reissued = await send(adminAgent, server.url, 'PUT', '/v1/deployments/bench', server.adminToken, {
+    ...registration,
+    reissueTokens: apps,
+  })
   Object.assign(tokens, JSON.parse(reissued.body).tokens)
   let dbToken = tokens['db.bench.test']
   for (const withRoles of [false, true]) {
     if (withRoles) {
       // Forget the db and register it again: every app's config waits for its address once more.
-      if ((await send(adminAgent, server.url, 'DELETE', '/v1/deployments/bench/instances/db.bench.test', server.adminToken)).status !== 204) throw new Error('cannot forget the db')
+      if (
+        (
+          await send(
+            adminAgent,
+            server.url,
+            'DELETE',
+            '/v1/deployments/bench/instances/db.bench.test',
+            server.adminToken,
+          )
+        ).status !== 204
+      )
+        throw new Error('cannot forget the db')
       const again = await send(adminAgent, server.url, 'PUT', '/v1/deployments/bench', server.adminToken, registration)
       dbToken = JSON.parse(again.body).tokens['db.bench.test']
     }
-    const round = await longPollRound(server, apps, tokens, withRoles, () => send(adminAgent, server.url, 'PUT', '/v1/deployments/bench/instances/db.bench.test/facts', dbToken, facts('db.bench.test')))
+    const round = await longPollRound(server, apps, tokens, withRoles, () =>
+      send(
+        adminAgent,
+        server.url,
+        'PUT',
+        '/v1/deployments/bench/instances/db.bench.test/facts',
+        dbToken,
+        facts('db.bench.test'),
+      ),
+    )
     const label = withRoles ? 'with the role map (the default)   ' : 'without the role map (?roles=false)'
-    console.log(`  ${label.padEnd(40)} p50 ${ms(quantile(round.done, 0.5)).padStart(11)}, p99 ${ms(quantile(round.done, 0.99)).padStart(11)}, last ${ms(quantile(round.done, 1)).padStart(11)}  (db's PUT answered in ${ms(round.putMs)}; ${(round.bytes / 2 ** 20).toFixed(0)} MiB received)`)
+    console.log(
+      `  ${label.padEnd(40)} p50 ${ms(quantile(round.done, 0.5)).padStart(11)}, p99 ${ms(quantile(round.done, 0.99)).padStart(11)}, last ${ms(quantile(round.done, 1)).padStart(11)}  (db's PUT answered in ${ms(round.putMs)}; ${(round.bytes / 2 ** 20).toFixed(0)} MiB received)`,
+    )
   }
-  const rolesBytes = JSON.stringify(JSON.parse((await send(adminAgent, server.url, 'GET', '/v1/deployments/bench/instances/app1.bench.test/config', server.adminToken)).body).roles).length
-  console.log(`  (the role map of ${n.toLocaleString('en')} instances is ${(rolesBytes / 1024).toFixed(0)} KiB, so with it the ${apps.length.toLocaleString('en')} answers carry ${((rolesBytes * apps.length) / 2 ** 30).toFixed(2)} GiB)`)
+  const rolesBytes = JSON.stringify(
+    JSON.parse(
+      (
+        await send(
+          adminAgent,
+          server.url,
+          'GET',
+          '/v1/deployments/bench/instances/app1.bench.test/config',
+          server.adminToken,
+        )
+      ).body,
+    ).roles,
+  ).length
+  console.log(
+    `  (the role map of ${n.toLocaleString('en')} instances is ${(rolesBytes / 1024).toFixed(0)} KiB, so with it the ${apps.length.toLocaleString('en')} answers carry ${((rolesBytes * apps.length) / 2 ** 30).toFixed(2)} GiB)`,
+  )
 
   adminAgent.destroy()
   server.child.kill('SIGTERM')
@@ -269,24 +342,29 @@ async function longPollRound(server, apps, tokens, withRoles, phoneHome) {
       polls.push(
         new Promise((resolve, reject) => {
           const path = `/v1/deployments/bench/instances/${id}/config?wait=120${withRoles ? '' : '&roles=false'}`
-          const request = http.request({host: '127.0.0.1', port, path, agent, headers: {authorization: `Bearer ${tokens[id]}`}}, (response) => {
-            // The app's own part comes first; the shared role map follows. Check the value and the
-            // length without parsing the whole body: the client must not be the bottleneck.
-            let head = ''
-            let length = 0
-            response.on('data', (c) => {
-              if (head.length < 4096) head += c.toString('utf8', 0, Math.min(c.length, 4096))
-              length += c.length
-            })
-            response.on('end', () => {
-              done[i] = performance.now() - t0
-              bytes += length
-              if (response.statusCode !== 200) return reject(new Error(`${id}: HTTP ${response.statusCode}`))
-              if (length !== Number(response.headers['content-length'])) return reject(new Error(`${id}: body cut short`))
-              if (!head.includes(`"instance":"${id}"`) || !head.includes('"db_host":"127.0.0.1"')) return reject(new Error(`${id}: db_host is not the db's address: ${head.slice(0, 300)}`))
-              resolve()
-            })
-          })
+          const request = http.request(
+            {host: '127.0.0.1', port, path, agent, headers: {authorization: `Bearer ${tokens[id]}`}},
+            (response) => {
+              // The app's own part comes first; the shared role map follows. Check the value and the
+              // length without parsing the whole body: the client must not be the bottleneck.
+              let head = ''
+              let length = 0
+              response.on('data', (c) => {
+                if (head.length < 4096) head += c.toString('utf8', 0, Math.min(c.length, 4096))
+                length += c.length
+              })
+              response.on('end', () => {
+                done[i] = performance.now() - t0
+                bytes += length
+                if (response.statusCode !== 200) return reject(new Error(`${id}: HTTP ${response.statusCode}`))
+                if (length !== Number(response.headers['content-length']))
+                  return reject(new Error(`${id}: body cut short`))
+                if (!head.includes(`"instance":"${id}"`) || !head.includes('"db_host":"127.0.0.1"'))
+                  return reject(new Error(`${id}: db_host is not the db's address: ${head.slice(0, 300)}`))
+                resolve()
+              })
+            },
+          )
           request.on('error', (error) => reject(new Error(`${id}: ${error.message}`)))
           request.on('finish', () => sent++)
           request.end()

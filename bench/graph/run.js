@@ -9,11 +9,28 @@ const REFERENCES = Number(process.env.REFERENCES ?? 100_000)
 
 function deployment(references) {
   // One database; each app's service refers to the db's output and to the previous app's output.
-  const instances = [{id: 'db', role: 'db', index: 1, services: [{name: 'mysql', params: [], provides: ['port'], after: []}]}]
+  const instances = [
+    {id: 'db', role: 'db', index: 1, services: [{name: 'mysql', params: [], provides: ['port'], after: []}]},
+  ]
   const apps = Math.ceil(references / 2)
   for (let i = 1; i <= apps; i++) {
     const previous = i === 1 ? '{{output "db" "port"}}' : `{{output "app${i - 1}" "value"}}`
-    instances.push({id: `app${i}`, role: `r${i}`, index: 1, services: [{name: 'svc', params: [{name: 'db', value: '{{output "db" "port"}}'}, {name: 'prev', value: previous}], provides: ['value'], after: []}]})
+    instances.push({
+      id: `app${i}`,
+      role: `r${i}`,
+      index: 1,
+      services: [
+        {
+          name: 'svc',
+          params: [
+            {name: 'db', value: '{{output "db" "port"}}'},
+            {name: 'prev', value: previous},
+          ],
+          provides: ['value'],
+          after: [],
+        },
+      ],
+    })
   }
   return instances
 }
@@ -40,6 +57,10 @@ const floor = time(() => {
   return adjacency.size
 })
 console.log(`references: ${refs}, edges: ${edges.length}, vertices: ${full.result.vertices.length}`)
-console.log(`full check (parse + resolve + cycles): ${full.ms.toFixed(0)} ms, ${Math.round(refs / (full.ms / 1000))} references/s`)
+console.log(
+  `full check (parse + resolve + cycles): ${full.ms.toFixed(0)} ms, ${Math.round(refs / (full.ms / 1000))} references/s`,
+)
 console.log(`cycle check alone: ${cycles.ms.toFixed(1)} ms, ${Math.round(edges.length / (cycles.ms / 1000))} edges/s`)
-console.log(`floor (adjacency pass): ${floor.ms.toFixed(1)} ms; cycle check / floor = ${(cycles.ms / floor.ms).toFixed(1)}x`)
+console.log(
+  `floor (adjacency pass): ${floor.ms.toFixed(1)} ms; cycle check / floor = ${(cycles.ms / floor.ms).toFixed(1)}x`,
+)

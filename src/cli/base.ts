@@ -1,16 +1,7 @@
 import {Command, Flags} from '@oclif/core'
 import {DiagnosticsError, formatDiagnostic} from '../core/diagnostics.js'
+import {UserError} from '../core/errors.js'
 import {redact} from '../core/redact.js'
-
-/** Thrown for a failure the user should read as one clear message, with an exit code. */
-export class UserError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 1,
-  ) {
-    super(message)
-  }
-}
 
 /**
  * Base of every nodeset command: `--json`, secrets redacted from everything printed, and bad input
@@ -40,7 +31,14 @@ export abstract class NodesetCommand extends Command {
     if (error instanceof DiagnosticsError) {
       const jsonMode = this.argv.includes('--json')
       if (jsonMode) this.printJson({ok: false, problems: error.diagnostics})
-      else process.stderr.write(redact(error.diagnostics.map(formatDiagnostic).join('\n') + `\n${error.diagnostics.length} problem${error.diagnostics.length === 1 ? '' : 's'}; nothing was changed.\n`, this.secrets))
+      else
+        process.stderr.write(
+          redact(
+            error.diagnostics.map(formatDiagnostic).join('\n') +
+              `\n${error.diagnostics.length} problem${error.diagnostics.length === 1 ? '' : 's'}; nothing was changed.\n`,
+            this.secrets,
+          ),
+        )
       this.exit(2)
     }
     if (error instanceof UserError) {

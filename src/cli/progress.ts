@@ -110,7 +110,8 @@ class ListrProgress implements Progress {
   event(): void {}
 
   async finish(): Promise<void> {
-    for (const [item, handle] of this.handles) if (!handle.outcome) this.done(item, true, handle.title?.replace(`${item}: `, '') ?? 'done')
+    for (const [item, handle] of this.handles)
+      if (!handle.outcome) this.done(item, true, handle.title?.replace(`${item}: `, '') ?? 'done')
     await this.running
   }
 }

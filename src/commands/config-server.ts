@@ -6,7 +6,8 @@ import {startConfigServer} from '../configserver/server.js'
 export function parseListen(value: string): {host: string; port: number} {
   const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value)
   const port = Number(match?.[3])
-  if (!match || port > 65535) throw new Error(`--listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:8470, 0.0.0.0:8470 or [::1]:8470`)
+  if (!match || port > 65535)
+    throw new Error(`--listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:8470, 0.0.0.0:8470 or [::1]:8470`)
   return {host: match[1] ?? (match[2] || '0.0.0.0'), port}
 }
 
@@ -22,8 +23,13 @@ export default class ConfigServer extends Command {
     state: Flags.string({description: 'Directory of the server state (created, mode 0700).', required: true}),
     'tls-cert': Flags.string({description: 'PEM certificate (chain) to serve HTTPS with.', dependsOn: ['tls-key']}),
     'tls-key': Flags.string({description: 'PEM private key of --tls-cert.', dependsOn: ['tls-cert']}),
-    'trust-proxy': Flags.boolean({description: 'Take client addresses from X-Forwarded-For (only behind your own proxy).', default: false}),
-    'admin-token-file': Flags.string({description: 'File holding the admin token (created with a new token when missing).'}),
+    'trust-proxy': Flags.boolean({
+      description: 'Take client addresses from X-Forwarded-For (only behind your own proxy).',
+      default: false,
+    }),
+    'admin-token-file': Flags.string({
+      description: 'File holding the admin token (created with a new token when missing).',
+    }),
   }
 
   async run(): Promise<void> {

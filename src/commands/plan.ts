@@ -1,6 +1,6 @@
 import {Args} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {loadPlan} from '../cli/load.js'
+import {loadPlan} from '../operations/load.js'
 import {DiagnosticsError} from '../core/diagnostics.js'
 import {planJson, planText} from '../plan/render.js'
 
@@ -9,7 +9,10 @@ export default class Plan extends NodesetCommand {
   static description = `Reads the nodeset file (extends and \${…} interpolation included), names every node, gives each its services and their params, finds every reference between (node, service) pairs, and checks that nothing waits on itself (a cycle) and that every reference names something that exists. Nothing is created.
 
 Exit codes: 0 the plan is good; 2 the file is refused (every problem is printed with file:line and a hint). Secrets (provider secret, secret_file contents, *password*/*secret*/*token* values) are never printed.`
-  static examples = ['<%= config.bin %> plan examples/foobar.conf', '<%= config.bin %> plan examples/foobar.conf --json | jq .nodes']
+  static examples = [
+    '<%= config.bin %> plan examples/foobar.conf',
+    '<%= config.bin %> plan examples/foobar.conf --json | jq .nodes',
+  ]
   static args = {file: Args.string({description: 'The nodeset file (e.g. foobar.conf).', required: true})}
 
   async run(): Promise<void> {

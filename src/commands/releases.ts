@@ -1,10 +1,10 @@
 import {Args} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {openDeployment} from '../operator/deployment.js'
+import {openDeployment} from '../operations/deployment.js'
 import {table} from '../plan/render.js'
-import {connectDeployment} from '../deploy/context.js'
+import {connectDeployment} from '../operations/deploy-context.js'
 import {releaseTime} from '../deploy/release.js'
-import {withAppContext} from '../deploy/run.js'
+import {withAppContext} from '../operations/deploy-run.js'
 import {previousRelease, type NodeReleases} from '../deploy/scripts.js'
 import {listReleases} from '../deploy/update.js'
 
@@ -27,8 +27,12 @@ export function releaseRows(listing: NodeReleases): ReleaseRow[] {
 }
 
 export default class Releases extends NodesetCommand {
-  static summary = "List an app's releases on each appserver: id, when it was made, which is current and which came before it."
-  static examples = ['<%= config.bin %> releases hello examples/local.conf', '<%= config.bin %> releases blog foobar.conf --json']
+  static summary =
+    "List an app's releases on each appserver: id, when it was made, which is current and which came before it."
+  static examples = [
+    '<%= config.bin %> releases hello examples/local.conf',
+    '<%= config.bin %> releases blog foobar.conf --json',
+  ]
   static args = {
     app: Args.string({description: 'The app name (as the locations name it).', required: true}),
     file: Args.string({description: 'The nodeset file.', required: true}),
@@ -41,16 +45,41 @@ export default class Releases extends NodesetCommand {
     const opened = await connectDeployment(deployment, this.secrets)
     let listings: Map<string, NodeReleases>
     try {
-      listings = await withAppContext(opened, {file: args.file, app: args.app, services: [], json: flags.json, secrets: this.secrets, lock: false, progress: false}, listReleases)
+      listings = await withAppContext(
+        opened,
+        {
+          file: args.file,
+          app: args.app,
+          services: [],
+          json: flags.json,
+          secrets: this.secrets,
+          lock: false,
+          progress: false,
+        },
+        listReleases,
+      )
     } finally {
       await opened.close()
     }
-    const nodes = [...listings].map(([node, listing]) => ({node, current: listing.current ?? null, previous: previousRelease(listing) ?? null, running: listing.running, releases: releaseRows(listing)}))
+    const nodes = [...listings].map(([node, listing]) => ({
+      node,
+      current: listing.current ?? null,
+      previous: previousRelease(listing) ?? null,
+      running: listing.running,
+      releases: releaseRows(listing),
+    }))
     if (flags.json) return this.printJson({app: args.app, nodes})
     const rows = nodes.flatMap((n) =>
       n.releases.length === 0
         ? [[n.node, '-', '-', 'no releases']]
-        : n.releases.map((r, i) => [i === 0 ? n.node : '', r.id, r.createdAt ?? '-', [r.current ? `current${n.running ? '' : ' (stopped)'}` : '', r.previous ? 'previous' : ''].filter(Boolean).join(', ')]),
+        : n.releases.map((r, i) => [
+            i === 0 ? n.node : '',
+            r.id,
+            r.createdAt ?? '-',
+            [r.current ? `current${n.running ? '' : ' (stopped)'}` : '', r.previous ? 'previous' : '']
+              .filter(Boolean)
+              .join(', '),
+          ]),
     )
     this.print(table(['APPSERVER', 'RELEASE', 'CREATED', 'STATE'], rows))
   }

@@ -1,9 +1,10 @@
 import {Args, Flags} from '@oclif/core'
-import {NodesetCommand, UserError} from '../cli/base.js'
-import {openDeployment} from '../operator/deployment.js'
-import {connectDeployment} from '../deploy/context.js'
+import {NodesetCommand} from '../cli/base.js'
+import {UserError} from '../core/errors.js'
+import {openDeployment} from '../operations/deployment.js'
+import {connectDeployment} from '../operations/deploy-context.js'
 import {RELEASE_ID_PATTERN} from '../deploy/release.js'
-import {deployOutcomes, deployTable, withAppContext} from '../deploy/run.js'
+import {deployOutcomes, deployTable, withAppContext} from '../operations/deploy-run.js'
 import {failureSummary, rollbackApp} from '../deploy/update.js'
 import {rolloutFlags} from './update.js'
 
@@ -14,7 +15,10 @@ alone, then the rest --batch-size at a time, each out of the balancer's rotation
 back in once healthy. If one fails, every appserver that switched returns to what it ran.
 
 Data is not rolled back: the database stays as the newer release's migration left it.`
-  static examples = ['<%= config.bin %> rollback hello examples/local.conf', '<%= config.bin %> rollback blog foobar.conf --to 20250102T030405Z-1a2b3c4d']
+  static examples = [
+    '<%= config.bin %> rollback hello examples/local.conf',
+    '<%= config.bin %> rollback blog foobar.conf --to 20250102T030405Z-1a2b3c4d',
+  ]
   static args = {
     app: Args.string({description: 'The app name (as the locations name it).', required: true}),
     file: Args.string({description: 'The nodeset file.', required: true}),
@@ -26,7 +30,11 @@ Data is not rolled back: the database stays as the newer release's migration lef
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Rollback)
-    if (flags.to && !RELEASE_ID_PATTERN.test(flags.to)) throw new UserError(`--to ${flags.to} is not a release id (like 20250102T030405Z-1a2b3c4d): see nodeset releases ${args.app} ${args.file}`, 2)
+    if (flags.to && !RELEASE_ID_PATTERN.test(flags.to))
+      throw new UserError(
+        `--to ${flags.to} is not a release id (like 20250102T030405Z-1a2b3c4d): see nodeset releases ${args.app} ${args.file}`,
+        2,
+      )
     const deployment = openDeployment(args.file)
     this.secrets = [...deployment.nodeset.secrets]
     const opened = await connectDeployment(deployment, this.secrets)
@@ -34,10 +42,16 @@ Data is not rolled back: the database stays as the newer release's migration lef
       const result = await withAppContext(
         opened,
         {file: args.file, app: args.app, services: [], json: flags.json, secrets: this.secrets, lock: true},
-        (ctx) => rollbackApp(ctx, flags.to, {batchSize: flags['batch-size'], healthTimeoutSec: flags['health-timeout'], hookTimeoutSec: 60}),
+        (ctx) =>
+          rollbackApp(ctx, flags.to, {
+            batchSize: flags['batch-size'],
+            healthTimeoutSec: flags['health-timeout'],
+            hookTimeoutSec: 60,
+          }),
         deployOutcomes,
       )
-      if (flags.json) this.printJson({type: 'result', ...result, error: result.ok ? undefined : failureSummary(result, 'rollback')})
+      if (flags.json)
+        this.printJson({type: 'result', ...result, error: result.ok ? undefined : failureSummary(result, 'rollback')})
       else this.print('\n' + deployTable(result))
       if (!result.ok) {
         if (!flags.json) this.note('\n' + failureSummary(result, 'rollback'))

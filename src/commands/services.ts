@@ -15,14 +15,37 @@ export default class Services extends NodesetCommand {
   async run(): Promise<void> {
     const {flags} = await this.parse(Services)
     const {catalog, problems} = loadCatalog((flags.dir ?? []).map((d) => path.resolve(d)))
-    const services = [...catalog.values()].map((s) => ({name: s.name, description: s.description, builtin: s.builtin, dir: s.dir, params: s.params, provides: s.provides, after: s.after, roles: s.roles}))
+    const services = [...catalog.values()].map((s) => ({
+      name: s.name,
+      description: s.description,
+      builtin: s.builtin,
+      dir: s.dir,
+      params: s.params,
+      provides: s.provides,
+      after: s.after,
+      roles: s.roles,
+    }))
     if (flags.json) return this.printJson({services, problems})
-    this.print(table(['SERVICE', 'PROVIDES', 'DESCRIPTION'], services.map((s) => [s.name, s.provides.join(' ') || '-', s.description])))
+    this.print(
+      table(
+        ['SERVICE', 'PROVIDES', 'DESCRIPTION'],
+        services.map((s) => [s.name, s.provides.join(' ') || '-', s.description]),
+      ),
+    )
     for (const s of services) {
       const params = Object.entries(s.params)
       if (params.length === 0) continue
       this.print(`\n${s.name} params:`)
-      this.print(table(['  PARAM', 'DEFAULT', 'DESCRIPTION'], params.map(([name, p]) => [`  ${name}`, p.secret ? '(secret)' : p.default === undefined ? (p.required ? '(required)' : '-') : p.default || '""', p.description])))
+      this.print(
+        table(
+          ['  PARAM', 'DEFAULT', 'DESCRIPTION'],
+          params.map(([name, p]) => [
+            `  ${name}`,
+            p.secret ? '(secret)' : p.default === undefined ? (p.required ? '(required)' : '-') : p.default || '""',
+            p.description,
+          ]),
+        ),
+      )
     }
     for (const p of problems) this.note(`warning: ${p.message}`)
   }

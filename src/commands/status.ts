@@ -1,16 +1,20 @@
 import {Args, Flags} from '@oclif/core'
-import {NodesetCommand, UserError} from '../cli/base.js'
+import {NodesetCommand} from '../cli/base.js'
+import {UserError} from '../core/errors.js'
 import type {DeploymentStatus} from '../configserver/protocol.js'
-import {openConfigServer} from '../operator/connect.js'
-import {openDeployment} from '../operator/deployment.js'
-import {statusText} from '../operator/status.js'
+import {openConfigServer} from '../operations/connect.js'
+import {openDeployment} from '../operations/deployment.js'
+import {statusText} from '../operations/status.js'
 
 export default class Status extends NodesetCommand {
   static summary = "Show the deployment's state at the config server: every node, every service, what each waits for."
   static description = `Per node: its address as the config server saw it and its first and last phone-home. Per service: waiting (and on what), ready, running, succeeded, failed or timed out. The deployment is pending, settled (every service succeeded) or failed (a failure, or the start-up deadline passed).
 
 With --wait, returns when the deployment settles (exit 0) or fails (exit 1).`
-  static examples = ['<%= config.bin %> status examples/local.conf', '<%= config.bin %> status foobar.conf --wait --json']
+  static examples = [
+    '<%= config.bin %> status examples/local.conf',
+    '<%= config.bin %> status foobar.conf --wait --json',
+  ]
   static args = {file: Args.string({description: 'The nodeset file.', required: true})}
   static flags = {
     wait: Flags.boolean({description: 'Wait until the deployment settles or fails.', default: false}),
@@ -33,7 +37,10 @@ With --wait, returns when the deployment settles (exit 0) or fails (exit 1).`
         status = await server.client.status()
       }
     } catch (error) {
-      if ((error as {status?: number}).status === 404) throw new UserError(`deployment ${deployment.result.plan.deployment} is not registered yet: run nodeset create-node ${args.file}`)
+      if ((error as {status?: number}).status === 404)
+        throw new UserError(
+          `deployment ${deployment.result.plan.deployment} is not registered yet: run nodeset create-node ${args.file}`,
+        )
       throw error
     } finally {
       await server.close()

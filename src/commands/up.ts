@@ -1,18 +1,22 @@
 import {Args, Flags} from '@oclif/core'
-import {NodesetCommand, UserError} from '../cli/base.js'
-import {openDeployment} from '../operator/deployment.js'
+import {NodesetCommand} from '../cli/base.js'
+import {UserError} from '../core/errors.js'
+import {openDeployment} from '../operations/deployment.js'
 import {readAppConfig} from '../deploy/appini.js'
-import {connectDeployment} from '../deploy/context.js'
-import {deployOutcomes, deployTable, withAppContext} from '../deploy/run.js'
+import {connectDeployment} from '../operations/deploy-context.js'
+import {deployOutcomes, deployTable, withAppContext} from '../operations/deploy-run.js'
 import {appLocation, nodesetOffer} from '../deploy/targets.js'
-import {createPhase, entryUrls, setupPhase} from '../deploy/up.js'
+import {createPhase, entryUrls, setupPhase} from '../operations/up.js'
 import {failureSummary, updateApp, type DeployResult} from '../deploy/update.js'
 import {rolloutFlags} from './update.js'
 
 export default class Up extends NodesetCommand {
   static summary = 'Create the nodes, set them up and deploy the apps: create-node, setup-node and update in one go.'
   static description = `Runs what create-node, setup-node and update do, in that order, and stops at the first phase that fails. Every phase is idempotent: run it again after fixing the cause and finished work is skipped. Every APP_DIR's app.ini is checked before anything is created. Ends with the URL to open: the balancer's, or each appserver's without one.`
-  static examples = ['<%= config.bin %> up examples/local.conf examples/hello-app', '<%= config.bin %> up foobar.conf blog/ shop/ --json']
+  static examples = [
+    '<%= config.bin %> up examples/local.conf examples/hello-app',
+    '<%= config.bin %> up foobar.conf blog/ shop/ --json',
+  ]
   static strict = false
   static args = {
     file: Args.string({description: 'The nodeset file.', required: true}),
@@ -45,18 +49,33 @@ export default class Up extends NodesetCommand {
         if (!flags.json) this.print(`== update ${config.appName} (${dir})`)
         const result = await withAppContext(
           opened,
-          {file: args.file, app: config.appName, services: config.services, json: flags.json, secrets: this.secrets, lock: true},
-          (ctx) => updateApp(ctx, dir, config, {batchSize: flags['batch-size'], healthTimeoutSec: flags['health-timeout'], hookTimeoutSec: flags['hook-timeout']}),
+          {
+            file: args.file,
+            app: config.appName,
+            services: config.services,
+            json: flags.json,
+            secrets: this.secrets,
+            lock: true,
+          },
+          (ctx) =>
+            updateApp(ctx, dir, config, {
+              batchSize: flags['batch-size'],
+              healthTimeoutSec: flags['health-timeout'],
+              hookTimeoutSec: flags['hook-timeout'],
+            }),
           deployOutcomes,
         )
         results.push(result)
         if (!flags.json) this.print('\n' + deployTable(result))
         if (!result.ok) throw new UserError(failureSummary(result, 'update'))
       }
-      const ports = names.map((n) => appLocation(deployment.nodeset, n)?.port).filter((p): p is number => p !== undefined)
+      const ports = names
+        .map((n) => appLocation(deployment.nodeset, n)?.port)
+        .filter((p): p is number => p !== undefined)
       const urls = entryUrls(await opened.server.client.state(), ports)
       if (flags.json) this.printJson({type: 'result', ok: true, apps: results, urls})
-      else this.print(`\n${deployment.result.plan.deployment} is up: ${urls.join(' ') || '(no balancer or app to open)'}`)
+      else
+        this.print(`\n${deployment.result.plan.deployment} is up: ${urls.join(' ') || '(no balancer or app to open)'}`)
     } finally {
       await opened.close()
     }

@@ -40,7 +40,11 @@ export interface ExchangeState {
  * exchange and only while the node token is unused: once the node has proved it holds the node token,
  * the bootstrap token is dead.
  */
-export function bootstrapUse(state: ExchangeState, now: number, graceMs = EXCHANGE_GRACE_MS): 'exchange' | 'exchange again' | 'refuse' {
+export function bootstrapUse(
+  state: ExchangeState,
+  now: number,
+  graceMs = EXCHANGE_GRACE_MS,
+): 'exchange' | 'exchange again' | 'refuse' {
   if (state.exchangedAt === undefined) return 'exchange'
   if (state.nodeTokenUsedAt === undefined && now - state.exchangedAt < graceMs) return 'exchange again'
   return 'refuse'
@@ -58,7 +62,8 @@ export function bearerToken(header: string | undefined): string | undefined {
  */
 export async function adminTokenFrom(given: string | undefined, file: string): Promise<string> {
   if (given !== undefined) {
-    if (given.length < 16) throw new Error('the admin token must be at least 16 characters; leave it out to have one generated')
+    if (given.length < 16)
+      throw new Error('the admin token must be at least 16 characters; leave it out to have one generated')
     return given
   }
   try {
@@ -66,7 +71,9 @@ export async function adminTokenFrom(given: string | undefined, file: string): P
     if ((stat.mode & 0o077) !== 0) throw new Error(`${file} can be read by other users; run: chmod 600 ${file}`)
     const stored = (await fs.readFile(file, 'utf8')).trim()
     if (stored.length >= 16) return stored
-    throw new Error(`${file} holds no usable admin token (at least 16 characters); delete it to have a new one generated`)
+    throw new Error(
+      `${file} holds no usable admin token (at least 16 characters); delete it to have a new one generated`,
+    )
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
   }
@@ -104,6 +111,7 @@ export class AuthFailureLimiter {
   }
 
   private prune(now: number): void {
-    for (const [peer, entry] of this.peers) if (now - entry.since > this.windowMs && entry.blockedUntil <= now) this.peers.delete(peer)
+    for (const [peer, entry] of this.peers)
+      if (now - entry.since > this.windowMs && entry.blockedUntil <= now) this.peers.delete(peer)
   }
 }

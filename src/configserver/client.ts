@@ -7,7 +7,16 @@
 import http from 'node:http'
 import https from 'node:https'
 import type {Diagnostic} from '../core/diagnostics.js'
-import type {DeploymentState, DeploymentStatus, FactsRequest, FactsResponse, InstanceConfig, RegisterRequest, RegisterResponse, ServiceReport} from './protocol.js'
+import type {
+  DeploymentState,
+  DeploymentStatus,
+  FactsRequest,
+  FactsResponse,
+  InstanceConfig,
+  RegisterRequest,
+  RegisterResponse,
+  ServiceReport,
+} from './protocol.js'
 import type {EdgeLabel} from '../plan/check.js'
 import type {Edge} from '../plan/graph.js'
 
@@ -30,7 +39,13 @@ export class ConfigServerError extends Error {
     /** The HTTP status, or 0 when the server could not be reached. */
     readonly status: number,
     /** The server's JSON error body: `error`, and `diagnostics`, `missing`, `issues` or `hint` when given. */
-    readonly body?: {error?: string; diagnostics?: Diagnostic[]; missing?: string[]; issues?: Array<{path: string; message: string}>; hint?: string},
+    readonly body?: {
+      error?: string
+      diagnostics?: Diagnostic[]
+      missing?: string[]
+      issues?: Array<{path: string; message: string}>
+      hint?: string
+    },
   ) {
     super(message)
     this.name = 'ConfigServerError'
@@ -64,8 +79,12 @@ export class ConfigServerClient {
   constructor(private readonly options: ConfigServerClientOptions) {
     this.token = options.token
     this.base = new URL(options.url)
-    if (this.base.protocol !== 'http:' && this.base.protocol !== 'https:') throw new Error(`config server URL must be http:// or https://, not ${options.url}`)
-    this.agent = this.base.protocol === 'https:' ? new https.Agent({keepAlive: true, ...(options.ca ? {ca: options.ca} : {})}) : new http.Agent({keepAlive: true})
+    if (this.base.protocol !== 'http:' && this.base.protocol !== 'https:')
+      throw new Error(`config server URL must be http:// or https://, not ${options.url}`)
+    this.agent =
+      this.base.protocol === 'https:'
+        ? new https.Agent({keepAlive: true, ...(options.ca ? {ca: options.ca} : {})})
+        : new http.Agent({keepAlive: true})
   }
 
   private get dep(): string {
@@ -120,9 +139,19 @@ export class ConfigServerClient {
     if (opts.roles === false) query.set('roles', 'false')
     if (opts.wait !== undefined) query.set('wait', String(opts.wait))
     const suffix = query.toString() ? `?${query}` : ''
-    const answer = await this.call('GET', `${this.instancePath(id)}/config${suffix}`, undefined, [200, 202], (opts.wait ?? 0) * 1000)
+    const answer = await this.call(
+      'GET',
+      `${this.instancePath(id)}/config${suffix}`,
+      undefined,
+      [200, 202],
+      (opts.wait ?? 0) * 1000,
+    )
     const retryAfter = Number(answer.headers['retry-after'])
-    return {status: answer.status as 200 | 202, config: JSON.parse(answer.text) as InstanceConfig, ...(Number.isFinite(retryAfter) && answer.headers['retry-after'] ? {retryAfter} : {})}
+    return {
+      status: answer.status as 200 | 202,
+      config: JSON.parse(answer.text) as InstanceConfig,
+      ...(Number.isFinite(retryAfter) && answer.headers['retry-after'] ? {retryAfter} : {}),
+    }
   }
 
   reportService(id: string, service: string, report: ServiceReport): Promise<{state: string}> {
@@ -171,14 +200,20 @@ export class ConfigServerClient {
           response.on('data', (chunk: Buffer) => chunks.push(chunk))
           response.on('error', (error) => reject(new ConfigServerError(`${where}: ${error.message}`, 0)))
           response.on('end', () => {
-            const answer = {status: response.statusCode ?? 0, headers: response.headers, text: Buffer.concat(chunks).toString('utf8')}
+            const answer = {
+              status: response.statusCode ?? 0,
+              headers: response.headers,
+              text: Buffer.concat(chunks).toString('utf8'),
+            }
             if (ok.includes(answer.status)) resolve(answer)
             else reject(errorOf(where, answer))
           })
         },
       )
       request.on('timeout', () => request.destroy(new Error('no answer in time')))
-      request.on('error', (error) => reject(new ConfigServerError(`cannot reach the config server (${where}): ${error.message}`, 0)))
+      request.on('error', (error) =>
+        reject(new ConfigServerError(`cannot reach the config server (${where}): ${error.message}`, 0)),
+      )
       request.end(data)
     })
   }
@@ -191,6 +226,7 @@ function errorOf(where: string, answer: Answer): ConfigServerError {
   } catch {
     body = {error: answer.text.slice(0, 500)}
   }
-  const retry = answer.status === 429 && answer.headers['retry-after'] ? ` (retry after ${answer.headers['retry-after']} s)` : ''
+  const retry =
+    answer.status === 429 && answer.headers['retry-after'] ? ` (retry after ${answer.headers['retry-after']} s)` : ''
   return new ConfigServerError(`${where}: ${answer.status} ${body?.error ?? 'error'}${retry}`, answer.status, body)
 }

@@ -8,9 +8,25 @@
  * those nodes changes; `dependentsOf` says whose configuration a change may complete.
  */
 import {type Analysis, type CheckInstance, analyze} from '../plan/check.js'
-import {extractRefs, missingValues, parseTemplate, renderTemplate, type TemplateRef, type World, type WorldNode} from '../plan/template.js'
-import {renderHostsBlock, renderRoleMap, type RoleMember} from '../setup/wiring.js'
-import type {DeploymentPhase, DeploymentState, DeploymentStatus, InstanceConfig, ServiceSpec, ServiceStatus, Waiting} from './protocol.js'
+import {
+  extractRefs,
+  missingValues,
+  parseTemplate,
+  renderTemplate,
+  type TemplateRef,
+  type World,
+  type WorldNode,
+} from '../plan/template.js'
+import {renderHostsBlock, renderRoleMap, type RoleMember} from '../plan/wiring.js'
+import type {
+  DeploymentPhase,
+  DeploymentState,
+  DeploymentStatus,
+  InstanceConfig,
+  ServiceSpec,
+  ServiceStatus,
+  Waiting,
+} from './protocol.js'
 
 export type FactValue = string | string[] | number | boolean
 export type ServiceState = 'running' | 'succeeded' | 'failed'
@@ -63,7 +79,9 @@ export interface ResolvedService {
 }
 
 /** The plan's checks take constants and templates alike; inputs carry no references. */
-export function checkInstances(instances: Array<Pick<InstanceRecord, 'id' | 'role' | 'index' | 'services'>>): CheckInstance[] {
+export function checkInstances(
+  instances: Array<Pick<InstanceRecord, 'id' | 'role' | 'index' | 'services'>>,
+): CheckInstance[] {
   return instances.map((instance) => ({
     id: instance.id,
     role: instance.role,
@@ -84,13 +102,25 @@ export function checkInstances(instances: Array<Pick<InstanceRecord, 'id' | 'rol
 const REF_HELPERS = new Set(['ip', 'private_ip', 'hostname', 'fact', 'output'])
 
 function isContextFree(template: string): boolean {
-  const ast = parseTemplate(template) as {body: Array<{type: string; path?: {type: string; original?: unknown}; params?: Array<{type: string}>; hash?: unknown}>}
+  const ast = parseTemplate(template) as {
+    body: Array<{
+      type: string
+      path?: {type: string; original?: unknown}
+      params?: Array<{type: string}>
+      hash?: unknown
+    }>
+  }
   return ast.body.every((statement) => {
     if (statement.type === 'ContentStatement' || statement.type === 'CommentStatement') return true
     if (statement.type !== 'MustacheStatement' || statement.hash) return false
     const name = statement.path?.type === 'PathExpression' ? statement.path.original : undefined
     const params = statement.params ?? []
-    return typeof name === 'string' && REF_HELPERS.has(name) && params.length > 0 && params.every((p) => p.type === 'StringLiteral')
+    return (
+      typeof name === 'string' &&
+      REF_HELPERS.has(name) &&
+      params.length > 0 &&
+      params.every((p) => p.type === 'StringLiteral')
+    )
   })
 }
 
@@ -209,7 +239,12 @@ export class Deployment {
   }
 
   /** Apply a service report (outputs merge into earlier ones). */
-  recordRun(id: string, service: string, report: {state: ServiceState; exitCode?: number; outputs: Record<string, string>; message?: string}, now: number): string[] {
+  recordRun(
+    id: string,
+    service: string,
+    report: {state: ServiceState; exitCode?: number; outputs: Record<string, string>; message?: string},
+    now: number,
+  ): string[] {
     const instance = this.instances.get(id)
     if (!instance) return []
     const run = (instance.runs[service] ??= {outputs: {}})
@@ -259,7 +294,15 @@ export class Deployment {
   private render(template: string, world: World, instance: InstanceRecord): string {
     const vars = () => {
       const self = this.worldNode(instance)
-      return {...self.facts, name: instance.id, role: instance.role, index: instance.index, n: instance.index, facts: self.facts, outputs: self.outputs}
+      return {
+        ...self.facts,
+        name: instance.id,
+        role: instance.role,
+        index: instance.index,
+        n: instance.index,
+        facts: self.facts,
+        outputs: self.outputs,
+      }
     }
     if (!infoOf(template).contextFree) return renderTemplate(template, world, vars())
     const key = `${template}\u0000${JSON.stringify(world.nodes)}`
@@ -286,13 +329,22 @@ export class Deployment {
         params[param] = spec.value
       } else if ('input' in spec) {
         const value = this.inputs[instance.id]?.[service.name]?.[param]
-        if (value === undefined) waiting.push({service: service.name, param, kind: 'input', instance: instance.id, key: param})
+        if (value === undefined)
+          waiting.push({service: service.name, param, kind: 'input', instance: instance.id, key: param})
         else params[param] = value
       } else {
         world ??= this.worldFor(instance)
         const missing = missingValues(infoOf(spec.template).refs, world)
         if (missing.length > 0) {
-          for (const m of missing) waiting.push({service: service.name, param, kind: m.kind, instance: m.node, ...(m.service ? {service_: m.service} : {}), key: m.key})
+          for (const m of missing)
+            waiting.push({
+              service: service.name,
+              param,
+              kind: m.kind,
+              instance: m.node,
+              ...(m.service ? {service_: m.service} : {}),
+              key: m.key,
+            })
         } else {
           params[param] = this.render(spec.template, world, instance)
         }
@@ -308,14 +360,20 @@ export class Deployment {
   roles(): {json: Buffer; map: InstanceConfig['roles']; roleMap?: string; hosts?: string} {
     if (!this.rolesCache) {
       const map: InstanceConfig['roles'] = {}
-      for (const [role, members] of this.byRole) map[role] = members.map((m) => (m.address === undefined ? {name: m.id} : {name: m.id, ip: m.address}))
+      for (const [role, members] of this.byRole)
+        map[role] = members.map((m) => (m.address === undefined ? {name: m.id} : {name: m.id, ip: m.address}))
       this.rolesCache = {json: Buffer.from(JSON.stringify(map)), map}
     }
     return this.rolesCache
   }
 
   private members(): RoleMember[] {
-    return [...this.instances.values()].map((m) => ({name: m.id, role: m.role, index: m.index, ...(m.address === undefined ? {} : {ip: m.address})}))
+    return [...this.instances.values()].map((m) => ({
+      name: m.id,
+      role: m.role,
+      index: m.index,
+      ...(m.address === undefined ? {} : {ip: m.address}),
+    }))
   }
 
   /** `/etc/nodeset/roles` for every node of the deployment. */
@@ -341,7 +399,14 @@ export class Deployment {
       services[service.name] = {complete: resolved.complete, params: resolved.params}
       waiting.push(...resolved.waiting)
     }
-    return {deployment: this.name, instance: instance.id, role: instance.role, complete: waiting.length === 0, services, waiting}
+    return {
+      deployment: this.name,
+      instance: instance.id,
+      role: instance.role,
+      complete: waiting.length === 0,
+      services,
+      waiting,
+    }
   }
 
   status(now: number): DeploymentStatus {
@@ -359,7 +424,10 @@ export class Deployment {
         services.push(entry)
         total++
         if (entry.status === 'succeeded') succeeded++
-        if (entry.status === 'failed') failed.push(`${instance.id}/${service.name}${entry.exitCode === undefined ? '' : ` (exit code ${entry.exitCode})`}`)
+        if (entry.status === 'failed')
+          failed.push(
+            `${instance.id}/${service.name}${entry.exitCode === undefined ? '' : ` (exit code ${entry.exitCode})`}`,
+          )
         if (entry.status === 'timed out') timedOut.push(`${instance.id}/${service.name}`)
       }
       instances.push({
@@ -392,19 +460,35 @@ export class Deployment {
     }
   }
 
-  private serviceStatus(instance: InstanceRecord, service: ServiceSpec, passedDeadline: number | undefined): DeploymentStatus['instances'][number]['services'][number] {
+  private serviceStatus(
+    instance: InstanceRecord,
+    service: ServiceSpec,
+    passedDeadline: number | undefined,
+  ): DeploymentStatus['instances'][number]['services'][number] {
     const run = instance.runs[service.name]
     if (run?.state) {
-      return {name: service.name, status: run.state, ...(run.exitCode === undefined ? {} : {exitCode: run.exitCode}), ...(run.message === undefined ? {} : {message: run.message})}
+      return {
+        name: service.name,
+        status: run.state,
+        ...(run.exitCode === undefined ? {} : {exitCode: run.exitCode}),
+        ...(run.message === undefined ? {} : {message: run.message}),
+      }
     }
     const resolved = this.resolveService(instance, service)
     const waitingFor = [
       ...resolved.waiting.map(describeWaiting),
-      ...service.after.filter((before) => instance.runs[before]?.state !== 'succeeded').map((before) => `${instance.id}/${before} to succeed`),
+      ...service.after
+        .filter((before) => instance.runs[before]?.state !== 'succeeded')
+        .map((before) => `${instance.id}/${before} to succeed`),
     ]
     if (passedDeadline !== undefined) {
-      const still = waitingFor.length > 0 ? `; it was waiting for ${listSome(waitingFor)}` : '; it was ready but never reported'
-      return {name: service.name, status: 'timed out', message: `not started by the startup deadline ${iso(passedDeadline)}${still}`}
+      const still =
+        waitingFor.length > 0 ? `; it was waiting for ${listSome(waitingFor)}` : '; it was ready but never reported'
+      return {
+        name: service.name,
+        status: 'timed out',
+        message: `not started by the startup deadline ${iso(passedDeadline)}${still}`,
+      }
     }
     const status: ServiceStatus = waitingFor.length > 0 ? 'waiting' : 'ready'
     return {name: service.name, status, ...(waitingFor.length > 0 ? {waitingFor} : {})}
@@ -418,10 +502,18 @@ export class Deployment {
         const services: DeploymentState['instances'][number]['services'] = {}
         for (const service of instance.services) {
           const run = instance.runs[service.name]
-          const status: ServiceStatus = run?.state ?? (this.resolveService(instance, service).complete ? 'ready' : 'waiting')
+          const status: ServiceStatus =
+            run?.state ?? (this.resolveService(instance, service).complete ? 'ready' : 'waiting')
           services[service.name] = run?.exitCode === undefined ? {status} : {status, exitCode: run.exitCode}
         }
-        return {id: instance.id, role: instance.role, index: instance.index, facts: node.facts, outputs: node.outputs, services}
+        return {
+          id: instance.id,
+          role: instance.role,
+          index: instance.index,
+          facts: node.facts,
+          outputs: node.outputs,
+          services,
+        }
       }),
     }
   }
@@ -434,7 +526,9 @@ export function describeWaiting(w: Waiting): string {
 }
 
 function listSome(items: string[], limit = 10): string {
-  return items.length <= limit ? items.join(', ') : `${items.slice(0, limit).join(', ')} and ${items.length - limit} more`
+  return items.length <= limit
+    ? items.join(', ')
+    : `${items.slice(0, limit).join(', ')} and ${items.length - limit} more`
 }
 
 export const iso = (ms: number): string => new Date(ms).toISOString()

@@ -18,16 +18,15 @@
  *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS][&roles=false]
  *          → 200 InstanceConfig (complete) | 202 InstanceConfig with `waiting` and Retry-After | 404 unknown instance
  *   PUT    /v1/deployments/:dep/instances/:id/services/:svc  ServiceReport (state, exit code, outputs) → 200
- *   GET    /v1/deployments/:dep/instances/:id/roles  text/plain: the role map (`renderRoleMap`, src/setup/wiring.ts)
+ *   GET    /v1/deployments/:dep/instances/:id/roles  text/plain: the role map (`renderRoleMap`, src/plan/wiring.ts)
  *   GET    /v1/deployments/:dep/instances/:id/hosts  text/plain: the managed /etc/hosts block (`renderHostsBlock`)
  * `roles=false` leaves the role map out of the config (the agent fetches it as text anyway).
  * The two text routes exist so the agent, a POSIX sh script with curl, never has to parse JSON.
  */
 import {z} from 'zod'
+import {ID_PATTERN, ID_RULE} from '../core/ids.js'
 
-/** Ids of deployments, instances and services: safe in paths and logs. */
-export const ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,252}$/
-export const idSchema = z.string().regex(ID_PATTERN, 'must be 1-253 of A-Z a-z 0-9 . _ : - and start with a letter or digit')
+export const idSchema = z.string().regex(ID_PATTERN, ID_RULE)
 
 export const sourceSchema = z.object({file: z.string().max(4096), line: z.number().int().nonnegative()}).strict()
 
@@ -71,7 +70,12 @@ export type InstanceSpec = z.infer<typeof instanceSpecSchema>
 export const registerRequestSchema = z
   .object({
     /** Seconds from registration by which every service must have started; then the deployment fails. */
-    startupTimeoutSec: z.number().int().positive().max(7 * 24 * 3600).optional(),
+    startupTimeoutSec: z
+      .number()
+      .int()
+      .positive()
+      .max(7 * 24 * 3600)
+      .optional(),
     instances: z.array(instanceSpecSchema).min(1).max(100_000),
     /** Values for `{input: true}` params: inputs[instance][service][param]. */
     inputs: z.record(z.string(), z.record(z.string(), z.record(z.string(), z.string().max(65536)))).default({}),
@@ -93,7 +97,10 @@ export interface RegisterResponse {
 export const factsRequestSchema = z
   .object({
     /** hostname, ssh_host_keys (["ssh-ed25519 AAAA…"]), private_ip, sshd_port, …; `ip` is what the server sees. */
-    facts: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/), z.union([z.string().max(16384), z.array(z.string().max(16384)).max(64), z.number(), z.boolean()])),
+    facts: z.record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/),
+      z.union([z.string().max(16384), z.array(z.string().max(16384)).max(64), z.number(), z.boolean()]),
+    ),
   })
   .strict()
 export type FactsRequest = z.infer<typeof factsRequestSchema>

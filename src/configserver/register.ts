@@ -31,31 +31,45 @@ export function planRegistration(deployment: string, body: unknown): Registratio
   const seen = new Set<string>()
   const nextIndex = new Map<string, number>()
   const instances = request.instances.map((instance) => {
-    if (seen.has(instance.id)) problems.push({message: `instance ${instance.id} is listed twice`, hint: 'give every instance its own id'})
+    if (seen.has(instance.id))
+      problems.push({message: `instance ${instance.id} is listed twice`, hint: 'give every instance its own id'})
     seen.add(instance.id)
     const index = instance.index ?? (nextIndex.get(instance.role) ?? 0) + 1
     nextIndex.set(instance.role, Math.max(index, nextIndex.get(instance.role) ?? 0))
     const names = new Set<string>()
     for (const service of instance.services) {
-      if (names.has(service.name)) problems.push({message: `instance ${instance.id} runs service ${service.name} twice`, hint: 'list each service once per instance'})
+      if (names.has(service.name))
+        problems.push({
+          message: `instance ${instance.id} runs service ${service.name} twice`,
+          hint: 'list each service once per instance',
+        })
       names.add(service.name)
     }
     for (const service of instance.services) {
       for (const before of service.after) {
-        if (!names.has(before)) problems.push({message: `service ${service.name} of ${instance.id} runs after "${before}", which ${instance.id} does not run`, hint: `${instance.id} runs: ${[...names].join(', ')}`})
+        if (!names.has(before))
+          problems.push({
+            message: `service ${service.name} of ${instance.id} runs after "${before}", which ${instance.id} does not run`,
+            hint: `${instance.id} runs: ${[...names].join(', ')}`,
+          })
       }
     }
     return {id: instance.id, role: instance.role, index, services: instance.services}
   })
   for (const id of request.reissueTokens) {
-    if (!seen.has(id)) problems.push({message: `reissueTokens names ${id}, which is not among the instances`, hint: 'list only instances of this registration'})
+    if (!seen.has(id))
+      problems.push({
+        message: `reissueTokens names ${id}, which is not among the instances`,
+        hint: 'list only instances of this registration',
+      })
   }
   if (problems.length > 0) throw new HttpError(400, describeProblems(problems), {diagnostics: problems})
 
   checkInputs(instances, request.inputs)
 
   const analysis = analyze(checkInstances(instances))
-  if (analysis.problems.length > 0) throw new HttpError(400, describeProblems(analysis.problems), {diagnostics: analysis.problems})
+  if (analysis.problems.length > 0)
+    throw new HttpError(400, describeProblems(analysis.problems), {diagnostics: analysis.problems})
 
   return {
     deployment,
@@ -86,14 +100,24 @@ function checkInputs(instances: RegistrationPlan['instances'], inputs: Inputs): 
       }
     }
   }
-  const unexpected = Object.entries(inputs).flatMap(([instance, services]) =>
-    Object.entries(services).flatMap(([service, params]) => Object.keys(params).map((param) => `${instance}/${service}/${param}`)),
-  ).filter((key) => !wanted.has(key))
+  const unexpected = Object.entries(inputs)
+    .flatMap(([instance, services]) =>
+      Object.entries(services).flatMap(([service, params]) =>
+        Object.keys(params).map((param) => `${instance}/${service}/${param}`),
+      ),
+    )
+    .filter((key) => !wanted.has(key))
   if (missing.length > 0) {
-    throw new HttpError(400, `missing inputs: ${missing.join(', ')}`, {missing, hint: 'supply them in "inputs" as inputs[instance][service][param]'})
+    throw new HttpError(400, `missing inputs: ${missing.join(', ')}`, {
+      missing,
+      hint: 'supply them in "inputs" as inputs[instance][service][param]',
+    })
   }
   if (unexpected.length > 0) {
-    throw new HttpError(400, `inputs for params that are not inputs: ${unexpected.join(', ')}`, {unexpected, hint: 'only params declared {"input": true} take inputs'})
+    throw new HttpError(400, `inputs for params that are not inputs: ${unexpected.join(', ')}`, {
+      unexpected,
+      hint: 'only params declared {"input": true} take inputs',
+    })
   }
 }
 
@@ -104,15 +128,23 @@ export function writeRegistration(db: Db, plan: RegistrationPlan, now: number): 
     `INSERT INTO deployments (name, registered_at, startup_timeout_sec, inputs) VALUES (?, ?, ?, ?)
      ON CONFLICT (name) DO UPDATE SET registered_at = excluded.registered_at, startup_timeout_sec = excluded.startup_timeout_sec, inputs = excluded.inputs`,
   ).run(plan.deployment, now, plan.startupTimeoutSec ?? null, JSON.stringify(plan.inputs))
-  const existing = new Set(stmt(db, 'SELECT id FROM instances WHERE deployment = ?').pluck().all(plan.deployment) as string[])
-  const insert = stmt(db, 'INSERT INTO instances (deployment, id, role, idx, services, token_hash) VALUES (?, ?, ?, ?, ?, ?)')
+  const existing = new Set(
+    stmt(db, 'SELECT id FROM instances WHERE deployment = ?').pluck().all(plan.deployment) as string[],
+  )
+  const insert = stmt(
+    db,
+    'INSERT INTO instances (deployment, id, role, idx, services, token_hash) VALUES (?, ?, ?, ?, ?, ?)',
+  )
   const update = stmt(db, 'UPDATE instances SET role = ?, idx = ?, services = ? WHERE deployment = ? AND id = ?')
   // A reissued instance starts over with a bootstrap token: its node token stops working too.
   const reissue = stmt(
     db,
     'UPDATE instances SET token_hash = ?, node_token_hash = NULL, exchanged_at = NULL, node_token_used_at = NULL WHERE deployment = ? AND id = ?',
   )
-  const dropRuns = stmt(db, 'DELETE FROM runs WHERE deployment = ? AND instance = ? AND service NOT IN (SELECT value FROM json_each(?))')
+  const dropRuns = stmt(
+    db,
+    'DELETE FROM runs WHERE deployment = ? AND instance = ? AND service NOT IN (SELECT value FROM json_each(?))',
+  )
   const remove = stmt(db, 'DELETE FROM instances WHERE deployment = ? AND id = ?')
   const tokens: Record<string, string> = {}
   for (const instance of plan.instances) {

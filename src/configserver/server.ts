@@ -8,10 +8,28 @@ import {Readable} from 'node:stream'
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyRequest} from 'fastify'
 import {z} from 'zod'
 import type {Analysis} from '../plan/check.js'
-import {AuthFailureLimiter, adminTokenFrom, bearerToken, bootstrapUse, EXCHANGE_GRACE_MS, EXCHANGED_HINT, EXCHANGED_MESSAGE, hashToken, newToken, sameHash} from './auth.js'
+import {
+  AuthFailureLimiter,
+  adminTokenFrom,
+  bearerToken,
+  bootstrapUse,
+  EXCHANGE_GRACE_MS,
+  EXCHANGED_HINT,
+  EXCHANGED_MESSAGE,
+  hashToken,
+  newToken,
+  sameHash,
+} from './auth.js'
 import {HttpError, zodIssues} from './errors.js'
 import {Deployment, type InstanceRecord} from './model.js'
-import {factsRequestSchema, type FactsResponse, ID_PATTERN, type InstanceConfig, serviceReportSchema, type ServiceSpec} from './protocol.js'
+import {
+  factsRequestSchema,
+  type FactsResponse,
+  type InstanceConfig,
+  serviceReportSchema,
+  type ServiceSpec,
+} from './protocol.js'
+import {ID_PATTERN, ID_RULE} from '../core/ids.js'
 import {planRegistration, writeRegistration} from './register.js'
 import {Store, writes} from './store.js'
 
@@ -51,11 +69,13 @@ export const MAX_WAIT_SEC = 300
 /** What a 202 suggests before asking again. */
 export const RETRY_AFTER_SEC = 2
 
-const ID_RULE = 'must be 1-253 of A-Z a-z 0-9 . _ : - and start with a letter or digit'
 const configQuerySchema = z
   .object({
     service: z.string().regex(ID_PATTERN, `service ${ID_RULE}`).optional(),
-    wait: z.string().regex(/^\d{1,6}(\.\d{1,3})?$/, 'wait is a number of seconds').optional(),
+    wait: z
+      .string()
+      .regex(/^\d{1,6}(\.\d{1,3})?$/, 'wait is a number of seconds')
+      .optional(),
     roles: z.enum(['true', 'false'], 'roles is true or false').optional(),
   })
   .strict()
@@ -101,7 +121,9 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
     // Malformed URLs (bad percent-encoding, over-long ids) get the same {error} body as everything else.
     frameworkErrors: (error, _request, reply: FastifyReply) => {
       const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
-      void reply.code(status).send({error: `bad request URL (${error.code ?? 'invalid'}): ids must be 1-253 of A-Z a-z 0-9 . _ : -`})
+      void reply
+        .code(status)
+        .send({error: `bad request URL (${error.code ?? 'invalid'}): ids must be 1-253 of A-Z a-z 0-9 . _ : -`})
     },
   }) as unknown as FastifyInstance
   routes(app, hub)
@@ -112,7 +134,9 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
   } catch (error) {
     store.close()
     // Keep the errno code, so a caller can tell a taken port (EADDRINUSE) from other failures.
-    throw Object.assign(new Error(`cannot listen on ${listen.host}:${listen.port}: ${(error as Error).message}`), {code: (error as NodeJS.ErrnoException).code})
+    throw Object.assign(new Error(`cannot listen on ${listen.host}:${listen.port}: ${(error as Error).message}`), {
+      code: (error as NodeJS.ErrnoException).code,
+    })
   }
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : listen.port
@@ -141,7 +165,7 @@ function pem(value: string, what: string): string {
   try {
     return fs.readFileSync(value, 'utf8')
   } catch (error) {
-    throw new Error(`cannot read the TLS ${what} ${value}: ${(error as Error).message}`)
+    throw new Error(`cannot read the TLS ${what} ${value}: ${(error as Error).message}`, {cause: error})
   }
 }
 
@@ -172,7 +196,8 @@ class Hub {
 
   deployment(name: string): Deployment {
     const deployment = this.deployments.get(name)
-    if (!deployment) throw new HttpError(404, `unknown deployment ${name}; register it first (PUT /v1/deployments/${name})`)
+    if (!deployment)
+      throw new HttpError(404, `unknown deployment ${name}; register it first (PUT /v1/deployments/${name})`)
     return deployment
   }
 
@@ -192,7 +217,8 @@ class Hub {
       const deployment = new Deployment(record, analysis)
       this.deployments.set(name, deployment)
       for (const instance of deployment.allInstances()) {
-        for (const hash of tokenHashes(instance)) this.tokens.set(hash.toString('hex'), {deployment: name, id: instance.id})
+        for (const hash of tokenHashes(instance))
+          this.tokens.set(hash.toString('hex'), {deployment: name, id: instance.id})
       }
     } else {
       this.deployments.delete(name)
@@ -208,16 +234,25 @@ class Hub {
     const token = bearerToken(request.headers.authorization)
     if (token === undefined) {
       this.limiter.fail(peerAddress(request), Date.now())
-      throw new HttpError(401, 'missing or malformed "Authorization: Bearer <token>" header', {}, {'www-authenticate': 'Bearer'})
+      throw new HttpError(
+        401,
+        'missing or malformed "Authorization: Bearer <token>" header',
+        {},
+        {'www-authenticate': 'Bearer'},
+      )
     }
     const hash = hashToken(token)
     if (sameHash(hash, this.adminHash)) return {kind: 'admin'}
     const holder = this.tokens.get(hash.toString('hex'))
     const instance = holder ? this.deployments.get(holder.deployment)?.instance(holder.id) : undefined
     if (holder && instance) {
-      if (instance.nodeTokenHash && sameHash(hash, instance.nodeTokenHash)) return {kind: 'instance', ...holder, token: 'node'}
+      if (instance.nodeTokenHash && sameHash(hash, instance.nodeTokenHash))
+        return {kind: 'instance', ...holder, token: 'node'}
       if (sameHash(hash, instance.tokenHash)) {
-        if (instance.exchangedAt === undefined || (exchange && bootstrapUse(instance, Date.now(), this.exchangeGraceMs) !== 'refuse')) {
+        if (
+          instance.exchangedAt === undefined ||
+          (exchange && bootstrapUse(instance, Date.now(), this.exchangeGraceMs) !== 'refuse')
+        ) {
           return {kind: 'instance', ...holder, token: 'bootstrap'}
         }
         this.limiter.fail(peerAddress(request), Date.now())
@@ -225,7 +260,12 @@ class Hub {
       }
     }
     this.limiter.fail(peerAddress(request), Date.now())
-    throw new HttpError(401, 'the token is not valid here (wrong, or of a deployment that was replaced or deleted)', {}, {'www-authenticate': 'Bearer'})
+    throw new HttpError(
+      401,
+      'the token is not valid here (wrong, or of a deployment that was replaced or deleted)',
+      {},
+      {'www-authenticate': 'Bearer'},
+    )
   }
 
   requireAdmin(request: FastifyRequest): void {
@@ -271,7 +311,13 @@ class Hub {
   }
 
   /** Wait until the instance's config (or one service's) is complete, or `seconds` pass. */
-  wait(name: string, id: string, service: string | undefined, seconds: number, reply: FastifyReply): Promise<WaitOutcome> {
+  wait(
+    name: string,
+    id: string,
+    service: string | undefined,
+    seconds: number,
+    reply: FastifyReply,
+  ): Promise<WaitOutcome> {
     if (this.closing) return Promise.resolve('shutdown')
     return new Promise((resolve) => {
       const forDeployment = this.waiters.get(name) ?? new Map<string, Set<Waiter>>()
@@ -310,7 +356,8 @@ class Hub {
           waiter.done('gone')
           continue
         }
-        const service = waiter.service === undefined ? undefined : instance.services.find((s) => s.name === waiter.service)
+        const service =
+          waiter.service === undefined ? undefined : instance.services.find((s) => s.name === waiter.service)
         if (waiter.service !== undefined && !service) waiter.done('gone')
         else if (isComplete(deployment, instance, service)) waiter.done('complete')
       }
@@ -337,7 +384,8 @@ class Hub {
   }
 }
 
-const tokenHashes = (instance: InstanceRecord): Buffer[] => (instance.nodeTokenHash ? [instance.tokenHash, instance.nodeTokenHash] : [instance.tokenHash])
+const tokenHashes = (instance: InstanceRecord): Buffer[] =>
+  instance.nodeTokenHash ? [instance.tokenHash, instance.nodeTokenHash] : [instance.tokenHash]
 
 function isComplete(deployment: Deployment, instance: InstanceRecord, service?: ServiceSpec): boolean {
   return (service ? [service] : instance.services).every((s) => deployment.resolveService(instance, s).complete)
@@ -353,7 +401,8 @@ function ids(params: unknown, ...names: Array<'dep' | 'id' | 'svc'>): Params {
   const what = {dep: 'deployment', id: 'instance', svc: 'service'}
   for (const name of names) {
     const value = (params as Params)[name]
-    if (typeof value !== 'string' || !ID_PATTERN.test(value)) throw new HttpError(400, `the ${what[name]} id in the path is invalid: it ${ID_RULE}`)
+    if (typeof value !== 'string' || !ID_PATTERN.test(value))
+      throw new HttpError(400, `the ${what[name]} id in the path is invalid: it ${ID_RULE}`)
     out[name] = value
   }
   return out
@@ -367,7 +416,11 @@ function body<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
 
 function findService(instance: InstanceRecord, name: string): ServiceSpec {
   const service = instance.services.find((s) => s.name === name)
-  if (!service) throw new HttpError(404, `instance ${instance.id} runs no service ${name}; it runs: ${instance.services.map((s) => s.name).join(', ') || 'nothing'}`)
+  if (!service)
+    throw new HttpError(
+      404,
+      `instance ${instance.id} runs no service ${name}; it runs: ${instance.services.map((s) => s.name).join(', ') || 'nothing'}`,
+    )
   return service
 }
 
@@ -378,7 +431,10 @@ function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, 
   const head = Buffer.from(JSON.stringify(config).slice(0, -1) + ',"roles":')
   const chunks = [head, roles, Buffer.from('}')]
   const length = chunks.reduce((n, c) => n + c.length, 0)
-  reply.code(config.complete ? 200 : 202).type('application/json; charset=utf-8').header('content-length', length)
+  reply
+    .code(config.complete ? 200 : 202)
+    .type('application/json; charset=utf-8')
+    .header('content-length', length)
   if (!config.complete) reply.header('retry-after', String(RETRY_AFTER_SEC))
   return reply.send(length < 64 * 1024 ? Buffer.concat(chunks, length) : Readable.from(chunks))
 }
@@ -391,7 +447,10 @@ function routes(app: FastifyInstance, hub: Hub): void {
   app.addHook('onRequest', async (request, reply) => {
     const wait = hub.limiter.retryAfter(peerAddress(request), Date.now())
     if (wait > 0) {
-      reply.code(429).header('retry-after', String(wait)).send({error: `too many failed authentications from this address; retry in ${wait} s`})
+      reply
+        .code(429)
+        .header('retry-after', String(wait))
+        .send({error: `too many failed authentications from this address; retry in ${wait} s`})
       return reply
     }
     const {auth, exchange} = request.routeOptions.config as {auth?: 'admin' | 'instance'; exchange?: boolean}
@@ -404,16 +463,22 @@ function routes(app: FastifyInstance, hub: Hub): void {
 
   app.setErrorHandler((error: Error & {statusCode?: number}, request, reply) => {
     if (error instanceof HttpError) {
-      reply.code(error.statusCode).headers(error.headers).send({error: error.message, ...error.extra})
+      reply
+        .code(error.statusCode)
+        .headers(error.headers)
+        .send({error: error.message, ...error.extra})
       return
     }
-    const status = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
+    const status =
+      typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
     if (status === 500) request.log.error({err: error}, 'internal error')
     reply.code(status).send({error: status === 500 ? 'internal error; see the config server log' : error.message})
   })
 
   app.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({error: `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}; the routes are under /v1/deployments/`})
+    reply.code(404).send({
+      error: `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}; the routes are under /v1/deployments/`,
+    })
   })
 
   app.get('/healthz', async () => ({ok: true}))
@@ -470,31 +535,39 @@ function routes(app: FastifyInstance, hub: Hub): void {
   })
 
   // A phone-home with the bootstrap token exchanges it for a node token, in the same transaction as the facts.
-  app.put('/v1/deployments/:dep/instances/:id/facts', {config: {auth: 'instance', exchange: true}}, async (request): Promise<FactsResponse> => {
-    const {dep, id} = ids(request.params, 'dep', 'id')
-    const {facts} = body(factsRequestSchema, request.body, 'facts')
-    if ('ip' in facts) throw new HttpError(400, 'do not send the fact "ip": the server records the address it sees the request come from')
-    hub.instance(dep, id)
-    const caller = callers.get(request)
-    const token = caller?.kind === 'instance' && caller.token === 'bootstrap' ? newToken() : undefined
-    const tokenHash = token === undefined ? undefined : hashToken(token)
-    const address = peerAddress(request)
-    const now = Date.now()
-    const {changed} = await store.write(
-      (db) => ({
-        exchanged: tokenHash && writes.exchange(db, dep, id, tokenHash, now, hub.exchangeGraceMs),
-        changed: writes.facts(db, dep, id, facts, address, now),
-      }),
-      ({exchanged, changed}) => {
-        if (changed === 0) return
-        if (exchanged && tokenHash) hub.adoptNodeToken(dep, id, tokenHash, exchanged.exchangedAt)
-        hub.wakeSoon(dep, hub.deployment(dep).recordFacts(id, facts, address, now))
-      },
-      token !== undefined,
-    )
-    if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
-    return {deployment: dep, instance: id, ip: address, ...(token === undefined ? {} : {token})}
-  })
+  app.put(
+    '/v1/deployments/:dep/instances/:id/facts',
+    {config: {auth: 'instance', exchange: true}},
+    async (request): Promise<FactsResponse> => {
+      const {dep, id} = ids(request.params, 'dep', 'id')
+      const {facts} = body(factsRequestSchema, request.body, 'facts')
+      if ('ip' in facts)
+        throw new HttpError(
+          400,
+          'do not send the fact "ip": the server records the address it sees the request come from',
+        )
+      hub.instance(dep, id)
+      const caller = callers.get(request)
+      const token = caller?.kind === 'instance' && caller.token === 'bootstrap' ? newToken() : undefined
+      const tokenHash = token === undefined ? undefined : hashToken(token)
+      const address = peerAddress(request)
+      const now = Date.now()
+      const {changed} = await store.write(
+        (db) => ({
+          exchanged: tokenHash && writes.exchange(db, dep, id, tokenHash, now, hub.exchangeGraceMs),
+          changed: writes.facts(db, dep, id, facts, address, now),
+        }),
+        ({exchanged, changed}) => {
+          if (changed === 0) return
+          if (exchanged && tokenHash) hub.adoptNodeToken(dep, id, tokenHash, exchanged.exchangedAt)
+          hub.wakeSoon(dep, hub.deployment(dep).recordFacts(id, facts, address, now))
+        },
+        token !== undefined,
+      )
+      if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
+      return {deployment: dep, instance: id, ip: address, ...(token === undefined ? {} : {token})}
+    },
+  )
 
   app.get('/v1/deployments/:dep/instances/:id/config', {config: {auth: 'instance'}}, async (request, reply) => {
     const {dep, id} = ids(request.params, 'dep', 'id')
@@ -508,7 +581,11 @@ function routes(app: FastifyInstance, hub: Hub): void {
       if (outcome === 'gone' && query.service !== undefined) service = findService(instance, query.service)
     }
     // `roles=false`: a client that fetches /roles and /hosts itself need not get the whole role map each time.
-    return sendConfig(reply, deployment.config(instance, service), query.roles === 'false' ? EMPTY_ROLES : deployment.roles().json)
+    return sendConfig(
+      reply,
+      deployment.config(instance, service),
+      query.roles === 'false' ? EMPTY_ROLES : deployment.roles().json,
+    )
   })
 
   app.put('/v1/deployments/:dep/instances/:id/services/:svc', {config: {auth: 'instance'}}, async (request) => {
@@ -518,9 +595,13 @@ function routes(app: FastifyInstance, hub: Hub): void {
     const service = findService(instance, svc)
     const undeclared = Object.keys(report.outputs).filter((key) => !service.provides.includes(key))
     if (undeclared.length > 0) {
-      throw new HttpError(400, `service ${svc} does not provide ${undeclared.join(', ')}; it provides: ${service.provides.join(', ') || 'nothing'}`, {
-        hint: 'declare the key in the service metadata "provides", or stop writing it to $NODESET_OUTPUT',
-      })
+      throw new HttpError(
+        400,
+        `service ${svc} does not provide ${undeclared.join(', ')}; it provides: ${service.provides.join(', ') || 'nothing'}`,
+        {
+          hint: 'declare the key in the service metadata "provides", or stop writing it to $NODESET_OUTPUT',
+        },
+      )
     }
     const now = Date.now()
     const changed = await store.write(

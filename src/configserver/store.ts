@@ -100,8 +100,10 @@ export class Store {
     this.db.pragma('busy_timeout = 5000')
     this.db.exec(SCHEMA)
     const version = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get() as string | undefined
-    if (version === undefined) this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
-    else if (Number(version) > SCHEMA_VERSION) throw new Error(`${file} was written by a newer nodeset (schema ${version}); upgrade nodeset to use it`)
+    if (version === undefined)
+      this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
+    else if (Number(version) > SCHEMA_VERSION)
+      throw new Error(`${file} was written by a newer nodeset (schema ${version}); upgrade nodeset to use it`)
     else if (Number(version) === 1) this.db.transaction(() => this.db.exec(MIGRATE_FROM_1))()
   }
 
@@ -114,7 +116,12 @@ export class Store {
     if (this.closed) return Promise.reject(new Error('the config server is shutting down'))
     return new Promise<T>((resolve, reject) => {
       const run = several ? (db: Db) => db.transaction(op)(db) : op
-      this.queue.push({op: run, apply: apply as ((result: unknown) => void) | undefined, resolve: resolve as (value: unknown) => void, reject})
+      this.queue.push({
+        op: run,
+        apply: apply as ((result: unknown) => void) | undefined,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      })
       if (!this.scheduled) {
         this.scheduled = true
         setImmediate(() => this.flush())
@@ -168,18 +175,26 @@ export class Store {
 
   /** Read one deployment back, as committed. */
   load(db: Db, name: string): DeploymentRecord | undefined {
-    const row = db.prepare('SELECT registered_at, startup_timeout_sec, inputs FROM deployments WHERE name = ?').get(name) as
-      | {registered_at: number; startup_timeout_sec: number | null; inputs: string}
-      | undefined
+    const row = db
+      .prepare('SELECT registered_at, startup_timeout_sec, inputs FROM deployments WHERE name = ?')
+      .get(name) as {registered_at: number; startup_timeout_sec: number | null; inputs: string} | undefined
     if (!row) return undefined
     const runs = new Map<string, Record<string, ServiceRun>>()
-    const runRows = db.prepare('SELECT instance, service, state, exit_code, message, outputs, started_at, ended_at FROM runs WHERE deployment = ?').all(name) as RunRow[]
+    const runRows = db
+      .prepare(
+        'SELECT instance, service, state, exit_code, message, outputs, started_at, ended_at FROM runs WHERE deployment = ?',
+      )
+      .all(name) as RunRow[]
     for (const r of runRows) {
       const forInstance = runs.get(r.instance) ?? {}
       forInstance[r.service] = runFromRow(r)
       runs.set(r.instance, forInstance)
     }
-    const instanceRows = db.prepare('SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address, first_contact, last_contact FROM instances WHERE deployment = ?').all(name) as InstanceRow[]
+    const instanceRows = db
+      .prepare(
+        'SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address, first_contact, last_contact FROM instances WHERE deployment = ?',
+      )
+      .all(name) as InstanceRow[]
     const instances: InstanceRecord[] = instanceRows.map((r) => ({
       id: r.id,
       role: r.role,
@@ -245,7 +260,14 @@ function runFromRow(r: RunRow): ServiceRun {
 
 /** The writes, as SQL run inside `Store.write`. Each returns how many rows it touched. */
 export const writes = {
-  facts(db: Db, deployment: string, id: string, facts: Record<string, FactValue>, address: string, now: number): number {
+  facts(
+    db: Db,
+    deployment: string,
+    id: string,
+    facts: Record<string, FactValue>,
+    address: string,
+    now: number,
+  ): number {
     return stmt(
       db,
       `UPDATE instances SET facts = json_patch(facts, ?), address = ?, first_contact = COALESCE(first_contact, ?), last_contact = ?
@@ -258,30 +280,52 @@ export const writes = {
    * or throw the 401. Decided on the committed row, so two phone-homes racing cannot both pass a check
    * made in memory. Returns undefined when the instance is unknown (the facts write then finds no row).
    */
-  exchange(db: Db, deployment: string, id: string, nodeTokenHash: Buffer, now: number, graceMs: number): {exchangedAt: number} | undefined {
-    const row = stmt(db, 'SELECT exchanged_at, node_token_used_at FROM instances WHERE deployment = ? AND id = ?').get(deployment, id) as
-      | {exchanged_at: number | null; node_token_used_at: number | null}
-      | undefined
+  exchange(
+    db: Db,
+    deployment: string,
+    id: string,
+    nodeTokenHash: Buffer,
+    now: number,
+    graceMs: number,
+  ): {exchangedAt: number} | undefined {
+    const row = stmt(db, 'SELECT exchanged_at, node_token_used_at FROM instances WHERE deployment = ? AND id = ?').get(
+      deployment,
+      id,
+    ) as {exchanged_at: number | null; node_token_used_at: number | null} | undefined
     if (!row) return undefined
-    const state = {...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}), ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at})}
-    if (bootstrapUse(state, now, graceMs) === 'refuse') throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+    const state = {
+      ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
+      ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
+    }
+    if (bootstrapUse(state, now, graceMs) === 'refuse')
+      throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
     // The grace counts from the first exchange: retries cannot stretch it.
     const exchangedAt = row.exchanged_at ?? now
-    stmt(db, 'UPDATE instances SET node_token_hash = ?, exchanged_at = ? WHERE deployment = ? AND id = ?').run(nodeTokenHash, exchangedAt, deployment, id)
+    stmt(db, 'UPDATE instances SET node_token_hash = ?, exchanged_at = ? WHERE deployment = ? AND id = ?').run(
+      nodeTokenHash,
+      exchangedAt,
+      deployment,
+      id,
+    )
     return {exchangedAt}
   },
 
   /** The node token's first use closes the grace for retried exchanges. */
   nodeTokenUsed(db: Db, deployment: string, id: string, nodeTokenHash: Buffer, now: number): number {
-    return stmt(db, 'UPDATE instances SET node_token_used_at = ? WHERE deployment = ? AND id = ? AND node_token_hash = ? AND node_token_used_at IS NULL').run(
-      now,
-      deployment,
-      id,
-      nodeTokenHash,
-    ).changes
+    return stmt(
+      db,
+      'UPDATE instances SET node_token_used_at = ? WHERE deployment = ? AND id = ? AND node_token_hash = ? AND node_token_used_at IS NULL',
+    ).run(now, deployment, id, nodeTokenHash).changes
   },
 
-  run(db: Db, deployment: string, id: string, service: string, report: {state: ServiceState; exitCode?: number; message?: string; outputs: Record<string, string>}, now: number): number {
+  run(
+    db: Db,
+    deployment: string,
+    id: string,
+    service: string,
+    report: {state: ServiceState; exitCode?: number; message?: string; outputs: Record<string, string>},
+    now: number,
+  ): number {
     return stmt(
       db,
       `INSERT INTO runs (deployment, instance, service, state, exit_code, message, outputs, started_at, ended_at)

@@ -1,5 +1,5 @@
-import type {Source} from '../plan/types.js'
-import {formatSource} from '../plan/types.js'
+import type {Source} from './source.js'
+import {formatSource} from './source.js'
 
 /** One problem found in the user's input, with where it is and what to do about it. */
 export interface Diagnostic {

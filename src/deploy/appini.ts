@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {type Diagnostic, DiagnosticsError, didYouMean} from '../core/diagnostics.js'
 import {parseIni, type RawEntry} from '../nodeset/ini.js'
-import type {Source} from '../plan/types.js'
+import type {Source} from '../core/source.js'
 
 /** One line of `update_fetch`: a command run in the release directory, or a path requested from the app. */
 export type HookStep = {kind: 'command'; command: string} | {kind: 'request'; path: string}
@@ -55,12 +55,18 @@ export function parseAppIni(text: string, file: string): {config?: AppConfig; pr
     problems.push({
       message: `section [${section.name}] is not read`,
       source: {file, line: section.line},
-      hint: didYouMean(section.name, ['production']) ? 'did you mean [production]?' : 'put the app\'s settings under [production]',
+      hint: didYouMean(section.name, ['production'])
+        ? 'did you mean [production]?'
+        : "put the app's settings under [production]",
     })
   }
   const production = raw.sections.filter((s) => s.name === 'production')
   if (production.length === 0) {
-    problems.push({message: 'there is no [production] section', source: {file, line: 1}, hint: 'start the file with [production], then app_name = … and command = …'})
+    problems.push({
+      message: 'there is no [production] section',
+      source: {file, line: 1},
+      hint: 'start the file with [production], then app_name = … and command = …',
+    })
     return {problems}
   }
   const entries = new Map<string, RawEntry>()
@@ -68,12 +74,21 @@ export function parseAppIni(text: string, file: string): {config?: AppConfig; pr
   for (const entry of production.flatMap((s) => s.entries)) {
     const source = {file, line: entry.line}
     if (entry.op !== '=') {
-      problems.push({message: `"${entry.key} ${entry.op}" is for nodeset files; app.ini only sets values`, source, hint: `write "${entry.key} = …"`})
+      problems.push({
+        message: `"${entry.key} ${entry.op}" is for nodeset files; app.ini only sets values`,
+        source,
+        hint: `write "${entry.key} = …"`,
+      })
       continue
     }
     const service = SERVICE_KEY.exec(entry.key)
     if (service) {
-      if (services.some((s) => s.name === service[1])) problems.push({message: `service ${service[1]} is listed twice`, source, hint: 'keep one service.NAME line per service'})
+      if (services.some((s) => s.name === service[1]))
+        problems.push({
+          message: `service ${service[1]} is listed twice`,
+          source,
+          hint: 'keep one service.NAME line per service',
+        })
       else services.push({name: service[1], source})
       continue
     }
@@ -82,7 +97,12 @@ export function parseAppIni(text: string, file: string): {config?: AppConfig; pr
       continue
     }
     const earlier = entries.get(entry.key)
-    if (earlier) problems.push({message: `${entry.key} is set twice (first at line ${earlier.line})`, source, hint: 'keep one of them'})
+    if (earlier)
+      problems.push({
+        message: `${entry.key} is set twice (first at line ${earlier.line})`,
+        source,
+        hint: 'keep one of them',
+      })
     else entries.set(entry.key, entry)
   }
 
@@ -90,49 +110,97 @@ export function parseAppIni(text: string, file: string): {config?: AppConfig; pr
   const value = (key: string): string | undefined => entries.get(key)?.value.trim()
 
   const appName = value('app_name')
-  if (!appName) problems.push({message: 'app_name is missing', source: at('app_name'), hint: 'name the app as the nodeset file\'s locations do: app_name = blog'})
+  if (!appName)
+    problems.push({
+      message: 'app_name is missing',
+      source: at('app_name'),
+      hint: "name the app as the nodeset file's locations do: app_name = blog",
+    })
   else if (!APP_NAME_PATTERN.test(appName)) {
-    problems.push({message: `app_name "${appName}" is not a valid app name`, source: at('app_name'), hint: 'use 1-32 letters, digits, "_" and "-", starting with a letter or digit (it names the database and the directories)'})
+    problems.push({
+      message: `app_name "${appName}" is not a valid app name`,
+      source: at('app_name'),
+      hint: 'use 1-32 letters, digits, "_" and "-", starting with a letter or digit (it names the database and the directories)',
+    })
   }
 
   const command = value('command')
-  if (!command) problems.push({message: 'command is missing', source: at('command'), hint: 'say how to start the app, e.g. command = node server.js (it must listen on $PORT)'})
-  else if (command.includes('\n')) problems.push({message: 'command must be one line', source: at('command'), hint: 'put a longer start-up in a script of the app and run that: command = sh start.sh'})
+  if (!command)
+    problems.push({
+      message: 'command is missing',
+      source: at('command'),
+      hint: 'say how to start the app, e.g. command = node server.js (it must listen on $PORT)',
+    })
+  else if (command.includes('\n'))
+    problems.push({
+      message: 'command must be one line',
+      source: at('command'),
+      hint: 'put a longer start-up in a script of the app and run that: command = sh start.sh',
+    })
 
   const updateFetch = hookSteps(value('update_fetch') ?? '', at('update_fetch'), problems)
 
   const healthCheck = value('health_check') || DEFAULT_HEALTH_CHECK
-  if (!/^\/\S*$/.test(healthCheck)) problems.push({message: `health_check "${healthCheck}" is not a URL path`, source: at('health_check'), hint: 'give the path the app answers 2xx on when it is ready, e.g. health_check = /health'})
+  if (!/^\/\S*$/.test(healthCheck))
+    problems.push({
+      message: `health_check "${healthCheck}" is not a URL path`,
+      source: at('health_check'),
+      hint: 'give the path the app answers 2xx on when it is ready, e.g. health_check = /health',
+    })
 
   let keepReleases = DEFAULT_KEEP_RELEASES
   const keep = value('keep_releases')
   if (keep !== undefined) {
     keepReleases = Number(keep)
     if (!/^\d+$/.test(keep) || keepReleases < 2 || keepReleases > 1000) {
-      problems.push({message: `keep_releases "${keep}" is not a whole number from 2 to 1000`, source: at('keep_releases'), hint: 'the current release and the one before it are always kept; keep_releases = 5 keeps three more'})
+      problems.push({
+        message: `keep_releases "${keep}" is not a whole number from 2 to 1000`,
+        source: at('keep_releases'),
+        hint: 'the current release and the one before it are always kept; keep_releases = 5 keeps three more',
+      })
     }
   }
 
   if (problems.length > 0 || !appName || !command) return {problems}
-  return {config: {file, appName, appNameSource: at('app_name'), command, services, updateFetch, healthCheck, keepReleases}, problems}
+  return {
+    config: {file, appName, appNameSource: at('app_name'), command, services, updateFetch, healthCheck, keepReleases},
+    problems,
+  }
 }
 
 function unknownKey(key: string, source: Source): Diagnostic {
   const silverlining = SILVERLINING_KEYS[key]
-  if (silverlining) return {message: `${key} is a silverlining setting nodeset does not use`, source, hint: silverlining}
+  if (silverlining)
+    return {message: `${key} is a silverlining setting nodeset does not use`, source, hint: silverlining}
   const guess = didYouMean(key, [...KEYS, 'service.mysql'])
-  return {message: `unknown key "${key}"`, source, hint: guess ? `did you mean "${guess}"?` : `app.ini [production] takes ${KEYS.join(', ')} and service.NAME`}
+  return {
+    message: `unknown key "${key}"`,
+    source,
+    hint: guess ? `did you mean "${guess}"?` : `app.ini [production] takes ${KEYS.join(', ')} and service.NAME`,
+  }
 }
 
 /** `update_fetch` lines: `/path` is requested from the app; anything else (or `script:CMD`) is a command. */
 function hookSteps(text: string, source: Source, problems: Diagnostic[]): HookStep[] {
   const steps: HookStep[] = []
-  for (const line of text.split('\n').map((l) => l.trim()).filter(Boolean)) {
+  for (const line of text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)) {
     if (line.startsWith('/')) {
-      if (/\s/.test(line)) problems.push({message: `update_fetch path "${line}" has spaces`, source, hint: 'a line starting with "/" is a URL path; escape spaces as %20, or run a command instead'})
+      if (/\s/.test(line))
+        problems.push({
+          message: `update_fetch path "${line}" has spaces`,
+          source,
+          hint: 'a line starting with "/" is a URL path; escape spaces as %20, or run a command instead',
+        })
       else steps.push({kind: 'request', path: line})
     } else if (/^https?:\/\//.test(line)) {
-      problems.push({message: `update_fetch "${line}" is a full URL`, source, hint: 'give only the path (e.g. /setup-stuff): it is requested from the app on the node it was just activated on'})
+      problems.push({
+        message: `update_fetch "${line}" is a full URL`,
+        source,
+        hint: 'give only the path (e.g. /setup-stuff): it is requested from the app on the node it was just activated on',
+      })
     } else {
       steps.push({kind: 'command', command: line.replace(/^script:\s*/, '')})
     }
@@ -159,7 +227,9 @@ export function checkAppAgainstNodeset(config: AppConfig, offer: NodesetOffer): 
     problems.push({
       message: `the app needs service ${service.name}, and no node of ${offer.nodesetFile} runs it`,
       source: service.source,
-      hint: guess ? `did you mean service.${guess}?` : `add a [service:${service.name}] section to ${offer.nodesetFile} and run create-node and setup-node, or remove the line`,
+      hint: guess
+        ? `did you mean service.${guess}?`
+        : `add a [service:${service.name}] section to ${offer.nodesetFile} and run create-node and setup-node, or remove the line`,
     })
   }
   return problems
@@ -169,10 +239,17 @@ export function checkAppAgainstNodeset(config: AppConfig, offer: NodesetOffer): 
 export function readAppConfig(appDir: string, offer: NodesetOffer): AppConfig {
   const file = path.join(path.resolve(appDir), APP_INI)
   if (!fs.existsSync(appDir) || !fs.statSync(appDir).isDirectory()) {
-    throw new DiagnosticsError([{message: `${appDir} is not a directory`, hint: 'give the directory of the app, the one holding app.ini'}])
+    throw new DiagnosticsError([
+      {message: `${appDir} is not a directory`, hint: 'give the directory of the app, the one holding app.ini'},
+    ])
   }
   if (!fs.existsSync(file)) {
-    throw new DiagnosticsError([{message: `${file} does not exist`, hint: 'an app directory holds app.ini with [production], app_name = … and command = … (see docs/deploy.md)'}])
+    throw new DiagnosticsError([
+      {
+        message: `${file} does not exist`,
+        hint: 'an app directory holds app.ini with [production], app_name = … and command = … (see docs/deploy.md)',
+      },
+    ])
   }
   const {config, problems} = parseAppIni(fs.readFileSync(file, 'utf8'), file)
   if (!config) throw new DiagnosticsError(problems)

@@ -5,7 +5,7 @@
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {gzipSync} from 'node:zlib'
-import {UserError} from '../cli/base.js'
+import {UserError} from '../core/errors.js'
 
 export const RELEASE_ID_PATTERN = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/
 
@@ -17,7 +17,10 @@ export interface ReleaseArchive {
 }
 
 export function releaseId(createdAt: Date, sha256: string): string {
-  const stamp = createdAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '')
+  const stamp = createdAt
+    .toISOString()
+    .replace(/\.\d+Z$/, 'Z')
+    .replace(/[-:]/g, '')
   return `${stamp}-${sha256.slice(0, 8)}`
 }
 
@@ -33,7 +36,20 @@ export function releaseTime(id: string): Date | undefined {
  * not be able to change its own code), so the same tree gives the same bytes.
  */
 export function tarArguments(appDir: string): string[] {
-  return ['-C', appDir, '--exclude-vcs', '--exclude=./.nodeset', '--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mode=go-w,a+rX', '-cf', '-', '.']
+  return [
+    '-C',
+    appDir,
+    '--exclude-vcs',
+    '--exclude=./.nodeset',
+    '--sort=name',
+    '--owner=0',
+    '--group=0',
+    '--numeric-owner',
+    '--mode=go-w,a+rX',
+    '-cf',
+    '-',
+    '.',
+  ]
 }
 
 /** Pack APP_DIR (GNU tar, gzip by zlib: no time stamp in the header). */
@@ -52,11 +68,21 @@ function runTar(args: string[]): Promise<Buffer> {
     child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
     child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
     child.on('error', (error: NodeJS.ErrnoException) =>
-      reject(error.code === 'ENOENT' ? new UserError('packing the app needs GNU tar on this machine: install it (apt-get install tar, or brew install gnu-tar and put it first in PATH)') : error),
+      reject(
+        error.code === 'ENOENT'
+          ? new UserError(
+              'packing the app needs GNU tar on this machine: install it (apt-get install tar, or brew install gnu-tar and put it first in PATH)',
+            )
+          : error,
+      ),
     )
     child.on('close', (code) => {
       if (code === 0) return resolve(Buffer.concat(out))
-      reject(new UserError(`tar could not pack ${args[1]}: ${err.trim().split('\n').slice(-3).join('; ')}${/unrecognized option|sort/.test(err) ? ' (nodeset needs GNU tar)' : ''}`))
+      reject(
+        new UserError(
+          `tar could not pack ${args[1]}: ${err.trim().split('\n').slice(-3).join('; ')}${/unrecognized option|sort/.test(err) ? ' (nodeset needs GNU tar)' : ''}`,
+        ),
+      )
     })
   })
 }

@@ -7,7 +7,7 @@
  */
 import type {HookStep} from './appini.js'
 import {balancerCommand, deactivateScript, healthScript, hookScript, switchScript} from './scripts.js'
-import type {SshSession} from '../setup/ssh.js'
+import type {SshSession} from '../ssh/ssh.js'
 import type {DeployNode, DeployTargets} from './targets.js'
 
 export type ActivationStep = 'drain' | 'switch' | 'health' | 'hook' | 'restore'
@@ -25,7 +25,13 @@ export function rolloutBatches<T>(nodes: readonly T[], batchSize: number): T[][]
 
 /** What activating a release on one node takes. Behind a balancer, it is out of rotation from drain to restore. */
 export function activationSteps(opts: {balanced: boolean; hook: boolean}): ActivationStep[] {
-  return [...(opts.balanced ? (['drain'] as const) : []), 'switch', 'health', ...(opts.hook ? (['hook'] as const) : []), ...(opts.balanced ? (['restore'] as const) : [])]
+  return [
+    ...(opts.balanced ? (['drain'] as const) : []),
+    'switch',
+    'health',
+    ...(opts.hook ? (['hook'] as const) : []),
+    ...(opts.balanced ? (['restore'] as const) : []),
+  ]
 }
 
 /**
@@ -97,7 +103,10 @@ class BalancerQueue {
     const balancer = this.ctx.targets.balancer!
     const next = this.tail.then(async () => {
       const session = await this.ctx.session(balancer)
-      await session.run(balancerCommand(action, {ip: node.ip, port: this.ctx.targets.port}), {label: `${action === 'drain' ? 'taking' : 'putting'} ${node.name} ${action === 'drain' ? 'out of' : 'back in'} rotation at the balancer`, timeoutMs: 60_000})
+      await session.run(balancerCommand(action, {ip: node.ip, port: this.ctx.targets.port}), {
+        label: `${action === 'drain' ? 'taking' : 'putting'} ${node.name} ${action === 'drain' ? 'out of' : 'back in'} rotation at the balancer`,
+        timeoutMs: 60_000,
+      })
     })
     this.tail = next.catch(() => undefined)
     return next
@@ -107,14 +116,19 @@ class BalancerQueue {
 export async function rollout(ctx: RolloutContext, plan: RolloutPlan): Promise<RolloutReport> {
   const balanced = ctx.targets.balancer !== undefined
   const balancer = new BalancerQueue(ctx)
-  const states = ctx.targets.appservers.map(
-    (node): NodeState => ({
-      node,
-      switched: false,
-      drained: false,
-      result: {node: node.name, before: plan.before.get(node.name), target: plan.target.get(node.name)!, release: plan.before.get(node.name), outcome: 'not switched', inRotation: true},
-    }),
-  )
+  const states = ctx.targets.appservers.map((node): NodeState => ({
+    node,
+    switched: false,
+    drained: false,
+    result: {
+      node: node.name,
+      before: plan.before.get(node.name),
+      target: plan.target.get(node.name)!,
+      release: plan.before.get(node.name),
+      outcome: 'not switched',
+      inRotation: true,
+    },
+  }))
   let failure: RolloutReport['failure']
   const progress = (node: DeployNode, text: string) => ctx.onProgress?.(node.name, text)
 
@@ -139,7 +153,13 @@ export async function rollout(ctx: RolloutContext, plan: RolloutPlan): Promise<R
           await checkHealth(ctx, node, target)
         } else if (step === 'hook') {
           progress(node, 'running update_fetch')
-          await runScript(ctx, node, hookScript({app: ctx.app, port: ctx.targets.port, steps: ctx.hook, requestTimeoutSec: ctx.hookTimeoutSec}), 'update_fetch hook', ctx.hookTimeoutSec * 1000)
+          await runScript(
+            ctx,
+            node,
+            hookScript({app: ctx.app, port: ctx.targets.port, steps: ctx.hook, requestTimeoutSec: ctx.hookTimeoutSec}),
+            'update_fetch hook',
+            ctx.hookTimeoutSec * 1000,
+          )
         } else {
           await balancer.run('restore', node)
           state.drained = false
@@ -158,7 +178,9 @@ export async function rollout(ctx: RolloutContext, plan: RolloutPlan): Promise<R
 
   const batches = rolloutBatches(states, ctx.batchSize)
   for (const [i, batch] of batches.entries()) {
-    const results = await Promise.allSettled(batch.map((state) => activate(state, plan.runHook && i === 0 && ctx.hook.length > 0)))
+    const results = await Promise.allSettled(
+      batch.map((state) => activate(state, plan.runHook && i === 0 && ctx.hook.length > 0)),
+    )
     if (results.some((r) => r.status === 'rejected')) break
   }
   if (!failure) return {ok: true, nodes: states.map((s) => s.result)}
@@ -171,7 +193,12 @@ export async function rollout(ctx: RolloutContext, plan: RolloutPlan): Promise<R
   return {ok: false, failure, nodes: states.map((s) => s.result)}
 }
 
-async function revert(ctx: RolloutContext, state: NodeState, balanced: boolean, balancer: BalancerQueue): Promise<void> {
+async function revert(
+  ctx: RolloutContext,
+  state: NodeState,
+  balanced: boolean,
+  balancer: BalancerQueue,
+): Promise<void> {
   const {node, result} = state
   const to = result.before
   if (!state.switched) {
@@ -219,11 +246,22 @@ async function revert(ctx: RolloutContext, state: NodeState, balanced: boolean, 
 }
 
 function checkHealth(ctx: RolloutContext, node: DeployNode, release: string): Promise<string> {
-  const script = healthScript({app: ctx.app, port: ctx.targets.port, path: ctx.healthCheck(release), timeoutSec: ctx.healthTimeoutSec})
+  const script = healthScript({
+    app: ctx.app,
+    port: ctx.targets.port,
+    path: ctx.healthCheck(release),
+    timeoutSec: ctx.healthTimeoutSec,
+  })
   return runScript(ctx, node, script, 'health check', (ctx.healthTimeoutSec + 30) * 1000)
 }
 
-export async function runScript(ctx: {session(node: DeployNode): Promise<SshSession>}, node: DeployNode, script: string, label: string, timeoutMs: number): Promise<string> {
+export async function runScript(
+  ctx: {session(node: DeployNode): Promise<SshSession>},
+  node: DeployNode,
+  script: string,
+  label: string,
+  timeoutMs: number,
+): Promise<string> {
   const session = await ctx.session(node)
   const {stdout} = await session.run('/bin/sh -s', {stdin: script, label, timeoutMs})
   return stdout

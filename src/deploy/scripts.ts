@@ -13,7 +13,7 @@
  *   data/                 the app's own files (owned by the app's user), kept across releases
  */
 import {posix} from 'node:path'
-import {shellQuote} from '../setup/ssh-shell.js'
+import {shellQuote} from '../ssh/shell.js'
 import {APP_NAME_PATTERN, type HookStep} from './appini.js'
 import {RELEASE_ID_PATTERN} from './release.js'
 
@@ -25,7 +25,8 @@ export const MYSQL_APP_SECRETS = '/var/lib/nodeset/mysql/apps'
 /** The user apps and their hooks run as. */
 export const APP_USER = 'nobody'
 /** The line of nodeset-app that says it runs apps the way these scripts expect. */
-export const SUPERVISOR_PROTOCOL = '# nodeset-app protocol 1 (what `nodeset update` checks for before it stages a release)'
+export const SUPERVISOR_PROTOCOL =
+  '# nodeset-app protocol 1 (what `nodeset update` checks for before it stages a release)'
 
 export const appDir = (app: string): string => posix.join(APPS_DIR, checkApp(app))
 export const dataDir = (app: string): string => posix.join(appDir(app), 'data')
@@ -66,7 +67,8 @@ export function baseEnv(opts: {app: string; node: string; release: string; port:
   }
 }
 
-export const incomingArchive = (app: string, id: string): string => posix.join(appDir(app), 'incoming', `${checkId(id)}.tar.gz`)
+export const incomingArchive = (app: string, id: string): string =>
+  posix.join(appDir(app), 'incoming', `${checkId(id)}.tar.gz`)
 
 export interface StageInput {
   app: string
@@ -231,7 +233,12 @@ export function parseListing(text: string): NodeReleases {
     const [kind, value = '', created, health] = line.trim().split(/\s+/)
     if (kind === 'current' && value) listing.current = value
     else if (kind === 'history' && value) listing.history.push(value)
-    else if (kind === 'release' && RELEASE_ID_PATTERN.test(value)) listing.releases.push({id: value, createdAt: created && created !== '-' ? created : undefined, healthCheck: health?.startsWith('/') ? health : '/'})
+    else if (kind === 'release' && RELEASE_ID_PATTERN.test(value))
+      listing.releases.push({
+        id: value,
+        createdAt: created && created !== '-' ? created : undefined,
+        healthCheck: health?.startsWith('/') ? health : '/',
+      })
     else if (kind === 'running') listing.running = value === 'yes'
   }
   listing.releases.sort((a, b) => a.id.localeCompare(b.id))
@@ -247,7 +254,10 @@ export function previousRelease(listing: NodeReleases): string | undefined {
 
 /** Releases to delete: all but the newest `keep`, never the current one or the previous one. */
 export function releasesToPrune(listing: NodeReleases, keep: number): string[] {
-  const newestFirst = listing.releases.map((r) => r.id).sort().reverse()
+  const newestFirst = listing.releases
+    .map((r) => r.id)
+    .sort()
+    .reverse()
   const kept = new Set([...newestFirst.slice(0, keep), listing.current, previousRelease(listing)])
   return newestFirst.filter((id) => !kept.has(id)).reverse()
 }
@@ -278,7 +288,8 @@ export interface MysqlPrepareInput {
  */
 export function mysqlPrepareScript(m: MysqlPrepareInput): string {
   const app = checkApp(m.app)
-  if (!/^[A-Za-z0-9]{16,}$/.test(m.newPassword)) throw new Error('a generated password must be 16 or more letters and digits')
+  if (!/^[A-Za-z0-9]{16,}$/.test(m.newPassword))
+    throw new Error('a generated password must be 16 or more letters and digits')
   if (!/^\d+$/.test(m.port)) throw new Error(`mysql port "${m.port}" is not a number`)
   return `set -eu
 umask 077

@@ -4,8 +4,8 @@
  * mysql node, with a password kept there; any other service: its node's host and port.
  */
 import {randomBytes} from 'node:crypto'
-import {UserError} from '../cli/base.js'
-import type {SshSession} from '../setup/ssh.js'
+import {UserError} from '../core/errors.js'
+import type {SshSession} from '../ssh/ssh.js'
 import type {AppConfig} from './appini.js'
 import {mysqlPrepareScript} from './scripts.js'
 import type {DeployNode, DeployTargets} from './targets.js'
@@ -26,7 +26,10 @@ export interface ServiceContext {
 /** A password of letters and digits, safe in SQL and in a shell without quoting. */
 export function generatePassword(length = 32): string {
   let out = ''
-  while (out.length < length) out += randomBytes(48).toString('base64').replace(/[^A-Za-z0-9]/g, '')
+  while (out.length < length)
+    out += randomBytes(48)
+      .toString('base64')
+      .replace(/[^A-Za-z0-9]/g, '')
   return out.slice(0, length)
 }
 
@@ -52,17 +55,29 @@ export async function prepareServices(config: AppConfig, ctx: ServiceContext): P
   return settings
 }
 
-async function prepareMysql(app: string, node: DeployNode, host: string, ctx: ServiceContext, secrets: string[]): Promise<Record<string, string>> {
+async function prepareMysql(
+  app: string,
+  node: DeployNode,
+  host: string,
+  ctx: ServiceContext,
+  secrets: string[],
+): Promise<Record<string, string>> {
   const outputs = node.outputs.mysql ?? {}
   const {port, admin_user: adminUser, admin_password: adminPassword} = outputs
   if (!port || !adminUser || !adminPassword) {
-    throw new UserError(`mysql on ${node.name} has not reported its port and admin user: run nodeset setup-node ${ctx.file} until its mysql step is done`)
+    throw new UserError(
+      `mysql on ${node.name} has not reported its port and admin user: run nodeset setup-node ${ctx.file} until its mysql step is done`,
+    )
   }
   secrets.push(adminPassword)
   const newPassword = generatePassword()
   secrets.push(newPassword)
   const session = await ctx.session(node)
-  const {stdout} = await session.run('/bin/sh -s', {stdin: mysqlPrepareScript({app, newPassword, port, adminUser, adminPassword}), label: `creating the database of ${app}`, timeoutMs: 120_000})
+  const {stdout} = await session.run('/bin/sh -s', {
+    stdin: mysqlPrepareScript({app, newPassword, port, adminUser, adminPassword}),
+    label: `creating the database of ${app}`,
+    timeoutMs: 120_000,
+  })
   const password = /^password=(\S+)$/m.exec(stdout)?.[1]
   if (!password) throw new Error(`preparing the database of ${app} on ${node.name} did not report its password`)
   secrets.push(password)

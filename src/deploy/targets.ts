@@ -3,10 +3,10 @@
  * the balancer in front of them, and the nodes of the services it needs. Pure: from the plan, the
  * provider's records and the config server's state.
  */
-import {UserError} from '../cli/base.js'
+import {UserError} from '../core/errors.js'
 import type {DeploymentState} from '../configserver/protocol.js'
 import type {Nodeset} from '../nodeset/types.js'
-import {setupVars, type LocationVar} from '../operator/setup.js'
+import {setupVars, type LocationVar} from '../plan/vars.js'
 import type {Plan} from '../plan/types.js'
 import type {NodeRecord} from '../providers/provider.js'
 import type {NodesetOffer} from './appini.js'
@@ -63,19 +63,31 @@ export interface TargetInput {
 export function resolveTargets(input: TargetInput): DeployTargets {
   const {nodeset, plan, app, file} = input
   const location = appLocation(nodeset, app)
-  if (!location) throw new UserError(`app "${app}" is not in the locations of ${file}: add "http://HOST/ ${app}" to locations in [appserver]`, 2)
+  if (!location)
+    throw new UserError(
+      `app "${app}" is not in the locations of ${file}: add "http://HOST/ ${app}" to locations in [appserver]`,
+      2,
+    )
   const roles = nodeset.roles.filter((r) => r.locations.some((l) => l.app === app)).map((r) => r.role)
   const node = (name: string): DeployNode => deployNode(name, input)
   const appserverPlans = plan.nodes.filter((n) => roles.includes(n.role))
   const notAppservers = appserverPlans.filter((n) => !n.services.includes('appserver'))
   if (notAppservers.length) {
-    throw new UserError(`${notAppservers.map((n) => n.name).join(', ')} ${notAppservers.length === 1 ? 'is' : 'are'} to run ${app} but not the appserver service: add appserver to the services of its role in ${file}`, 2)
+    throw new UserError(
+      `${notAppservers.map((n) => n.name).join(', ')} ${notAppservers.length === 1 ? 'is' : 'are'} to run ${app} but not the appserver service: add appserver to the services of its role in ${file}`,
+      2,
+    )
   }
-  if (appserverPlans.length === 0) throw new UserError(`no node runs the role whose locations name ${app}: set nodes = 1 or more in its section of ${file}`, 2)
+  if (appserverPlans.length === 0)
+    throw new UserError(
+      `no node runs the role whose locations name ${app}: set nodes = 1 or more in its section of ${file}`,
+      2,
+    )
   const appservers = appserverPlans.map((n) => node(n.name))
   const balancerPlan = plan.nodes.find((n) => n.services.includes('balancer'))
   const services: Record<string, DeployNode[]> = {}
-  for (const service of input.services) services[service] = plan.nodes.filter((n) => n.services.includes(service)).map((n) => node(n.name))
+  for (const service of input.services)
+    services[service] = plan.nodes.filter((n) => n.services.includes(service)).map((n) => node(n.name))
   return {
     app,
     port: location.port,
@@ -88,9 +100,15 @@ export function resolveTargets(input: TargetInput): DeployTargets {
 
 function deployNode(name: string, input: TargetInput): DeployNode {
   const record = input.records.find((r) => r.name === name && r.state !== 'terminated')
-  if (!record) throw new UserError(`node ${name} does not exist: run nodeset create-node ${input.file} and nodeset setup-node ${input.file} first`)
+  if (!record)
+    throw new UserError(
+      `node ${name} does not exist: run nodeset create-node ${input.file} and nodeset setup-node ${input.file} first`,
+    )
   const instance = input.state.instances.find((i) => i.id === name)
   const ip = instance?.facts.ip
-  if (!instance || typeof ip !== 'string' || !ip) throw new UserError(`node ${name} has not phoned home to the config server yet: run nodeset create-node ${input.file} (it waits for it), then nodeset setup-node ${input.file}`)
+  if (!instance || typeof ip !== 'string' || !ip)
+    throw new UserError(
+      `node ${name} has not phoned home to the config server yet: run nodeset create-node ${input.file} (it waits for it), then nodeset setup-node ${input.file}`,
+    )
   return {name, role: record.role, ip, record, outputs: instance.outputs}
 }

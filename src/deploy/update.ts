@@ -8,12 +8,22 @@
  *   4. delete releases beyond keep_releases (never the current one or the one before it).
  */
 import pLimit from 'p-limit'
-import {UserError} from '../cli/base.js'
-import type {SshSession} from '../setup/ssh.js'
+import {UserError} from '../core/errors.js'
+import type {SshSession} from '../ssh/ssh.js'
 import type {AppConfig} from './appini.js'
 import {packRelease, type ReleaseArchive} from './release.js'
 import {rollout, runScript, type NodeResult, type RolloutReport} from './rollout.js'
-import {baseEnv, incomingArchive, listScript, parseListing, previousRelease, pruneScript, releasesToPrune, stageScript, type NodeReleases} from './scripts.js'
+import {
+  baseEnv,
+  incomingArchive,
+  listScript,
+  parseListing,
+  previousRelease,
+  pruneScript,
+  releasesToPrune,
+  stageScript,
+  type NodeReleases,
+} from './scripts.js'
 import {prepareServices} from './services.js'
 import type {DeployNode, DeployTargets} from './targets.js'
 
@@ -60,12 +70,25 @@ function emitter(ctx: DeployContext) {
 export async function listReleases(ctx: DeployContext): Promise<Map<string, NodeReleases>> {
   const limit = pLimit(STAGE_CONCURRENCY)
   const entries = await Promise.all(
-    ctx.targets.appservers.map((node) => limit(async () => [node.name, parseListing(await runScript(ctx, node, listScript(ctx.targets.app), 'listing releases', 60_000))] as const)),
+    ctx.targets.appservers.map((node) =>
+      limit(
+        async () =>
+          [
+            node.name,
+            parseListing(await runScript(ctx, node, listScript(ctx.targets.app), 'listing releases', 60_000)),
+          ] as const,
+      ),
+    ),
   )
   return new Map(entries)
 }
 
-export async function updateApp(ctx: DeployContext, appDir: string, config: AppConfig, opts: RolloutOptions): Promise<DeployResult> {
+export async function updateApp(
+  ctx: DeployContext,
+  appDir: string,
+  config: AppConfig,
+  opts: RolloutOptions,
+): Promise<DeployResult> {
   const emit = emitter(ctx)
   const {targets} = ctx
   const app = config.appName
@@ -78,9 +101,24 @@ export async function updateApp(ctx: DeployContext, appDir: string, config: AppC
   }
   const {release, before} = staged
 
-  emit.phase('activate', targets.balancer ? `activating ${release.id}: ${targets.appservers[0].name} first, then the rest ${opts.batchSize} at a time, each out of rotation while it switches` : `activating ${release.id} in place`)
+  emit.phase(
+    'activate',
+    targets.balancer
+      ? `activating ${release.id}: ${targets.appservers[0].name} first, then the rest ${opts.batchSize} at a time, each out of rotation while it switches`
+      : `activating ${release.id} in place`,
+  )
   const report = await rollout(
-    {app, targets, session: ctx.session, healthCheck: healthChecks(before, {release: release.id, path: config.healthCheck}), healthTimeoutSec: opts.healthTimeoutSec, hook: config.updateFetch, hookTimeoutSec: opts.hookTimeoutSec, batchSize: opts.batchSize, onProgress: emit.node},
+    {
+      app,
+      targets,
+      session: ctx.session,
+      healthCheck: healthChecks(before, {release: release.id, path: config.healthCheck}),
+      healthTimeoutSec: opts.healthTimeoutSec,
+      hook: config.updateFetch,
+      hookTimeoutSec: opts.hookTimeoutSec,
+      batchSize: opts.batchSize,
+      onProgress: emit.node,
+    },
     {
       target: new Map(targets.appservers.map((n) => [n.name, release.id])),
       before: new Map(targets.appservers.map((n) => [n.name, before.get(n.name)?.current])),
@@ -93,16 +131,26 @@ export async function updateApp(ctx: DeployContext, appDir: string, config: AppC
 }
 
 /** Phases 1 and 2: the app's services and settings, then the release on every appserver, not active. */
-async function prepareAndStage(ctx: DeployContext, appDir: string, config: AppConfig): Promise<{release: ReleaseArchive; before: Map<string, NodeReleases>}> {
+async function prepareAndStage(
+  ctx: DeployContext,
+  appDir: string,
+  config: AppConfig,
+): Promise<{release: ReleaseArchive; before: Map<string, NodeReleases>}> {
   const emit = emitter(ctx)
   const {targets} = ctx
   const app = config.appName
-  emit.phase('services', config.services.length ? `preparing ${config.services.map((s) => s.name).join(', ')}` : 'no services to prepare')
+  emit.phase(
+    'services',
+    config.services.length ? `preparing ${config.services.map((s) => s.name).join(', ')}` : 'no services to prepare',
+  )
   const settings = await prepareServices(config, {targets, session: ctx.session, file: ctx.file, onProgress: emit.node})
   ctx.secrets.push(...settings.secrets)
 
   const release = await packRelease(appDir)
-  emit.phase('stage', `staging ${release.id} (${formatSize(release.archive.length)}) on ${targets.appservers.length} appserver${targets.appservers.length === 1 ? '' : 's'}`)
+  emit.phase(
+    'stage',
+    `staging ${release.id} (${formatSize(release.archive.length)}) on ${targets.appservers.length} appserver${targets.appservers.length === 1 ? '' : 's'}`,
+  )
   const limit = pLimit(STAGE_CONCURRENCY)
   const before = new Map<string, NodeReleases>()
   await Promise.all(
@@ -112,7 +160,21 @@ async function prepareAndStage(ctx: DeployContext, appDir: string, config: AppCo
         const session = await ctx.session(node)
         await session.upload(incomingArchive(app, release.id), release.archive, 0o600)
         const env = {...baseEnv({app, node: node.name, release: release.id, port: targets.port}), ...settings.env}
-        await runScript(ctx, node, stageScript({app, id: release.id, sha256: release.sha256, createdAt: release.createdAt, command: config.command, healthCheck: config.healthCheck, env}), `staging ${release.id}`, 300_000)
+        await runScript(
+          ctx,
+          node,
+          stageScript({
+            app,
+            id: release.id,
+            sha256: release.sha256,
+            createdAt: release.createdAt,
+            command: config.command,
+            healthCheck: config.healthCheck,
+            env,
+          }),
+          `staging ${release.id}`,
+          300_000,
+        )
         before.set(node.name, parseListing(await runScript(ctx, node, listScript(app), 'listing releases', 60_000)))
         emit.node(node.name, `staged ${release.id}`)
       }),
@@ -122,7 +184,10 @@ async function prepareAndStage(ctx: DeployContext, appDir: string, config: AppCo
 }
 
 /** Each release's own health-check path: as staged on the nodes, and the new one's from its app.ini. */
-function healthChecks(listings: Map<string, NodeReleases>, fresh?: {release: string; path: string}): (release: string) => string {
+function healthChecks(
+  listings: Map<string, NodeReleases>,
+  fresh?: {release: string; path: string},
+): (release: string) => string {
   const paths = new Map<string, string>()
   for (const listing of listings.values()) for (const r of listing.releases) paths.set(r.id, r.healthCheck)
   if (fresh) paths.set(fresh.release, fresh.path)
@@ -136,7 +201,10 @@ async function prune(ctx: DeployContext, app: string, keep: number): Promise<Rec
   const pruned: Record<string, string[]> = {}
   for (const node of ctx.targets.appservers) {
     try {
-      const ids = releasesToPrune(parseListing(await runScript(ctx, node, listScript(app), 'listing releases', 60_000)), keep)
+      const ids = releasesToPrune(
+        parseListing(await runScript(ctx, node, listScript(app), 'listing releases', 60_000)),
+        keep,
+      )
       if (ids.length === 0) continue
       await runScript(ctx, node, pruneScript(app, ids), 'deleting old releases', 120_000)
       pruned[node.name] = ids
@@ -155,30 +223,56 @@ async function prune(ctx: DeployContext, app: string, keep: number): Promise<Rec
 export function rollbackTarget(listings: Map<string, NodeReleases>, to?: string): string {
   if (to) {
     const missing = [...listings].filter(([, l]) => !l.releases.some((r) => r.id === to)).map(([node]) => node)
-    if (missing.length) throw new UserError(`release ${to} is not on ${missing.join(', ')}: pick one that \`nodeset releases\` lists on every appserver`)
+    if (missing.length)
+      throw new UserError(
+        `release ${to} is not on ${missing.join(', ')}: pick one that \`nodeset releases\` lists on every appserver`,
+      )
     return to
   }
   const previous = new Map([...listings].map(([node, l]) => [node, previousRelease(l)]))
   const known = [...new Set([...previous.values()].filter((p): p is string => p !== undefined))]
   const without = [...previous].filter(([, p]) => p === undefined).map(([node]) => node)
-  if (known.length === 0) throw new UserError('there is no earlier release to go back to: every appserver runs the first release it was given (see nodeset releases)')
+  if (known.length === 0)
+    throw new UserError(
+      'there is no earlier release to go back to: every appserver runs the first release it was given (see nodeset releases)',
+    )
   if (known.length > 1 || without.length > 0) {
     const lines = [...previous].map(([node, p]) => `${node}: ${p ?? 'none'}`).join(', ')
-    throw new UserError(`the appservers do not agree on the release before the current one (${lines}): choose one with --to ID`)
+    throw new UserError(
+      `the appservers do not agree on the release before the current one (${lines}): choose one with --to ID`,
+    )
   }
   return known[0]
 }
 
-export async function rollbackApp(ctx: DeployContext, to: string | undefined, opts: RolloutOptions): Promise<DeployResult> {
+export async function rollbackApp(
+  ctx: DeployContext,
+  to: string | undefined,
+  opts: RolloutOptions,
+): Promise<DeployResult> {
   const emit = emitter(ctx)
   const {targets} = ctx
   const listings = await listReleases(ctx)
   const target = rollbackTarget(listings, to)
   const missing = [...listings].filter(([, l]) => !l.releases.some((r) => r.id === target)).map(([node]) => node)
-  if (missing.length) throw new UserError(`release ${target} is no longer on ${missing.join(', ')}: deploy it again with nodeset update`)
-  emit.phase('activate', `going back to ${target}${targets.balancer ? `, ${targets.appservers[0].name} first, each out of rotation while it switches` : ' in place'}`)
+  if (missing.length)
+    throw new UserError(`release ${target} is no longer on ${missing.join(', ')}: deploy it again with nodeset update`)
+  emit.phase(
+    'activate',
+    `going back to ${target}${targets.balancer ? `, ${targets.appservers[0].name} first, each out of rotation while it switches` : ' in place'}`,
+  )
   const report = await rollout(
-    {app: targets.app, targets, session: ctx.session, healthCheck: healthChecks(listings), healthTimeoutSec: opts.healthTimeoutSec, hook: [], hookTimeoutSec: opts.hookTimeoutSec, batchSize: opts.batchSize, onProgress: emit.node},
+    {
+      app: targets.app,
+      targets,
+      session: ctx.session,
+      healthCheck: healthChecks(listings),
+      healthTimeoutSec: opts.healthTimeoutSec,
+      hook: [],
+      hookTimeoutSec: opts.hookTimeoutSec,
+      batchSize: opts.batchSize,
+      onProgress: emit.node,
+    },
     {
       target: new Map(targets.appservers.map((n) => [n.name, target])),
       before: new Map(targets.appservers.map((n) => [n.name, listings.get(n.name)?.current])),
@@ -192,7 +286,9 @@ export async function rollbackApp(ctx: DeployContext, to: string | undefined, op
 /** What failed and where, and where every appserver was left. */
 export function failureSummary(result: DeployResult, verb: 'update' | 'rollback'): string {
   const f = result.failure
-  const head = f ? `${verb} of ${result.app} to ${result.release} failed at ${f.step} on ${f.node}: ${f.message}` : `${verb} of ${result.app} failed`
+  const head = f
+    ? `${verb} of ${result.app} to ${result.release} failed at ${f.step} on ${f.node}: ${f.message}`
+    : `${verb} of ${result.app} failed`
   const where = result.nodes.map((n) => {
     const runs = n.release ? `runs ${n.release}` : 'runs nothing'
     const rotation = n.inRotation ? '' : ', out of rotation'

@@ -47,7 +47,11 @@ export function parseIni(text: string, file: string): RawFile {
         const piece = raw.trim()
         last.value = last.value === '' ? piece : `${last.value}\n${piece}`
       } else {
-        problems.push({message: `indented line "${raw.trim()}" continues no value`, source: {file, line}, hint: 'start keys and sections at the beginning of the line; indent only the continuation lines of a multi-line value'})
+        problems.push({
+          message: `indented line "${raw.trim()}" continues no value`,
+          source: {file, line},
+          hint: 'start keys and sections at the beginning of the line; indent only the continuation lines of a multi-line value',
+        })
       }
       return
     }
@@ -61,12 +65,20 @@ export function parseIni(text: string, file: string): RawFile {
     const entry = ENTRY.exec(raw)
     if (!entry) {
       last = undefined
-      problems.push({message: `cannot read "${raw.trim()}"`, source: {file, line}, hint: 'write "key = value", a "[section]" header, or a "# comment"'})
+      problems.push({
+        message: `cannot read "${raw.trim()}"`,
+        source: {file, line},
+        hint: 'write "key = value", a "[section]" header, or a "# comment"',
+      })
       return
     }
     if (!section) {
       last = undefined
-      problems.push({message: `"${entry[1]}" is set before any [section]`, source: {file, line}, hint: 'put it under a section such as [general]'})
+      problems.push({
+        message: `"${entry[1]}" is set before any [section]`,
+        source: {file, line},
+        hint: 'put it under a section such as [general]',
+      })
       return
     }
     last = {key: entry[1], op: entry[2] as Operator, value: entry[3].trim(), file, line}

@@ -6,19 +6,21 @@
  *   $$                        a literal `$`
  */
 import {type Diagnostic, didYouMean} from '../core/diagnostics.js'
-import type {Source} from '../plan/types.js'
+import type {Source} from '../core/source.js'
 import type {Merged, MergedValue} from './merge.js'
 
 const REFERENCE = /\$\$|\$\{([^}]*)\}/g
 const ENV_NAME = /^(?:env:)?([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?$/s
 
-type Lookup = {kind: 'env'; name: string; fallback?: string; explicit: boolean} | {kind: 'value'; section: string; key: string}
+type Lookup =
+  {kind: 'env'; name: string; fallback?: string; explicit: boolean} | {kind: 'value'; section: string; key: string}
 
 export function parseReference(body: string): Lookup | undefined {
   const env = ENV_NAME.exec(body)
   if (env) return {kind: 'env', name: env[1], fallback: env[2], explicit: body.startsWith('env:')}
   const colon = body.lastIndexOf(':')
-  if (colon > 0 && colon < body.length - 1) return {kind: 'value', section: body.slice(0, colon), key: body.slice(colon + 1)}
+  if (colon > 0 && colon < body.length - 1)
+    return {kind: 'value', section: body.slice(0, colon), key: body.slice(colon + 1)}
   return undefined
 }
 
@@ -46,14 +48,22 @@ export class Interpolator {
   private expand(body: string, source: Source, stack: Array<{label: string; value: MergedValue}>): string {
     const lookup = parseReference(body)
     if (!lookup) {
-      this.problems.push({message: `\${${body}} is not a reference`, source, hint: 'write ${VAR}, ${env:VAR}, ${VAR:-default} or ${section:key}; $$ for a literal $'})
+      this.problems.push({
+        message: `\${${body}} is not a reference`,
+        source,
+        hint: 'write ${VAR}, ${env:VAR}, ${VAR:-default} or ${section:key}; $$ for a literal $',
+      })
       return ''
     }
     if (lookup.kind === 'env') {
       const value = this.env[lookup.name]
       if (value !== undefined && value !== '') return value
       if (lookup.fallback !== undefined) return lookup.fallback
-      this.problems.push({message: `\${${body}}: the environment variable ${lookup.name} is not set`, source, hint: `set it (export ${lookup.name}=…) or give a default: \${${lookup.name}:-value}`})
+      this.problems.push({
+        message: `\${${body}}: the environment variable ${lookup.name} is not set`,
+        source,
+        hint: `set it (export ${lookup.name}=…) or give a default: \${${lookup.name}:-value}`,
+      })
       return ''
     }
     const section = this.sections.get(lookup.section)
@@ -68,11 +78,17 @@ export class Interpolator {
     const label = `\${${body}}`
     if (stack.some((s) => s.value === target)) {
       const chain = [...stack.slice(1).map((s) => s.label), label].join(' → ')
-      this.problems.push({message: `interpolation loop: ${chain}`, source, hint: 'a value cannot refer back to itself through other values'})
+      this.problems.push({
+        message: `interpolation loop: ${chain}`,
+        source,
+        hint: 'a value cannot refer back to itself through other values',
+      })
       return ''
     }
     if (this.done.has(target)) return this.done.get(target)!
-    const text = target.value.replace(REFERENCE, (whole, inner: string | undefined) => (whole === '$$' ? '$' : this.expand(inner ?? '', target.source, [...stack, {label, value: target}])))
+    const text = target.value.replace(REFERENCE, (whole, inner: string | undefined) =>
+      whole === '$$' ? '$' : this.expand(inner ?? '', target.source, [...stack, {label, value: target}]),
+    )
     this.done.set(target, text)
     return text
   }

@@ -5,7 +5,7 @@
  */
 import path from 'node:path'
 import type {Diagnostic} from '../core/diagnostics.js'
-import type {Source} from '../plan/types.js'
+import type {Source} from '../core/source.js'
 import {parseIni, type RawEntry} from './ini.js'
 
 export interface ReaderIO {
@@ -74,7 +74,13 @@ export function readMerged(file: string, io: ReaderIO): MergeResult {
   const load = (current: string, stack: string[], from?: Source): Merged => {
     const text = io.readFile(current)
     if (text === undefined) {
-      problems.push({message: `cannot read ${current}: no such file`, source: from, hint: from ? 'fix the path in extends (relative to the file that names it)' : 'check the path of the nodeset file'})
+      problems.push({
+        message: `cannot read ${current}: no such file`,
+        source: from,
+        hint: from
+          ? 'fix the path in extends (relative to the file that names it)'
+          : 'check the path of the nodeset file',
+      })
       return new Map()
     }
     files.push(current)
@@ -87,8 +93,14 @@ export function readMerged(file: string, io: ReaderIO): MergeResult {
         const basePath = path.resolve(path.dirname(current), base)
         const at = {file: entry.file, line: entry.line}
         if (stack.includes(basePath) || basePath === current) {
-          const chain = [...stack, current, basePath].slice(stack.indexOf(basePath) >= 0 ? stack.indexOf(basePath) : stack.length)
-          problems.push({message: `extends loop: ${chain.map((f) => path.basename(f)).join(' → ')}`, source: at, hint: 'a file cannot extend itself, directly or through another file; remove one of the extends'})
+          const chain = [...stack, current, basePath].slice(
+            stack.indexOf(basePath) >= 0 ? stack.indexOf(basePath) : stack.length,
+          )
+          problems.push({
+            message: `extends loop: ${chain.map((f) => path.basename(f)).join(' → ')}`,
+            source: at,
+            hint: 'a file cannot extend itself, directly or through another file; remove one of the extends',
+          })
           continue
         }
         mergeInto(merged, load(basePath, [...stack, current], at))
@@ -104,7 +116,11 @@ export function readMerged(file: string, io: ReaderIO): MergeResult {
       for (const entry of section.entries) {
         if (entry.key === 'extends' && section.name === 'general') continue
         if (entry.op === '=' && seen.has(entry.key)) {
-          problems.push({message: `${entry.key} is set twice in [${section.name}] (first at line ${seen.get(entry.key)})`, source: {file: entry.file, line: entry.line}, hint: 'keep one of them; to add to a value, use "key += …"'})
+          problems.push({
+            message: `${entry.key} is set twice in [${section.name}] (first at line ${seen.get(entry.key)})`,
+            source: {file: entry.file, line: entry.line},
+            hint: 'keep one of them; to add to a value, use "key += …"',
+          })
         }
         if (entry.op === '=') seen.set(entry.key, entry.line)
         applyEntry(target, entry)

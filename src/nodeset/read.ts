@@ -7,7 +7,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {type Diagnostic, DiagnosticsError, didYouMean} from '../core/diagnostics.js'
-import type {SizeSpec, Source} from '../plan/types.js'
+import type {SizeSpec, Source} from '../core/source.js'
 import {type Catalog, isSecretName, loadCatalog} from '../services/catalog.js'
 import {parseIni} from './ini.js'
 import {Interpolator} from './interpolate.js'
@@ -16,8 +16,34 @@ import type {GeneralSpec, Location, Nodeset, ProviderKind, ProviderSpec, RoleSpe
 
 export const MAX_NODES = 1000
 
-const GENERAL_KEYS = ['name', 'base_domain', 'set_etc_hosts', 'extends', 'config_server', 'boot_timeout', 'services_dir']
-const PROVIDER_KEYS = ['name', 'provider', 'username', 'secret', 'secret_file', 'region', 'profile', 'image', 'image_owners', 'size', 'key_name', 'subnet', 'security_groups', 'ssh_user', 'ssh_key', 'hosts', 'bridge']
+const GENERAL_KEYS = [
+  'name',
+  'base_domain',
+  'set_etc_hosts',
+  'extends',
+  'config_server',
+  'boot_timeout',
+  'services_dir',
+]
+const PROVIDER_KEYS = [
+  'name',
+  'provider',
+  'username',
+  'secret',
+  'secret_file',
+  'region',
+  'profile',
+  'image',
+  'image_owners',
+  'size',
+  'key_name',
+  'subnet',
+  'security_groups',
+  'ssh_user',
+  'ssh_key',
+  'hosts',
+  'bridge',
+]
 const ROLE_KEYS = ['nodes', 'node_name', 'size', 'services']
 const APPSERVER_KEYS = [...ROLE_KEYS, 'locations', 'load_balancer']
 const BALANCER_KEYS = [...ROLE_KEYS, 'hostnames']
@@ -103,7 +129,11 @@ class Reader {
     for (const [key, v] of section.values) {
       if (known.includes(key) || isParam?.(key)) continue
       const guess = didYouMean(key, known)
-      this.problem(`unknown key "${key}" in [${section.name}]`, v.source, guess ? `did you mean "${guess}"?` : `known keys: ${known.join(', ')}`)
+      this.problem(
+        `unknown key "${key}" in [${section.name}]`,
+        v.source,
+        guess ? `did you mean "${guess}"?` : `known keys: ${known.join(', ')}`,
+      )
     }
   }
 
@@ -121,33 +151,53 @@ class Reader {
     if (section) this.unknownKeys(section, GENERAL_KEYS)
     const name = get('name') ? this.text(get('name')!) : path.basename(file).replace(/\.conf$/, '')
     if (get('name') && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name)) {
-      this.problem(`name "${name}" is not a valid deployment name`, get('name')!.source, 'use letters, digits, ".", "_" and "-" (up to 63), starting with a letter or digit')
+      this.problem(
+        `name "${name}" is not a valid deployment name`,
+        get('name')!.source,
+        'use letters, digits, ".", "_" and "-" (up to 63), starting with a letter or digit',
+      )
     }
     let baseDomain: string | undefined
     if (get('base_domain')) {
       baseDomain = this.text(get('base_domain')!)
-      if (!isValidHostname(baseDomain)) this.problem(`base_domain "${baseDomain}" is not a valid domain name`, get('base_domain')!.source, 'use labels of letters, digits and "-", separated by dots, e.g. foobar.com')
+      if (!isValidHostname(baseDomain))
+        this.problem(
+          `base_domain "${baseDomain}" is not a valid domain name`,
+          get('base_domain')!.source,
+          'use labels of letters, digits and "-", separated by dots, e.g. foobar.com',
+        )
     }
     let setEtcHosts = true
     if (get('set_etc_hosts')) {
       const b = parseBool(this.text(get('set_etc_hosts')!))
-      if (b === undefined) this.problem(`set_etc_hosts must be true or false`, get('set_etc_hosts')!.source, 'write true or false')
+      if (b === undefined)
+        this.problem(`set_etc_hosts must be true or false`, get('set_etc_hosts')!.source, 'write true or false')
       else setEtcHosts = b
     }
     let configServer = 'embedded'
     if (get('config_server')) {
       configServer = this.text(get('config_server')!)
       if (configServer !== 'embedded' && !/^https?:\/\/[^\s/]+/.test(configServer)) {
-        this.problem(`config_server must be "embedded" or an http(s) URL, not "${configServer}"`, get('config_server')!.source, 'e.g. config_server = https://config.example.com:8443')
+        this.problem(
+          `config_server must be "embedded" or an http(s) URL, not "${configServer}"`,
+          get('config_server')!.source,
+          'e.g. config_server = https://config.example.com:8443',
+        )
       }
     }
     let bootTimeoutSec = 900
     if (get('boot_timeout')) {
       const d = parseDuration(this.text(get('boot_timeout')!))
-      if (d === undefined || d <= 0) this.problem(`boot_timeout must be a duration such as 300, 90s, 15m or 1h`, get('boot_timeout')!.source)
+      if (d === undefined || d <= 0)
+        this.problem(`boot_timeout must be a duration such as 300, 90s, 15m or 1h`, get('boot_timeout')!.source)
       else bootTimeoutSec = d
     }
-    const servicesDirs = get('services_dir') ? this.text(get('services_dir')!).split(/\s+/).filter(Boolean).map((d) => path.resolve(path.dirname(get('services_dir')!.source.file), d)) : []
+    const servicesDirs = get('services_dir')
+      ? this.text(get('services_dir')!)
+          .split(/\s+/)
+          .filter(Boolean)
+          .map((d) => path.resolve(path.dirname(get('services_dir')!.source.file), d))
+      : []
     return {name, baseDomain, setEtcHosts, configServer, bootTimeoutSec, servicesDirs}
   }
 
@@ -155,7 +205,11 @@ class Reader {
     const source = section?.source ?? {file, line: 1}
     const settings: Record<string, Value> = {}
     if (!section) {
-      this.problem('no [provider] section', {file, line: 1}, 'add [provider] with "provider = local" (nodes on this machine), "ec2" or "static"')
+      this.problem(
+        'no [provider] section',
+        {file, line: 1},
+        'add [provider] with "provider = local" (nodes on this machine), "ec2" or "static"',
+      )
       return {kind: 'local', settings, source}
     }
     this.unknownKeys(section, PROVIDER_KEYS)
@@ -166,7 +220,12 @@ class Reader {
     if (secretFile) {
       const filePath = path.resolve(path.dirname(secretFile.source.file), secretFile.value)
       const content = this.io.readFile(filePath)
-      if (content === undefined) this.problem(`secret_file ${secretFile.value}: cannot read it`, secretFile.source, 'check the path (relative paths start at the nodeset file) and its permissions')
+      if (content === undefined)
+        this.problem(
+          `secret_file ${secretFile.value}: cannot read it`,
+          secretFile.source,
+          'check the path (relative paths start at the nodeset file) and its permissions',
+        )
       else {
         settings.secret = {value: content.trim(), source: secretFile.source}
       }
@@ -174,16 +233,34 @@ class Reader {
     if (settings.secret?.value) this.secrets.add(settings.secret.value)
     const kind = settings.provider?.value
     if (!kind) {
-      this.problem('[provider] does not say which provider', source, `set "provider = local", "ec2" or "static"${nameValue ? `, or in [provider:${this.text(nameValue)}] of ~/.nodeset.conf` : ''}`)
+      this.problem(
+        '[provider] does not say which provider',
+        source,
+        `set "provider = local", "ec2" or "static"${nameValue ? `, or in [provider:${this.text(nameValue)}] of ~/.nodeset.conf` : ''}`,
+      )
       return {kind: 'local', settings, source}
     }
     if (!PROVIDERS.includes(kind as ProviderKind)) {
       const guess = didYouMean(kind, PROVIDERS)
-      this.problem(`unknown provider "${kind}"`, settings.provider.source, guess ? `did you mean "${guess}"?` : `use one of: ${PROVIDERS.join(', ')}`)
+      this.problem(
+        `unknown provider "${kind}"`,
+        settings.provider.source,
+        guess ? `did you mean "${guess}"?` : `use one of: ${PROVIDERS.join(', ')}`,
+      )
       return {kind: 'local', settings, source}
     }
-    if (kind === 'ec2' && !settings.image) this.problem('the ec2 provider needs an image', source, 'add "image = id ami-…" or "image = name debian-12-amd64-*"')
-    if (kind === 'static' && !settings.hosts) this.problem('the static provider needs hosts', source, 'add "hosts = app1.example.com=203.0.113.10 …", one name=address per node')
+    if (kind === 'ec2' && !settings.image)
+      this.problem(
+        'the ec2 provider needs an image',
+        source,
+        'add "image = id ami-…" or "image = name debian-12-amd64-*"',
+      )
+    if (kind === 'static' && !settings.hosts)
+      this.problem(
+        'the static provider needs hosts',
+        source,
+        'add "hosts = app1.example.com=203.0.113.10 …", one name=address per node',
+      )
     return {kind: kind as ProviderKind, settings, source}
   }
 
@@ -192,21 +269,35 @@ class Reader {
     const userFile = this.io.env.NODESET_CONFIG ?? path.join(this.io.env.HOME ?? os.homedir(), '.nodeset.conf')
     const text = this.io.readFile(userFile)
     if (text === undefined) {
-      this.problem(`provider "${name}" is looked up in ${userFile}, which does not exist`, at, `create it with a [provider:${name}] section, or set "provider = …" here`)
+      this.problem(
+        `provider "${name}" is looked up in ${userFile}, which does not exist`,
+        at,
+        `create it with a [provider:${name}] section, or set "provider = …" here`,
+      )
       return
     }
     const raw = parseIni(text, userFile)
     this.problems.push(...raw.problems)
     const section = raw.sections.find((s) => s.name === `provider:${name}`)
     if (!section) {
-      const names = raw.sections.filter((s) => s.name.startsWith('provider:')).map((s) => s.name.slice('provider:'.length))
+      const names = raw.sections
+        .filter((s) => s.name.startsWith('provider:'))
+        .map((s) => s.name.slice('provider:'.length))
       const guess = didYouMean(name, names)
-      this.problem(`${userFile} has no [provider:${name}]`, at, guess ? `did you mean "${guess}"?` : `it defines: ${names.join(', ') || 'no providers'}`)
+      this.problem(
+        `${userFile} has no [provider:${name}]`,
+        at,
+        guess ? `did you mean "${guess}"?` : `it defines: ${names.join(', ') || 'no providers'}`,
+      )
       return
     }
     for (const entry of section.entries) {
       if (!PROVIDER_KEYS.includes(entry.key) || entry.key === 'name') {
-        this.problem(`unknown key "${entry.key}" in [provider:${name}]`, {file: userFile, line: entry.line}, `known keys: ${PROVIDER_KEYS.filter((k) => k !== 'name').join(', ')}`)
+        this.problem(
+          `unknown key "${entry.key}" in [provider:${name}]`,
+          {file: userFile, line: entry.line},
+          `known keys: ${PROVIDER_KEYS.filter((k) => k !== 'name').join(', ')}`,
+        )
         continue
       }
       settings[entry.key] = {value: entry.value, source: {file: userFile, line: entry.line}}
@@ -225,13 +316,23 @@ class Reader {
       const [service, param] = [key.slice(0, dot), key.slice(dot + 1)]
       const v = get(key)!
       if (!services.value.includes(service)) {
-        this.problem(`"${key}" sets a param of service ${service}, which [${section.name}] does not run`, v.source, `its services are: ${services.value.join(', ') || 'none'}; add ${service} to "services" or fix the name`)
+        this.problem(
+          `"${key}" sets a param of service ${service}, which [${section.name}] does not run`,
+          v.source,
+          `its services are: ${services.value.join(', ') || 'none'}; add ${service} to "services" or fix the name`,
+        )
         return true
       }
       const meta = catalog.get(service)
       if (meta && !(param in meta.params)) {
         const guess = didYouMean(param, Object.keys(meta.params))
-        this.problem(`service ${service} has no param "${param}"`, v.source, guess ? `did you mean "${service}.${guess}"?` : `its params: ${Object.keys(meta.params).join(', ') || 'none'} (see nodeset services)`)
+        this.problem(
+          `service ${service} has no param "${param}"`,
+          v.source,
+          guess
+            ? `did you mean "${service}.${guess}"?`
+            : `its params: ${Object.keys(meta.params).join(', ') || 'none'} (see nodeset services)`,
+        )
         return true
       }
       ;(params[service] ??= {})[param] = {value: this.text(v), source: v.source}
@@ -246,13 +347,22 @@ class Reader {
       const n = /^\d+$/.test(text) ? Number(text) : NaN
       const max = isBalancer ? 1 : MAX_NODES
       if (!Number.isInteger(n) || n < 1 || n > max) {
-        this.problem(`nodes must be a whole number from 1 to ${max}, not "${text}"`, get('nodes')!.source, isBalancer ? 'one balancer node is supported' : undefined)
+        this.problem(
+          `nodes must be a whole number from 1 to ${max}, not "${text}"`,
+          get('nodes')!.source,
+          isBalancer ? 'one balancer node is supported' : undefined,
+        )
       } else nodes = {value: n, source: get('nodes')!.source}
     }
     let size: Value<SizeSpec> | undefined
     if (get('size')) {
       const spec = parseSize(this.text(get('size')!))
-      if (!spec) this.problem(`size "${this.text(get('size')!)}" is not understood`, get('size')!.source, 'write "id X", "name X" or "ram 256MB" / "ram 2GB"')
+      if (!spec)
+        this.problem(
+          `size "${this.text(get('size')!)}" is not understood`,
+          get('size')!.source,
+          'write "id X", "name X" or "ram 256MB" / "ram 2GB"',
+        )
       else size = {value: spec, source: get('size')!.source}
     }
     const nodeName = get('node_name') ? this.value(get('node_name')!) : undefined
@@ -264,27 +374,64 @@ class Reader {
       else loadBalancer = {value: b, source: get('load_balancer')!.source}
     }
     const hostnames = get('hostnames') ? this.text(get('hostnames')!).split(/\s+/).filter(Boolean) : []
-    for (const h of hostnames) if (!isValidHostname(h)) this.problem(`hostname "${h}" is not a valid host name`, get('hostnames')!.source, 'use labels of letters, digits and "-", separated by dots')
-    return {role, section: section.name, source: section.source, nodes, nodeName, size, services, params, locations, loadBalancer, hostnames}
+    for (const h of hostnames)
+      if (!isValidHostname(h))
+        this.problem(
+          `hostname "${h}" is not a valid host name`,
+          get('hostnames')!.source,
+          'use labels of letters, digits and "-", separated by dots',
+        )
+    return {
+      role,
+      section: section.name,
+      source: section.source,
+      nodes,
+      nodeName,
+      size,
+      services,
+      params,
+      locations,
+      loadBalancer,
+      hostnames,
+    }
   }
 
   private services(section: MergedSection, role: string, catalog: Catalog): Value<string[]> {
     const v = section.values.get('services')
-    const defaults = role === 'appserver' ? ['appserver'] : role === 'balancer' ? ['balancer'] : role.startsWith('service:') ? [role.slice('service:'.length)] : []
+    const defaults =
+      role === 'appserver'
+        ? ['appserver']
+        : role === 'balancer'
+          ? ['balancer']
+          : role.startsWith('service:')
+            ? [role.slice('service:'.length)]
+            : []
     if (!v) {
       for (const name of defaults) {
         if (!catalog.has(name)) {
           const guess = didYouMean(name, catalog.keys())
-          this.problem(`[${section.name}]: there is no service "${name}"`, section.source, guess ? `did you mean [service:${guess}]?` : `available services: ${[...catalog.keys()].join(', ')} (nodeset services)`)
+          this.problem(
+            `[${section.name}]: there is no service "${name}"`,
+            section.source,
+            guess
+              ? `did you mean [service:${guess}]?`
+              : `available services: ${[...catalog.keys()].join(', ')} (nodeset services)`,
+          )
         }
       }
       return {value: defaults.filter((n) => catalog.has(n)), source: section.source}
     }
-    const names = this.text(v).split(/[\s,]+/).filter(Boolean)
+    const names = this.text(v)
+      .split(/[\s,]+/)
+      .filter(Boolean)
     for (const name of names) {
       if (!catalog.has(name)) {
         const guess = didYouMean(name, catalog.keys())
-        this.problem(`unknown service "${name}"`, v.source, guess ? `did you mean "${guess}"?` : `available: ${[...catalog.keys()].join(', ')} (nodeset services)`)
+        this.problem(
+          `unknown service "${name}"`,
+          v.source,
+          guess ? `did you mean "${guess}"?` : `available: ${[...catalog.keys()].join(', ')} (nodeset services)`,
+        )
       }
     }
     return {value: names.filter((n) => catalog.has(n)), source: v.source}
@@ -299,7 +446,11 @@ class Reader {
       .forEach((line) => {
         const [url, app, ...rest] = line.split(/\s+/)
         if (!app || rest.length > 0 || !/^https?:\/\/[^\s/]+/.test(url)) {
-          this.problem(`location "${line}" is not "URL APP_NAME"`, v.source, 'one per line, e.g. http://foobar.com/ blog')
+          this.problem(
+            `location "${line}" is not "URL APP_NAME"`,
+            v.source,
+            'one per line, e.g. http://foobar.com/ blog',
+          )
           return
         }
         result.push({url, app, source: v.source})
@@ -320,7 +471,9 @@ export function readNodeset(file: string, io: ReaderIO = defaultIO()): ReadResul
   const reader = new Reader(interpolator, io)
   const root = path.resolve(file)
   const general = reader.general(merged.sections.get('general'), root)
-  const {catalog, problems: catalogProblems} = loadCatalog(general.servicesDirs.length ? general.servicesDirs : defaultServicesDirs(root))
+  const {catalog, problems: catalogProblems} = loadCatalog(
+    general.servicesDirs.length ? general.servicesDirs : defaultServicesDirs(root),
+  )
   const provider = reader.provider(merged.sections.get('provider'), root)
   const roles: RoleSpec[] = []
   for (const [name, section] of merged.sections) {
@@ -328,16 +481,38 @@ export function readNodeset(file: string, io: ReaderIO = defaultIO()): ReadResul
     if (name === 'general' || name === 'provider') continue
     const role = roleOfSection(name)
     if (!role) {
-      const guess = didYouMean(name, ['general', 'provider', 'appserver', 'balancer', ...[...catalog.keys()].map((s) => `service:${s}`)])
-      reader.problem(`unknown section [${name}]`, section.source, guess ? `did you mean [${guess}]?` : `sections are: ${KNOWN_SECTIONS.join(', ')}`)
+      const guess = didYouMean(name, [
+        'general',
+        'provider',
+        'appserver',
+        'balancer',
+        ...[...catalog.keys()].map((s) => `service:${s}`),
+      ])
+      reader.problem(
+        `unknown section [${name}]`,
+        section.source,
+        guess ? `did you mean [${guess}]?` : `sections are: ${KNOWN_SECTIONS.join(', ')}`,
+      )
       continue
     }
     roles.push(reader.role(section, role, catalog))
   }
-  if (roles.length === 0) reader.problem('the nodeset has no roles', {file: root, line: 1}, 'add [appserver], [service:NAME], [balancer] or [role:NAME] sections')
+  if (roles.length === 0)
+    reader.problem(
+      'the nodeset has no roles',
+      {file: root, line: 1},
+      'add [appserver], [service:NAME], [balancer] or [role:NAME] sections',
+    )
   const problems = [...merged.problems, ...interpolator.problems, ...catalogProblems, ...reader.problems]
   if (problems.length > 0) throw new DiagnosticsError(dedupe(problems))
-  const nodeset: Nodeset = {file: root, files: merged.files, general, provider, roles, secrets: [...reader.secrets].filter((s) => s.length >= 3)}
+  const nodeset: Nodeset = {
+    file: root,
+    files: merged.files,
+    general,
+    provider,
+    roles,
+    secrets: [...reader.secrets].filter((s) => s.length >= 3),
+  }
   return {nodeset, catalog}
 }
 

@@ -1,4 +1,4 @@
-import type {SizeSpec, Source} from '../plan/types.js'
+import type {SizeSpec, Source} from '../core/source.js'
 
 export interface Value<T = string> {
   value: T

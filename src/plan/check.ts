@@ -6,7 +6,8 @@
 import {type Diagnostic, didYouMean} from '../core/diagnostics.js'
 import {type Edge, findCycles} from './graph.js'
 import {extractRefs, TemplateError, type TemplateRef} from './template.js'
-import {formatSource, type Reference, type Source} from './types.js'
+import {formatSource, type Source} from '../core/source.js'
+import type {Reference} from './types.js'
 
 export interface CheckParam {
   name: string
@@ -65,13 +66,18 @@ export function analyze(instances: CheckInstance[]): Analysis {
     else byRole.set(i.role, [i])
   }
   for (const list of byRole.values()) list.sort((a, b) => a.index - b.index)
-  const targetsOf = (target: string): CheckInstance[] => byRole.get(target) ?? (byName.has(target) ? [byName.get(target)!] : [])
+  const targetsOf = (target: string): CheckInstance[] =>
+    byRole.get(target) ?? (byName.has(target) ? [byName.get(target)!] : [])
 
   for (const instance of instances) {
     for (const service of instance.services) {
       const from = vertexName(instance.id, service.name)
       vertices.push(from)
-      const texts: Array<{param?: string; text: string; source?: Source}> = service.params.map((p) => ({param: p.name, text: p.value, source: p.source}))
+      const texts: Array<{param?: string; text: string; source?: Source}> = service.params.map((p) => ({
+        param: p.name,
+        text: p.value,
+        source: p.source,
+      }))
       if (service.body) texts.push({text: service.body.text, source: {file: service.body.file, line: 1}})
       for (const {param, text, source} of texts) {
         let refs: readonly TemplateRef[]
@@ -79,7 +85,11 @@ export function analyze(instances: CheckInstance[]): Analysis {
           refs = extractRefs(text)
         } catch (error) {
           if (!(error instanceof TemplateError)) throw error
-          problems.push({message: `${param ? `param ${param} of ${service.name}` : `template of ${service.name}`}: ${error.message}`, source: sourceAt(source, error.line), hint: 'fix the {{…}} expression; see "Node-time interpolation" in the README'})
+          problems.push({
+            message: `${param ? `param ${param} of ${service.name}` : `template of ${service.name}`}: ${error.message}`,
+            source: sourceAt(source, error.line),
+            hint: 'fix the {{…}} expression; see "Node-time interpolation" in the README',
+          })
           continue
         }
         for (const ref of refs) {
@@ -97,9 +107,20 @@ export function analyze(instances: CheckInstance[]): Analysis {
           for (const target of ref.all ? targets : targets.slice(0, 1)) {
             const resolved = resolveRef(ref, target, at, problems)
             if (!resolved) continue
-            references.push({from: {node: instance.id, service: service.name, param}, kind: ref.kind, to: {node: target.id, service: resolved.service}, key: ref.key, source: at, expression: ref.expression})
+            references.push({
+              from: {node: instance.id, service: service.name, param},
+              kind: ref.kind,
+              to: {node: target.id, service: resolved.service},
+              key: ref.key,
+              source: at,
+              expression: ref.expression,
+            })
             if (ref.kind === 'output' && resolved.service) {
-              edges.push({from, to: vertexName(target.id, resolved.service), label: {kind: 'output', key: ref.key, expression: ref.expression, source: at}})
+              edges.push({
+                from,
+                to: vertexName(target.id, resolved.service),
+                label: {kind: 'output', key: ref.key, expression: ref.expression, source: at},
+              })
             }
           }
         }
@@ -115,17 +136,35 @@ export function analyze(instances: CheckInstance[]): Analysis {
   return {references, edges, vertices, problems}
 }
 
-function resolveRef(ref: TemplateRef, target: CheckInstance, at: Source | undefined, problems: Diagnostic[]): {service?: string} | undefined {
+function resolveRef(
+  ref: TemplateRef,
+  target: CheckInstance,
+  at: Source | undefined,
+  problems: Diagnostic[],
+): {service?: string} | undefined {
   if (ref.kind === 'fact') return {}
   if (ref.service) {
     const service = target.services.find((s) => s.name === ref.service)
     if (!service) {
-      const guess = didYouMean(ref.service, target.services.map((s) => s.name))
-      problems.push({message: `${ref.expression}: ${target.id} runs no service "${ref.service}"`, source: at, hint: guess ? `did you mean "${guess}"?` : `${target.id} runs: ${target.services.map((s) => s.name).join(', ') || 'nothing'}`})
+      const guess = didYouMean(
+        ref.service,
+        target.services.map((s) => s.name),
+      )
+      problems.push({
+        message: `${ref.expression}: ${target.id} runs no service "${ref.service}"`,
+        source: at,
+        hint: guess
+          ? `did you mean "${guess}"?`
+          : `${target.id} runs: ${target.services.map((s) => s.name).join(', ') || 'nothing'}`,
+      })
       return undefined
     }
     if (!service.provides.includes(ref.key)) {
-      problems.push({message: `${ref.expression}: service ${service.name} of ${target.id} does not provide "${ref.key}"`, source: at, hint: `it provides: ${service.provides.join(', ') || 'nothing'}`})
+      problems.push({
+        message: `${ref.expression}: service ${service.name} of ${target.id} does not provide "${ref.key}"`,
+        source: at,
+        hint: `it provides: ${service.provides.join(', ') || 'nothing'}`,
+      })
       return undefined
     }
     return {service: service.name}
@@ -135,10 +174,18 @@ function resolveRef(ref: TemplateRef, target: CheckInstance, at: Source | undefi
   if (providers.length === 0) {
     const all = target.services.flatMap((s) => s.provides)
     const guess = didYouMean(ref.key, all)
-    problems.push({message: `${ref.expression}: no service of ${target.id} (role ${target.role}) provides "${ref.key}"`, source: at, hint: guess ? `did you mean "${guess}"?` : `its services provide: ${all.join(', ') || 'nothing'}`})
+    problems.push({
+      message: `${ref.expression}: no service of ${target.id} (role ${target.role}) provides "${ref.key}"`,
+      source: at,
+      hint: guess ? `did you mean "${guess}"?` : `its services provide: ${all.join(', ') || 'nothing'}`,
+    })
     return undefined
   }
-  problems.push({message: `${ref.expression}: several services of ${target.id} provide "${ref.key}": ${providers.map((s) => s.name).join(', ')}`, source: at, hint: `name the service: {{output "${ref.target}" "${providers[0].name}" "${ref.key}"}}`})
+  problems.push({
+    message: `${ref.expression}: several services of ${target.id} provide "${ref.key}": ${providers.map((s) => s.name).join(', ')}`,
+    source: at,
+    hint: `name the service: {{output "${ref.target}" "${providers[0].name}" "${ref.key}"}}`,
+  })
   return undefined
 }
 
@@ -150,7 +197,9 @@ function cycleDiagnostic(cycle: Edge<EdgeLabel>[]): Diagnostic {
   })
   const self = cycle.length === 1
   return {
-    message: self ? `deadlock: ${cycle[0].from} waits for its own output` : `deadlock: ${cycle.length} services wait for each other in a cycle`,
+    message: self
+      ? `deadlock: ${cycle[0].from} waits for its own output`
+      : `deadlock: ${cycle.length} services wait for each other in a cycle`,
     source: cycle[0].label?.source,
     details,
     hint: 'break the cycle: take one of these values from a fact (ip, hostname) or a constant instead of an output',

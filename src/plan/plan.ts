@@ -36,21 +36,34 @@ function nodeNames(nodeset: Nodeset, role: RoleSpec, problems: Diagnostic[]): st
   let render: (n: number) => string
   try {
     const compiled = Handlebars.compile(pattern, {noEscape: true, strict: true})
-    render = (n) => compiled({n, index: n, role: role.role, general: {name: nodeset.general.name, base_domain: domain}}).trim()
+    render = (n) =>
+      compiled({n, index: n, role: role.role, general: {name: nodeset.general.name, base_domain: domain}}).trim()
     render(1)
   } catch (error) {
-    problems.push({message: `node_name "${pattern}" cannot be rendered: ${(error as Error).message.split('\n')[0]}`, source, hint: 'node_name may use {{n}} (the node number), {{role}} and {{general.base_domain}}'})
+    problems.push({
+      message: `node_name "${pattern}" cannot be rendered: ${(error as Error).message.split('\n')[0]}`,
+      source,
+      hint: 'node_name may use {{n}} (the node number), {{role}} and {{general.base_domain}}',
+    })
     return []
   }
   if (role.nodes.value > 1 && render(1) === render(2)) {
-    problems.push({message: `node_name "${pattern}" gives all ${role.nodes.value} nodes of [${role.section}] the same name`, source, hint: 'put {{n}} in it, e.g. app{{n}}.foobar.com'})
+    problems.push({
+      message: `node_name "${pattern}" gives all ${role.nodes.value} nodes of [${role.section}] the same name`,
+      source,
+      hint: 'put {{n}} in it, e.g. app{{n}}.foobar.com',
+    })
     return []
   }
   const names: string[] = []
   for (let n = 1; n <= role.nodes.value; n++) {
     const name = render(n)
     if (!isValidHostname(name)) {
-      problems.push({message: `node name "${name}" (from node_name "${pattern}") is not a valid host name`, source, hint: 'use labels of letters, digits and "-", separated by dots'})
+      problems.push({
+        message: `node name "${name}" (from node_name "${pattern}") is not a valid host name`,
+        source,
+        hint: 'use labels of letters, digits and "-", separated by dots',
+      })
       return []
     }
     names.push(name)
@@ -58,16 +71,28 @@ function nodeNames(nodeset: Nodeset, role: RoleSpec, problems: Diagnostic[]): st
   return names
 }
 
-function stepParams(nodeset: Nodeset, role: RoleSpec, service: string, catalog: Catalog, node: string, problems: Diagnostic[]): ParamPlan[] {
+function stepParams(
+  nodeset: Nodeset,
+  role: RoleSpec,
+  service: string,
+  catalog: Catalog,
+  node: string,
+  problems: Diagnostic[],
+): ParamPlan[] {
   const meta = catalog.get(service)
   const params: ParamPlan[] = []
   for (const [name, spec] of Object.entries(meta?.params ?? {})) {
     const set = role.params[service]?.[name]
     const secret = spec.secret || isSecretName(name)
     if (set) params.push({name, value: set.value, source: set.source, secret})
-    else if (spec.default !== undefined) params.push({name, value: spec.default, source: {file: meta!.dir + '/service.json', line: 1}, secret})
+    else if (spec.default !== undefined)
+      params.push({name, value: spec.default, source: {file: meta!.dir + '/service.json', line: 1}, secret})
     else if (spec.required) {
-      problems.push({message: `${node}: service ${service} needs param "${name}" (${spec.description || 'no description'})`, source: role.source, hint: `set "${service}.${name} = …" in [${role.section}]`})
+      problems.push({
+        message: `${node}: service ${service} needs param "${name}" (${spec.description || 'no description'})`,
+        source: role.source,
+        hint: `set "${service}.${name} = …" in [${role.section}]`,
+      })
     }
   }
   return params
@@ -83,14 +108,24 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
     nodeNames(nodeset, role, problems).forEach((name, i) => {
       const clash = owner.get(name)
       if (clash) {
-        problems.push({message: `node name ${name} is used by [${clash.section}] and [${role.section}]`, source: role.nodeName?.source ?? role.source, hint: 'give one of them another node_name'})
+        problems.push({
+          message: `node name ${name} is used by [${clash.section}] and [${role.section}]`,
+          source: role.nodeName?.source ?? role.source,
+          hint: 'give one of them another node_name',
+        })
         return
       }
       owner.set(name, role)
       nodes.push({name, role: role.role, index: i + 1, size: role.size?.value, services: role.services.value})
       for (const service of role.services.value) {
         const meta = catalog.get(service)
-        steps.push({node: name, service, params: stepParams(nodeset, role, service, catalog, name, problems), provides: meta?.provides ?? [], after: meta?.after ?? []})
+        steps.push({
+          node: name,
+          service,
+          params: stepParams(nodeset, role, service, catalog, name, problems),
+          provides: meta?.provides ?? [],
+          after: meta?.after ?? [],
+        })
       }
     })
   }
@@ -100,7 +135,11 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
   if (appserver) {
     loadBalancing = appserver.loadBalancer?.value ?? (appserver.nodes.value > 1 && balancer !== undefined)
     if (loadBalancing && !balancer) {
-      problems.push({message: 'load_balancer = true but there is no [balancer] section', source: appserver.loadBalancer?.source, hint: 'add a [balancer] section (node_name, hostnames), or set load_balancer = false'})
+      problems.push({
+        message: 'load_balancer = true but there is no [balancer] section',
+        source: appserver.loadBalancer?.source,
+        hint: 'add a [balancer] section (node_name, hostnames), or set load_balancer = false',
+      })
     }
   }
   if (problems.length > 0) throw new DiagnosticsError(problems)
@@ -113,10 +152,23 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
       .filter((s) => s.node === node.name)
       .map((s) => {
         const meta = catalog.get(s.service)
-        return {name: s.service, params: s.params.map((p) => ({name: p.name, value: p.value, source: p.source})), provides: s.provides, after: s.after, body: meta?.script ? {text: meta.script, file: meta.scriptPath} : undefined}
+        return {
+          name: s.service,
+          params: s.params.map((p) => ({name: p.name, value: p.value, source: p.source})),
+          provides: s.provides,
+          after: s.after,
+          body: meta?.script ? {text: meta.script, file: meta.scriptPath} : undefined,
+        }
       }),
   }))
   const analysis = analyze(instances)
-  const plan: Plan = {deployment: nodeset.general.name, baseDomain: nodeset.general.baseDomain, setEtcHosts: nodeset.general.setEtcHosts, nodes, steps, references: analysis.references}
+  const plan: Plan = {
+    deployment: nodeset.general.name,
+    baseDomain: nodeset.general.baseDomain,
+    setEtcHosts: nodeset.general.setEtcHosts,
+    nodes,
+    steps,
+    references: analysis.references,
+  }
   return {plan, analysis, loadBalancing}
 }

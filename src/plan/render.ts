@@ -1,19 +1,24 @@
 /** Plans and graphs as text, JSON and DOT: pure functions, printed by the commands. */
 import {REDACTED} from '../core/redact.js'
 import type {Nodeset} from '../nodeset/types.js'
-import type {Analysis} from './check.js'
 import type {PlanResult} from './plan.js'
-import {formatSource, type SizeSpec} from './types.js'
+import {formatSource, type SizeSpec} from '../core/source.js'
 
 export function formatSize(size: SizeSpec | undefined): string {
   if (!size) return '-'
-  return size.kind === 'ram' ? `ram ${size.megabytes >= 1024 && size.megabytes % 1024 === 0 ? `${size.megabytes / 1024}GB` : `${size.megabytes}MB`}` : `${size.kind} ${size.value}`
+  return size.kind === 'ram'
+    ? `ram ${size.megabytes >= 1024 && size.megabytes % 1024 === 0 ? `${size.megabytes / 1024}GB` : `${size.megabytes}MB`}`
+    : `${size.kind} ${size.value}`
 }
 
 /** Columns padded to their widest cell. */
 export function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd()
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd()
   return [line(header), ...rows.map(line)].join('\n')
 }
 
@@ -28,15 +33,30 @@ export function planJson(nodeset: Nodeset, result: PlanResult): unknown {
     loadBalancing,
     hostnames: balancer?.hostnames ?? [],
     locations: nodeset.roles.flatMap((r) => r.locations.map((l) => ({url: l.url, app: l.app, role: r.role}))),
-    nodes: plan.nodes.map((n) => ({name: n.name, role: n.role, index: n.index, size: formatSize(n.size), services: n.services})),
+    nodes: plan.nodes.map((n) => ({
+      name: n.name,
+      role: n.role,
+      index: n.index,
+      size: formatSize(n.size),
+      services: n.services,
+    })),
     steps: plan.steps.map((s) => ({
       node: s.node,
       service: s.service,
       after: s.after,
       provides: s.provides,
-      params: Object.fromEntries(s.params.map((p) => [p.name, p.secret && !p.value.includes('{{') && p.value !== '' ? REDACTED : p.value])),
+      params: Object.fromEntries(
+        s.params.map((p) => [p.name, p.secret && !p.value.includes('{{') && p.value !== '' ? REDACTED : p.value]),
+      ),
     })),
-    references: plan.references.map((r) => ({from: `${r.from.node}/${r.from.service}${r.from.param ? `.${r.from.param}` : ''}`, kind: r.kind, to: r.to.service ? `${r.to.node}/${r.to.service}` : r.to.node, key: r.key, expression: r.expression, source: r.source ? formatSource(r.source) : undefined})),
+    references: plan.references.map((r) => ({
+      from: `${r.from.node}/${r.from.service}${r.from.param ? `.${r.from.param}` : ''}`,
+      kind: r.kind,
+      to: r.to.service ? `${r.to.node}/${r.to.service}` : r.to.node,
+      key: r.key,
+      expression: r.expression,
+      source: r.source ? formatSource(r.source) : undefined,
+    })),
     problems: analysis.problems,
   }
 }
@@ -48,22 +68,44 @@ export function planText(nodeset: Nodeset, result: PlanResult): string {
   out.push(`nodeset ${plan.deployment} (${nodeset.file}), provider ${nodeset.provider.kind}`)
   const appservers = plan.nodes.filter((n) => n.role === 'appserver').length
   const balancerNode = plan.nodes.find((n) => n.role === 'balancer')
-  out.push(`load balancing: ${loadBalancing ? `on (${appservers} appservers behind ${balancerNode?.name ?? 'the balancer'})` : 'off'}${balancer?.hostnames.length ? `; hostnames: ${balancer.hostnames.join(', ')}` : ''}`)
+  out.push(
+    `load balancing: ${loadBalancing ? `on (${appservers} appservers behind ${balancerNode?.name ?? 'the balancer'})` : 'off'}${balancer?.hostnames.length ? `; hostnames: ${balancer.hostnames.join(', ')}` : ''}`,
+  )
   for (const role of nodeset.roles) for (const l of role.locations) out.push(`location: ${l.url} → ${l.app}`)
   out.push('')
-  out.push(table(['NODE', 'ROLE', 'SIZE', 'SERVICES'], plan.nodes.map((n) => [n.name, n.role, formatSize(n.size), n.services.join(' ') || '-'])))
+  out.push(
+    table(
+      ['NODE', 'ROLE', 'SIZE', 'SERVICES'],
+      plan.nodes.map((n) => [n.name, n.role, formatSize(n.size), n.services.join(' ') || '-']),
+    ),
+  )
   out.push('')
   if (plan.references.length > 0) {
     out.push(`references (${plan.references.length}):`)
     const shown = plan.references.slice(0, 50)
-    out.push(table(['FROM', 'NEEDS', 'OF', 'AT'], shown.map((r) => [`${r.from.node}/${r.from.service}${r.from.param ? `.${r.from.param}` : ''}`, `${r.kind} ${r.key}`, r.to.service ? `${r.to.node}/${r.to.service}` : r.to.node, r.source ? formatSource(r.source) : ''])))
-    if (plan.references.length > shown.length) out.push(`… and ${plan.references.length - shown.length} more (--json lists them all)`)
+    out.push(
+      table(
+        ['FROM', 'NEEDS', 'OF', 'AT'],
+        shown.map((r) => [
+          `${r.from.node}/${r.from.service}${r.from.param ? `.${r.from.param}` : ''}`,
+          `${r.kind} ${r.key}`,
+          r.to.service ? `${r.to.node}/${r.to.service}` : r.to.node,
+          r.source ? formatSource(r.source) : '',
+        ]),
+      ),
+    )
+    if (plan.references.length > shown.length)
+      out.push(`… and ${plan.references.length - shown.length} more (--json lists them all)`)
     out.push('')
   }
   if (analysis.problems.length === 0) {
-    out.push(`checks: ok — ${plan.nodes.length} nodes, ${plan.steps.length} (node, service) steps, ${plan.references.length} references, no cycle, nothing dangling`)
+    out.push(
+      `checks: ok — ${plan.nodes.length} nodes, ${plan.steps.length} (node, service) steps, ${plan.references.length} references, no cycle, nothing dangling`,
+    )
   } else {
-    out.push(`checks: ${analysis.problems.length} problem${analysis.problems.length === 1 ? '' : 's'} (on stderr); nothing can be created from this file`)
+    out.push(
+      `checks: ${analysis.problems.length} problem${analysis.problems.length === 1 ? '' : 's'} (on stderr); nothing can be created from this file`,
+    )
   }
   return out.join('\n')
 }
@@ -76,7 +118,13 @@ export interface GraphData {
 
 export function graphData(result: PlanResult): GraphData {
   const {plan, analysis} = result
-  const edges: GraphData['edges'] = analysis.edges.map((e) => ({from: e.from, to: e.to, kind: e.label?.kind ?? 'output', key: e.label?.key, source: e.label?.source ? formatSource(e.label.source) : undefined}))
+  const edges: GraphData['edges'] = analysis.edges.map((e) => ({
+    from: e.from,
+    to: e.to,
+    kind: e.label?.kind ?? 'output',
+    key: e.label?.key,
+    source: e.label?.source ? formatSource(e.label.source) : undefined,
+  }))
   const seen = new Set<string>()
   for (const r of plan.references.filter((r) => r.kind === 'fact')) {
     const from = `${r.from.node}/${r.from.service}`
@@ -113,10 +161,19 @@ const quote = (s: string): string => JSON.stringify(s)
 
 /** Graphviz DOT: a cluster per node with its services; facts point at the node's phone-home vertex. */
 export function graphDot(data: GraphData, name: string): string {
-  const out = [`digraph ${quote(name)} {`, '  rankdir=LR;', '  node [shape=box, style=rounded, fontname="Helvetica"];', '  edge [fontname="Helvetica", fontsize=10];']
+  const out = [
+    `digraph ${quote(name)} {`,
+    '  rankdir=LR;',
+    '  node [shape=box, style=rounded, fontname="Helvetica"];',
+    '  edge [fontname="Helvetica", fontsize=10];',
+  ]
   const inCycle = new Set(data.cycles.flat().flatMap((l) => l.split(' ').filter((w) => w.includes('/'))))
   data.nodes.forEach((node, i) => {
-    out.push(`  subgraph ${quote(`cluster_${i}`)} {`, `    label=${quote(`${node.name}\n${node.role}`)};`, '    style=rounded; color=gray;')
+    out.push(
+      `  subgraph ${quote(`cluster_${i}`)} {`,
+      `    label=${quote(`${node.name}\n${node.role}`)};`,
+      '    style=rounded; color=gray;',
+    )
     out.push(`    ${quote(node.name)} [label="phone home", shape=ellipse, style=dashed];`)
     for (const s of node.services) {
       const v = `${node.name}/${s}`

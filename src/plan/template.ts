@@ -47,14 +47,19 @@ interface AstNode {
 }
 
 function describe(node: AstNode, name: string): string {
-  const args = (node.params ?? []).map((p) => (p.type === 'StringLiteral' ? JSON.stringify(p.value) : String(p.original ?? p.type)))
+  const args = (node.params ?? []).map((p) =>
+    p.type === 'StringLiteral' ? JSON.stringify(p.value) : String(p.original ?? p.type),
+  )
   return `{{${[name, ...args].join(' ')}}}`
 }
 
 function literalArgs(node: AstNode, name: string, line: number): string[] {
   return (node.params ?? []).map((p) => {
     if (p.type !== 'StringLiteral') {
-      throw new TemplateError(`${describe(node, name)}: the arguments of ${name} must be quoted strings, e.g. {{${name} "service:mysql"}}`, line)
+      throw new TemplateError(
+        `${describe(node, name)}: the arguments of ${name} must be quoted strings, e.g. {{${name} "service:mysql"}}`,
+        line,
+      )
     }
     return String(p.value)
   })
@@ -68,19 +73,25 @@ function refFromCall(node: AstNode, name: string): TemplateRef | undefined {
     // `{{ip}}` with no target reads the current context (the node itself, or the node of an #each).
     if ((node.params ?? []).length === 0) return undefined
     const args = literalArgs(node, name, line)
-    if (args.length !== 1) throw new TemplateError(`${expression}: ${name} takes one argument, a role or node name`, line)
+    if (args.length !== 1)
+      throw new TemplateError(`${expression}: ${name} takes one argument, a role or node name`, line)
     return {kind: 'fact', target: args[0], key: name, all: false, line, expression}
   }
   if (name === 'fact') {
     const args = literalArgs(node, name, line)
-    if (args.length !== 2) throw new TemplateError(`${expression}: fact takes two arguments: {{fact "ROLE" "KEY"}}`, line)
+    if (args.length !== 2)
+      throw new TemplateError(`${expression}: fact takes two arguments: {{fact "ROLE" "KEY"}}`, line)
     return {kind: 'fact', target: args[0], key: args[1], all: false, line, expression}
   }
   if (name === 'output') {
     const args = literalArgs(node, name, line)
     if (args.length === 2) return {kind: 'output', target: args[0], key: args[1], all: false, line, expression}
-    if (args.length === 3) return {kind: 'output', target: args[0], service: args[1], key: args[2], all: false, line, expression}
-    throw new TemplateError(`${expression}: output takes a role and a key, and optionally a service: {{output "ROLE" ["SERVICE"] "KEY"}}`, line)
+    if (args.length === 3)
+      return {kind: 'output', target: args[0], service: args[1], key: args[2], all: false, line, expression}
+    throw new TemplateError(
+      `${expression}: output takes a role and a key, and optionally a service: {{output "ROLE" ["SERVICE"] "KEY"}}`,
+      line,
+    )
   }
   if (name === 'nodes') {
     const args = literalArgs(node, name, line)
@@ -195,7 +206,8 @@ export function missingValues(refs: readonly TemplateRef[], world: World): Missi
     }
     for (const node of wanted) {
       if (ref.kind === 'fact') {
-        if (node.facts[ref.key] === undefined) missing.push({kind: 'fact', node: node.name, key: ref.key, expression: ref.expression})
+        if (node.facts[ref.key] === undefined)
+          missing.push({kind: 'fact', node: node.name, key: ref.key, expression: ref.expression})
       } else {
         const service = ref.service ?? serviceProviding(node, ref.key)
         if (service === undefined || node.outputs[service]?.[ref.key] === undefined) {
@@ -210,7 +222,15 @@ export function missingValues(refs: readonly TemplateRef[], world: World): Missi
 export class MissingValueError extends Error {}
 
 function nodeView(node: WorldNode): Record<string, unknown> {
-  return {...node.facts, name: node.name, role: node.role, index: node.index, n: node.index, facts: node.facts, outputs: node.outputs}
+  return {
+    ...node.facts,
+    name: node.name,
+    role: node.role,
+    index: node.index,
+    n: node.index,
+    facts: node.facts,
+    outputs: node.outputs,
+  }
 }
 
 /** A handlebars instance with nodeset's helpers bound to a world. Output is never HTML-escaped. */
@@ -251,7 +271,12 @@ function environment(world: World): typeof Handlebars {
  * Render a template in a world, with `vars` as the root context (name, n, role, params, general, …).
  * Throws MissingValueError when a referenced value is not known yet.
  */
-export function renderTemplate(template: string, world: World, vars: Record<string, unknown> = {}, partials: Record<string, string> = {}): string {
+export function renderTemplate(
+  template: string,
+  world: World,
+  vars: Record<string, unknown> = {},
+  partials: Record<string, string> = {},
+): string {
   if (!template.includes('{{')) return template
   const hbs = environment(world)
   for (const [name, text] of Object.entries(partials)) hbs.registerPartial(name, text)

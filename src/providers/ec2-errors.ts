@@ -35,28 +35,34 @@ const EXPLANATIONS: Record<string, Explain> = {
     'Grant it to the IAM user or role (docs/ec2.md lists the actions nodeset calls), or pick other credentials with "profile = NAME" in [provider]',
   AuthFailure: () =>
     'AWS did not accept the credentials. Check the access key, refresh an expired session ("aws sso login"), or pick other credentials with "profile = NAME" in [provider]',
-  ExpiredToken: () => 'the AWS session has expired. Refresh it ("aws sso login" or new temporary credentials) and run the command again',
+  ExpiredToken: () =>
+    'the AWS session has expired. Refresh it ("aws sso login" or new temporary credentials) and run the command again',
   'InvalidAMIID.NotFound': (c) =>
     `image ${c.image ?? ''} does not exist${inRegion(c)}. AMI ids differ from region to region: use this region's id, or "image = name PATTERN" with image_owners`,
-  'InvalidAMIID.Malformed': (c) => `image "${c.image ?? ''}" is not an AMI id. Write "image = id ami-0123456789abcdef0", or "image = name PATTERN"`,
+  'InvalidAMIID.Malformed': (c) =>
+    `image "${c.image ?? ''}" is not an AMI id. Write "image = id ami-0123456789abcdef0", or "image = name PATTERN"`,
   InsufficientInstanceCapacity: (c) =>
     `AWS has no spare capacity for ${c.instanceType ?? 'this instance type'} in the subnet's availability zone right now. ` +
     'Try again in a few minutes, choose another size, or a subnet in another availability zone; nodes already created are kept and reused',
   VcpuLimitExceeded: (c) =>
     `the account's vCPU quota for ${c.instanceType ?? 'this instance type'}'s family is used up. ` +
     'Ask for a higher "Running On-Demand … instances" quota in Service Quotas, or create fewer or smaller nodes',
-  InstanceLimitExceeded: () => "the account's instance quota is used up. Ask for a higher quota in Service Quotas, or create fewer nodes",
+  InstanceLimitExceeded: () =>
+    "the account's instance quota is used up. Ask for a higher quota in Service Quotas, or create fewer nodes",
   RequestLimitExceeded: (_c, _m, attempts) =>
     `EC2 throttled the requests${attempts > 1 ? ` even after ${attempts} attempts` : ''}. ` +
     'Wait a minute and run the command again; nodes already created are kept and reused',
   'InvalidKeyPair.NotFound': (c) =>
     `key pair "${c.keyName ?? ''}" does not exist${inRegion(c)}. Import your public key ("aws ec2 import-key-pair") in this region, or fix key_name in [provider]`,
-  'InvalidSubnetID.NotFound': (c) => `subnet ${c.subnetId ?? ''} does not exist${inRegion(c)}. Fix subnet in [provider] (a subnet-… id of this region)`,
+  'InvalidSubnetID.NotFound': (c) =>
+    `subnet ${c.subnetId ?? ''} does not exist${inRegion(c)}. Fix subnet in [provider] (a subnet-… id of this region)`,
   'InvalidGroup.NotFound': (c) =>
     `security group ${(c.securityGroupIds ?? []).join(', ')} was not found in the subnet's VPC. ` +
-    "Fix security_groups in [provider]: sg-… ids from the same VPC as the subnet",
-  'InvalidInstanceID.NotFound': () => 'EC2 does not know one of these instances any more. Run the command again; it lists what exists first',
-  Unsupported: (c, m) => `${m} Choose another size, or a subnet in an availability zone that offers ${c.instanceType ?? 'it'}`,
+    'Fix security_groups in [provider]: sg-… ids from the same VPC as the subnet',
+  'InvalidInstanceID.NotFound': () =>
+    'EC2 does not know one of these instances any more. Run the command again; it lists what exists first',
+  Unsupported: (c, m) =>
+    `${m} Choose another size, or a subnet in an availability zone that offers ${c.instanceType ?? 'it'}`,
   IdempotentParameterMismatch: (c) =>
     `${listNodes(c)} were already launched by an earlier run with other settings (image, size, key, subnet or user data). ` +
     'Delete those instances, or put the settings back, and run the command again',
@@ -74,10 +80,14 @@ export function explainEc2Error(error: unknown, context: Ec2ErrorContext = {}): 
   const awsMessage = err.message ?? String(error)
   const action = context.operation ? `EC2 ${context.operation} failed` : 'EC2 request failed'
   let text: string
-  if (EXPLANATIONS[code]) text = `${action} (${code}): ${EXPLANATIONS[code](context, awsMessage, err.$metadata?.attempts ?? 1)}`
+  if (EXPLANATIONS[code])
+    text = `${action} (${code}): ${EXPLANATIONS[code](context, awsMessage, err.$metadata?.attempts ?? 1)}`
   else if (code === 'CredentialsProviderError')
-    text = 'no AWS credentials found. Set "profile = NAME" in [provider] (a profile of ~/.aws/config), set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run "aws sso login"'
-  else if (/Region is missing/i.test(awsMessage)) text = 'no AWS region is set. Set "region = eu-west-1" (for example) in [provider], AWS_REGION, or a region in your AWS profile'
+    text =
+      'no AWS credentials found. Set "profile = NAME" in [provider] (a profile of ~/.aws/config), set AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run "aws sso login"'
+  else if (/Region is missing/i.test(awsMessage))
+    text =
+      'no AWS region is set. Set "region = eu-west-1" (for example) in [provider], AWS_REGION, or a region in your AWS profile'
   else text = `${action} (${code}): ${awsMessage}`
   return new Ec2Error(code, mask(text, context.secrets ?? []), {cause: error})
 }

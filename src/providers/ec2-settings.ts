@@ -3,7 +3,7 @@ import path from 'node:path'
 
 import {type Diagnostic, DiagnosticsError} from '../core/diagnostics.js'
 import {parseSize} from '../nodeset/read.js'
-import type {Source} from '../plan/types.js'
+import type {Source} from '../core/source.js'
 import {ec2OptionProblems, type Ec2ProviderOptions, type ImageSpec} from './ec2.js'
 
 /** A `[provider]` value as the nodeset reader gives it. */
@@ -36,29 +36,53 @@ export function ec2Settings(settings: Record<string, ProviderSetting | undefined
   if (text('size')) {
     const size = parseSize(text('size')!)
     if (size) options.size = size
-    else problems.push({message: `size "${text('size')}" is not a size`, source: settings.size?.source, hint: 'write "size = id t3.small", "size = name t3.small" or "size = ram 2GB"'})
+    else
+      problems.push({
+        message: `size "${text('size')}" is not a size`,
+        source: settings.size?.source,
+        hint: 'write "size = id t3.small", "size = name t3.small" or "size = ram 2GB"',
+      })
   }
   if (image) {
-    for (const p of ec2OptionProblems(options)) problems.push({message: p.message, source: settings[p.setting]?.source, hint: p.hint})
+    for (const p of ec2OptionProblems(options))
+      problems.push({message: p.message, source: settings[p.setting]?.source, hint: p.hint})
   }
   if (problems.length) throw new DiagnosticsError(problems)
   return {options, ...(text('ssh_key') ? {sshKey: resolvePath(text('ssh_key')!, settings.ssh_key?.source)} : {})}
 }
 
 /** `id ami-…`, `name PATTERN`, or a bare `ami-…`. */
-export function parseImage(image: ProviderSetting | undefined, owners: ProviderSetting | undefined, problems: Diagnostic[]): ImageSpec | undefined {
+export function parseImage(
+  image: ProviderSetting | undefined,
+  owners: ProviderSetting | undefined,
+  problems: Diagnostic[],
+): ImageSpec | undefined {
   const value = image?.value.trim()
   if (!value) {
-    problems.push({message: 'the ec2 provider needs an image', source: image?.source, hint: 'add "image = id ami-…" or "image = name debian-12-amd64-*" with "image_owners = 136693071363"'})
+    problems.push({
+      message: 'the ec2 provider needs an image',
+      source: image?.source,
+      hint: 'add "image = id ami-…" or "image = name debian-12-amd64-*" with "image_owners = 136693071363"',
+    })
     return undefined
   }
   const [kind, ...rest] = value.split(/\s+/)
   const ownerList = owners?.value.trim() ? words(owners.value) : undefined
-  if (kind === 'name' && rest.length) return {kind: 'name', pattern: rest.join(' '), ...(ownerList ? {owners: ownerList} : {})}
-  if (ownerList) problems.push({message: 'image_owners only applies to "image = name PATTERN"', source: owners?.source, hint: 'remove image_owners, or look the image up by name'})
+  if (kind === 'name' && rest.length)
+    return {kind: 'name', pattern: rest.join(' '), ...(ownerList ? {owners: ownerList} : {})}
+  if (ownerList)
+    problems.push({
+      message: 'image_owners only applies to "image = name PATTERN"',
+      source: owners?.source,
+      hint: 'remove image_owners, or look the image up by name',
+    })
   if (kind === 'id' && rest.length === 1) return {kind: 'id', value: rest[0]}
   if (rest.length === 0 && kind.startsWith('ami-')) return {kind: 'id', value: kind}
-  problems.push({message: `image "${value}" says neither which AMI nor which name`, source: image?.source, hint: 'write "image = id ami-0123456789abcdef0" or "image = name debian-12-amd64-*"'})
+  problems.push({
+    message: `image "${value}" says neither which AMI nor which name`,
+    source: image?.source,
+    hint: 'write "image = id ami-0123456789abcdef0" or "image = name debian-12-amd64-*"',
+  })
   return undefined
 }
 

@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/client-ec2'
 import pLimit from 'p-limit'
 
-import type {SizeSpec} from '../plan/types.js'
+import type {SizeSpec} from '../core/source.js'
 import {Ec2Error, explainEc2Error, type Ec2ErrorContext} from './ec2-errors.js'
 import type {NodeRecord, NodeRequest, Provider} from './provider.js'
 
@@ -125,7 +125,8 @@ export class Ec2Provider implements Provider {
     const records: NodeRecord[] = []
     try {
       for await (const page of paginateDescribeInstances({client: this.client, pageSize: 1000}, {Filters: filters})) {
-        for (const reservation of page.Reservations ?? []) for (const instance of reservation.Instances ?? []) records.push(this.record(instance))
+        for (const reservation of page.Reservations ?? [])
+          for (const instance of reservation.Instances ?? []) records.push(this.record(instance))
       }
     } catch (error) {
       throw explainEc2Error(error, this.context('DescribeInstances'))
@@ -172,20 +173,31 @@ export class Ec2Provider implements Provider {
         a.InstanceType!.localeCompare(b.InstanceType!),
     )
     if (!fitting[0]) {
-      throw new Ec2Error('NoInstanceType', `no current-generation x86_64 instance type has ${size.megabytes} MB of memory or more; ask for less ("size = ram 4GB"), or name a type ("size = id r7i.48xlarge")`)
+      throw new Ec2Error(
+        'NoInstanceType',
+        `no current-generation x86_64 instance type has ${size.megabytes} MB of memory or more; ask for less ("size = ram 4GB"), or name a type ("size = id r7i.48xlarge")`,
+      )
     }
     return fitting[0].InstanceType!
   }
 
   private async findImage(pattern: string, owners: string[]): Promise<string> {
-    const input = {Owners: owners, Filters: [{Name: 'name', Values: [pattern]}, {Name: 'state', Values: ['available']}]}
+    const input = {
+      Owners: owners,
+      Filters: [
+        {Name: 'name', Values: [pattern]},
+        {Name: 'state', Values: ['available']},
+      ],
+    }
     let images
     try {
       images = (await this.client.send(new DescribeImagesCommand(input))).Images ?? []
     } catch (error) {
       throw explainEc2Error(error, this.context('DescribeImages', {image: pattern}))
     }
-    const newest = images.filter((i) => i.ImageId).sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? ''))[0]
+    const newest = images
+      .filter((i) => i.ImageId)
+      .sort((a, b) => (b.CreationDate ?? '').localeCompare(a.CreationDate ?? ''))[0]
     if (!newest) {
       throw new Ec2Error(
         'NoImage',
@@ -205,7 +217,11 @@ export class Ec2Provider implements Provider {
       ]
       const types: InstanceTypeInfo[] = []
       try {
-        for await (const page of paginateDescribeInstanceTypes({client: this.client, pageSize: 100}, {Filters: filters})) types.push(...(page.InstanceTypes ?? []))
+        for await (const page of paginateDescribeInstanceTypes(
+          {client: this.client, pageSize: 100},
+          {Filters: filters},
+        ))
+          types.push(...(page.InstanceTypes ?? []))
       } catch (error) {
         this.instanceTypes = undefined
         throw explainEc2Error(error, this.context('DescribeInstanceTypes'))
@@ -219,9 +235,17 @@ export class Ec2Provider implements Provider {
   private async batches(requests: NodeRequest[]): Promise<Batch[]> {
     const batches = new Map<string, Batch>()
     for (const request of [...requests].sort((a, b) => a.role.localeCompare(b.role) || a.index - b.index)) {
-      const instanceType = await this.resolveSize(request.size ?? this.options.size ?? {kind: 'id', value: DEFAULT_INSTANCE_TYPE})
+      const instanceType = await this.resolveSize(
+        request.size ?? this.options.size ?? {kind: 'id', value: DEFAULT_INSTANCE_TYPE},
+      )
       const key = JSON.stringify([request.deployment, request.role, instanceType, request.userData])
-      const batch = batches.get(key) ?? {deployment: request.deployment, role: request.role, instanceType, userData: request.userData, requests: []}
+      const batch = batches.get(key) ?? {
+        deployment: request.deployment,
+        role: request.role,
+        instanceType,
+        userData: request.userData,
+        requests: [],
+      }
       batch.requests.push(request)
       batches.set(key, batch)
     }
@@ -239,10 +263,19 @@ export class Ec2Provider implements Provider {
       const token = clientToken(batch.deployment, batch.role, nodes, generation)
       let instances: Instance[]
       try {
-        instances = (await this.client.send(new RunInstancesCommand(this.runInput(batch, imageId, token)))).Instances ?? []
+        instances =
+          (await this.client.send(new RunInstancesCommand(this.runInput(batch, imageId, token)))).Instances ?? []
       } catch (error) {
         if (errorCode(error) === 'IdempotentParameterMismatch' && !(await this.hasLiveInstances(token, nodes))) continue
-        throw explainEc2Error(error, this.context('RunInstances', {image: imageId, instanceType: batch.instanceType, nodes, secrets: [batch.userData]}))
+        throw explainEc2Error(
+          error,
+          this.context('RunInstances', {
+            image: imageId,
+            instanceType: batch.instanceType,
+            nodes,
+            secrets: [batch.userData],
+          }),
+        )
       }
       if (instances.length > 0 && instances.every((i) => GONE_STATES.has(i.State?.Name ?? ''))) continue
       instances.sort((a, b) => (a.AmiLaunchIndex ?? 0) - (b.AmiLaunchIndex ?? 0))
@@ -250,13 +283,21 @@ export class Ec2Provider implements Provider {
       if (batch.requests.length > 1) await this.nameInstances(launched)
       return launched
     }
-    throw new Ec2Error('ClientTokensExhausted', `nodes ${nodes.join(', ')} were launched and terminated ${MAX_GENERATIONS} times within a day; wait a day, or rename them`)
+    throw new Ec2Error(
+      'ClientTokensExhausted',
+      `nodes ${nodes.join(', ')} were launched and terminated ${MAX_GENERATIONS} times within a day; wait a day, or rename them`,
+    )
   }
 
   private runInput(batch: Batch, imageId: string, token: string): RunInstancesCommandInput {
     const single = batch.requests.length === 1 ? batch.requests[0] : undefined
     // One call tags all its instances alike: per-node tags go on here only when the batch is one node.
-    const tags = single ? nodeTags(single) : [{Key: TAGS.deployment, Value: batch.deployment}, {Key: TAGS.role, Value: batch.role}]
+    const tags = single
+      ? nodeTags(single)
+      : [
+          {Key: TAGS.deployment, Value: batch.deployment},
+          {Key: TAGS.role, Value: batch.role},
+        ]
     const o = this.options
     return {
       ImageId: imageId,
@@ -281,13 +322,20 @@ export class Ec2Provider implements Provider {
     await Promise.all(
       launched.map(({request, instance}) =>
         limit(async () => {
-          const input = {Resources: [instance.InstanceId!], Tags: [{Key: 'Name', Value: request.name}, {Key: TAGS.index, Value: String(request.index)}]}
+          const input = {
+            Resources: [instance.InstanceId!],
+            Tags: [
+              {Key: 'Name', Value: request.name},
+              {Key: TAGS.index, Value: String(request.index)},
+            ],
+          }
           for (let attempt = 1; ; attempt++) {
             try {
               await this.client.send(new CreateTagsCommand(input))
               return
             } catch (error) {
-              if (errorCode(error) !== 'InvalidInstanceID.NotFound' || attempt >= 5) throw explainEc2Error(error, this.context('CreateTags', {nodes: [request.name]}))
+              if (errorCode(error) !== 'InvalidInstanceID.NotFound' || attempt >= 5)
+                throw explainEc2Error(error, this.context('CreateTags', {nodes: [request.name]}))
               await sleep(this.waiter.minDelay * attempt)
             }
           }
@@ -297,7 +345,12 @@ export class Ec2Provider implements Provider {
   }
 
   private async hasLiveInstances(token: string, nodes: string[]): Promise<boolean> {
-    const input = {Filters: [{Name: 'client-token', Values: [token]}, {Name: 'instance-state-name', Values: LIVE_STATES}]}
+    const input = {
+      Filters: [
+        {Name: 'client-token', Values: [token]},
+        {Name: 'instance-state-name', Values: LIVE_STATES},
+      ],
+    }
     try {
       const out = await this.client.send(new DescribeInstancesCommand(input))
       return (out.Reservations ?? []).some((r) => (r.Instances ?? []).length > 0)
@@ -308,7 +361,10 @@ export class Ec2Provider implements Provider {
 
   private async waitRunning(launched: Launched[]): Promise<void> {
     const nameOf = (id: string) => launched.find((l) => l.instance.InstanceId === id)?.request.name ?? id
-    for (const ids of chunk(launched.map((l) => l.instance.InstanceId!), ID_CHUNK)) {
+    for (const ids of chunk(
+      launched.map((l) => l.instance.InstanceId!),
+      ID_CHUNK,
+    )) {
       try {
         await waitUntilInstanceRunning({client: this.client, ...this.waiter}, {InstanceIds: ids})
       } catch (error) {
@@ -318,7 +374,12 @@ export class Ec2Provider implements Provider {
   }
 
   /** Say which instances did not get there and why (EC2's state reason), instead of the waiter's raw dump. */
-  private async waitFailure(goal: string, ids: string[], nameOf: (id: string) => string, error: unknown): Promise<Error> {
+  private async waitFailure(
+    goal: string,
+    ids: string[],
+    nameOf: (id: string) => string,
+    error: unknown,
+  ): Promise<Error> {
     let states: Map<string, Instance>
     try {
       states = await this.describe(ids)
@@ -328,8 +389,12 @@ export class Ec2Provider implements Provider {
     const stuck = ids
       .map((id) => ({id, instance: states.get(id)}))
       .filter(({instance}) => instance?.State?.Name !== goal)
-      .map(({id, instance}) => `${nameOf(id)} (${id}) is ${instance?.State?.Name ?? 'unknown'}${instance?.StateReason?.Message ? `: ${instance.StateReason.Message}` : ''}`)
-    const why = (error as {name?: string}).name === 'TimeoutError' ? `within ${this.waiter.maxWaitTime} s` : 'and never will'
+      .map(
+        ({id, instance}) =>
+          `${nameOf(id)} (${id}) is ${instance?.State?.Name ?? 'unknown'}${instance?.StateReason?.Message ? `: ${instance.StateReason.Message}` : ''}`,
+      )
+    const why =
+      (error as {name?: string}).name === 'TimeoutError' ? `within ${this.waiter.maxWaitTime} s` : 'and never will'
     return new Ec2Error(
       'WaiterFailed',
       `instances did not become ${goal} ${why}: ${stuck.join('; ') || ids.join(', ')}. Look at them in the EC2 console (or "aws ec2 describe-instances"), then run the command again`,
@@ -342,7 +407,8 @@ export class Ec2Provider implements Provider {
     for (const part of chunk(ids, ID_CHUNK)) {
       try {
         const out = await this.client.send(new DescribeInstancesCommand({InstanceIds: part}))
-        for (const r of out.Reservations ?? []) for (const i of r.Instances ?? []) if (i.InstanceId) byId.set(i.InstanceId, i)
+        for (const r of out.Reservations ?? [])
+          for (const i of r.Instances ?? []) if (i.InstanceId) byId.set(i.InstanceId, i)
       } catch (error) {
         throw explainEc2Error(error, this.context('DescribeInstances'))
       }
@@ -387,7 +453,9 @@ export class Ec2Provider implements Provider {
  * retried call returns the instances of the first instead of launching more. 56 ASCII characters.
  */
 export function clientToken(deployment: string, role: string, names: string[], generation = 0): string {
-  const digest = createHash('sha256').update(JSON.stringify([deployment, role, [...names].sort(), generation])).digest('hex')
+  const digest = createHash('sha256')
+    .update(JSON.stringify([deployment, role, [...names].sort(), generation]))
+    .digest('hex')
   return `nodeset-${digest.slice(0, 48)}`
 }
 
@@ -403,18 +471,32 @@ export function ec2OptionProblems(options: Ec2ProviderOptions): OptionProblem[] 
   const problems: OptionProblem[] = []
   const {image} = options
   if (image.kind === 'id' && !/^ami-[0-9a-f]{8,17}$/.test(image.value)) {
-    problems.push({setting: 'image', message: `image id "${image.value}" is not an AMI id (ami- and 8 or 17 hex digits)`, hint: 'copy the id from "aws ec2 describe-images", or write "image = name PATTERN"'})
+    problems.push({
+      setting: 'image',
+      message: `image id "${image.value}" is not an AMI id (ami- and 8 or 17 hex digits)`,
+      hint: 'copy the id from "aws ec2 describe-images", or write "image = name PATTERN"',
+    })
   }
-  if (image.kind === 'name' && !image.pattern.trim()) problems.push({setting: 'image', message: 'the image name pattern is empty'})
+  if (image.kind === 'name' && !image.pattern.trim())
+    problems.push({setting: 'image', message: 'the image name pattern is empty'})
   if (options.subnetId && !/^subnet-[0-9a-f]+$/.test(options.subnetId)) {
-    problems.push({setting: 'subnet', message: `subnet "${options.subnetId}" is not a subnet id (subnet-…)`, hint: 'find the ids with "aws ec2 describe-subnets"'})
+    problems.push({
+      setting: 'subnet',
+      message: `subnet "${options.subnetId}" is not a subnet id (subnet-…)`,
+      hint: 'find the ids with "aws ec2 describe-subnets"',
+    })
   }
   for (const group of options.securityGroupIds ?? []) {
     if (!/^sg-[0-9a-f]+$/.test(group)) {
-      problems.push({setting: 'security_groups', message: `security group "${group}" is not a group id: use sg-… ids, not names`, hint: 'find the ids with "aws ec2 describe-security-groups"'})
+      problems.push({
+        setting: 'security_groups',
+        message: `security group "${group}" is not a group id: use sg-… ids, not names`,
+        hint: 'find the ids with "aws ec2 describe-security-groups"',
+      })
     }
   }
-  if (options.size?.kind === 'ram' && !(options.size.megabytes > 0)) problems.push({setting: 'size', message: 'size ram must be more than 0 MB'})
+  if (options.size?.kind === 'ram' && !(options.size.megabytes > 0))
+    problems.push({setting: 'size', message: 'size ram must be more than 0 MB'})
   return problems
 }
 
@@ -424,7 +506,10 @@ function checkRequests(requests: NodeRequest[]): void {
   for (const request of requests) {
     const bytes = Buffer.byteLength(request.userData, 'utf8')
     if (bytes > USER_DATA_LIMIT) {
-      throw new Ec2Error('UserDataTooLarge', `the user data of node ${request.name} is ${bytes} bytes; EC2 takes at most ${USER_DATA_LIMIT} (16 KB before base64). Move large files out of the boot script: setup copies them over SSH`)
+      throw new Ec2Error(
+        'UserDataTooLarge',
+        `the user data of node ${request.name} is ${bytes} bytes; EC2 takes at most ${USER_DATA_LIMIT} (16 KB before base64). Move large files out of the boot script: setup copies them over SSH`,
+      )
     }
     const key = `${request.deployment}\u0000${request.name}`
     if (seen.has(key)) throw new Ec2Error('DuplicateNode', `node ${request.name} is asked for twice in one create`)
@@ -459,7 +544,8 @@ function nodeState(state: string | undefined): NodeRecord['state'] {
 
 function withLaunchedNote(reason: unknown, launched: Launched[]): Error {
   const error = reason instanceof Error ? reason : new Error(String(reason))
-  if (launched.length) error.message += ` (launched before the failure, and reused by the next run: ${launched.map((l) => l.request.name).join(', ')})`
+  if (launched.length)
+    error.message += ` (launched before the failure, and reused by the next run: ${launched.map((l) => l.request.name).join(', ')})`
   return error
 }
 

@@ -72,7 +72,9 @@ export function allocateAddress(subnet: Subnet, taken: Iterable<string>): string
   for (let candidate = first; candidate <= last; candidate++) {
     if (!used.has(candidate)) return formatIpv4(candidate)
   }
-  throw new Error(`subnet ${subnet.cidr} has no free address left for another node: give the deployment a larger subnet`)
+  throw new Error(
+    `subnet ${subnet.cidr} has no free address left for another node: give the deployment a larger subnet`,
+  )
 }
 
 /**
@@ -83,7 +85,13 @@ export function allocateAddress(subnet: Subnet, taken: Iterable<string>): string
 export function macForAddress(address: string): string {
   const value = parseIpv4(address)
   if (value === undefined) throw new Error(`${address} is not an IPv4 address`)
-  return ['02', '4e', ...formatIpv4(value).split('.').map((b) => Number(b).toString(16).padStart(2, '0'))].join(':')
+  return [
+    '02',
+    '4e',
+    ...formatIpv4(value)
+      .split('.')
+      .map((b) => Number(b).toString(16).padStart(2, '0')),
+  ].join(':')
 }
 
 function shortHash(text: string, length: number): string {
@@ -91,7 +99,10 @@ function shortHash(text: string, length: number): string {
 }
 
 function slug(text: string): string {
-  return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '')
+  return text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
 }
 
 /** A bridge per deployment, e.g. `nsb-foobar-1a2b` (at most 15 characters). */

@@ -23,7 +23,9 @@ export class CommandError extends Error {
     readonly code: number | string | undefined,
     readonly stderr: string,
   ) {
-    super(`${argv.join(' ')} failed${code === undefined ? '' : ` (exit ${code})`}: ${stderr.trim() || 'no error output'}`)
+    super(
+      `${argv.join(' ')} failed${code === undefined ? '' : ` (exit ${code})`}: ${stderr.trim() || 'no error output'}`,
+    )
   }
 }
 
@@ -31,7 +33,11 @@ export class CommandError extends Error {
 export async function run(argv: string[], opts: {timeoutMs?: number} = {}): Promise<string> {
   const [file, ...args] = argv
   try {
-    const {stdout} = await execFileAsync(file, args, {env: SYSTEM_ENV, timeout: opts.timeoutMs ?? 30_000, maxBuffer: 16 * 1024 * 1024})
+    const {stdout} = await execFileAsync(file, args, {
+      env: SYSTEM_ENV,
+      timeout: opts.timeoutMs ?? 30_000,
+      maxBuffer: 16 * 1024 * 1024,
+    })
     return stdout
   } catch (error) {
     const e = error as {code?: number | string; stderr?: string; message: string}
@@ -77,7 +83,9 @@ export async function localProviderProblem(): Promise<string | undefined> {
     if (!found.includes(true)) missing.push(`${tool.what} (Debian package ${tool.pkg})`)
   }
   if (missing.length > 0) {
-    const packages = [...new Set(REQUIRED_TOOLS.filter((t) => missing.some((m) => m.startsWith(t.what))).map((t) => t.pkg))]
+    const packages = [
+      ...new Set(REQUIRED_TOOLS.filter((t) => missing.some((m) => m.startsWith(t.what))).map((t) => t.pkg)),
+    ]
     return `the local provider needs ${missing.join(', ')}: install with apt-get install ${packages.join(' ')}`
   }
   return undefined
@@ -110,7 +118,10 @@ export async function withLock<T>(lockDir: string, work: () => Promise<T>, timeo
         await rm(lockDir, {recursive: true, force: true})
         continue
       }
-      if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for the lock ${lockDir} (held by pid ${owner || 'unknown'})`)
+      if (Date.now() - started > timeoutMs)
+        throw new Error(`timed out waiting for the lock ${lockDir} (held by pid ${owner || 'unknown'})`, {
+          cause: error,
+        })
       await sleep(20 + Math.random() * 30)
     }
   }
@@ -168,5 +179,6 @@ export async function killNamespaceProcesses(namespace: string, graceMs = 2000):
     while (Date.now() < deadline && pids.some(processAlive)) await sleep(25)
   }
   const left = await namespacePids(namespace)
-  if (left.length > 0) throw new Error(`could not end the processes of namespace ${namespace}: ${left.join(', ')} are still running`)
+  if (left.length > 0)
+    throw new Error(`could not end the processes of namespace ${namespace}: ${left.join(', ')} are still running`)
 }

@@ -6,11 +6,24 @@
 import {spawn, type ChildProcess} from 'node:child_process'
 import {createConnection} from 'node:net'
 import {constants as fsConstants} from 'node:fs'
-import {chmod, chown, copyFile, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, writeFile} from 'node:fs/promises'
+import {
+  chmod,
+  chown,
+  copyFile,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  rmdir,
+  stat,
+  writeFile,
+} from 'node:fs/promises'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import pLimit from 'p-limit'
-import {ID_PATTERN} from '../configserver/protocol.js'
+import {ID_PATTERN} from '../core/ids.js'
 import type {NodeRecord, NodeRequest, Provider} from './provider.js'
 import {
   allocateAddress,
@@ -24,7 +37,15 @@ import {
   subnetsOverlap,
   type Subnet,
 } from './local-network.js'
-import {SYSTEM_ENV, assertLocalProviderUsable, killNamespaceProcesses, processAlive, run, tryRun, withLock} from './local-system.js'
+import {
+  SYSTEM_ENV,
+  assertLocalProviderUsable,
+  killNamespaceProcesses,
+  processAlive,
+  run,
+  tryRun,
+  withLock,
+} from './local-system.js'
 
 export interface LocalProviderOptions {
   /** IPv4 network of the deployment's bridge; the host takes its first address. Default 10.77.0.0/24. */
@@ -62,7 +83,8 @@ const HOST_MOUNTPOINTS = ['/etc/nodeset', '/srv/nodeset', '/var/lib/nodeset']
 /** Lock and record of the host-side directories the provider made (shared by every deployment). */
 const RUNTIME_DIR = '/run/nodeset-local'
 const SSH_READY_TIMEOUT_MS = 10_000
-const AUTHORIZED_KEY_PATTERN = /^(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/
+const AUTHORIZED_KEY_PATTERN =
+  /^(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/
 
 /**
  * Runs inside the node's new UTS and mount namespaces (entered with `ip netns exec`, which has
@@ -97,8 +119,14 @@ export class LocalProvider implements Provider {
     this.bridgeOverride = opts.bridge
     const keys = opts.authorizedKeys.map((k) => k.trim()).filter(Boolean)
     const bad = keys.filter((k) => !AUTHORIZED_KEY_PATTERN.test(k))
-    if (bad.length > 0) throw new Error(`not an SSH public key line (type base64 [comment]): ${bad.map((k) => JSON.stringify(k.slice(0, 40))).join(', ')}`)
-    if (keys.length === 0) throw new Error('the local provider needs at least one SSH public key (authorizedKeys) to let the operator log in to its nodes')
+    if (bad.length > 0)
+      throw new Error(
+        `not an SSH public key line (type base64 [comment]): ${bad.map((k) => JSON.stringify(k.slice(0, 40))).join(', ')}`,
+      )
+    if (keys.length === 0)
+      throw new Error(
+        'the local provider needs at least one SSH public key (authorizedKeys) to let the operator log in to its nodes',
+      )
     this.authorizedKeys = keys
   }
 
@@ -134,7 +162,9 @@ export class LocalProvider implements Provider {
       checkId('deployment', r.deployment)
       checkId('node name', r.name)
     }
-    const duplicate = requests.find((r, i) => requests.findIndex((o) => o.deployment === r.deployment && o.name === r.name) !== i)
+    const duplicate = requests.find(
+      (r, i) => requests.findIndex((o) => o.deployment === r.deployment && o.name === r.name) !== i,
+    )
     if (duplicate) throw new Error(`node ${duplicate.name} is requested twice`)
     if (requests.length === 0) return []
     await assertLocalProviderUsable()
@@ -160,7 +190,8 @@ export class LocalProvider implements Provider {
       )
       if (failures.length > 0) await this.release(deployment)
     }
-    if (failures.length > 0) throw new Error(`could not create ${failures.length} local node(s):\n  ${failures.join('\n  ')}`)
+    if (failures.length > 0)
+      throw new Error(`could not create ${failures.length} local node(s):\n  ${failures.join('\n  ')}`)
     const wanted = new Set(requests.map((r) => `${r.deployment}\0${r.name}`))
     const all = await Promise.all([...new Set(requests.map((r) => r.deployment))].map((d) => this.list(d)))
     return all.flat().filter((n) => wanted.has(`${n.deployment}\0${n.name}`))
@@ -201,7 +232,9 @@ export class LocalProvider implements Provider {
   async readHostKeys(node: Pick<NodeRecord, 'deployment' | 'name'>): Promise<string[]> {
     const dir = join(NETNS_ETC, namespaceName(node.deployment, node.name), 'ssh')
     const files = (await readdir(dir)).filter((f) => /^ssh_host_.*_key\.pub$/.test(f)).sort()
-    const keys = await Promise.all(files.map(async (f) => (await readFile(join(dir, f), 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ')))
+    const keys = await Promise.all(
+      files.map(async (f) => (await readFile(join(dir, f), 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ')),
+    )
     return keys.filter(Boolean)
   }
 
@@ -235,7 +268,9 @@ export class LocalProvider implements Provider {
   }
 
   /** Record each new node with a free address (under the deployment lock); existing ones are kept. */
-  private async reserve(batch: NodeRequest[]): Promise<Array<{request: NodeRequest; state: LocalNodeState; fresh: boolean}>> {
+  private async reserve(
+    batch: NodeRequest[],
+  ): Promise<Array<{request: NodeRequest; state: LocalNodeState; fresh: boolean}>> {
     const deployment = batch[0].deployment
     const existing = await this.readStates(deployment)
     const taken = existing.map((s) => s.address)
@@ -244,7 +279,9 @@ export class LocalProvider implements Provider {
       const known = existing.find((s) => s.name === request.name)
       if (known) {
         if (known.role !== request.role || known.index !== request.index) {
-          throw new Error(`local node ${request.name} already exists as ${known.role} #${known.index}: destroy it before creating it as ${request.role} #${request.index}`)
+          throw new Error(
+            `local node ${request.name} already exists as ${known.role} #${known.index}: destroy it before creating it as ${request.role} #${request.index}`,
+          )
         }
         // A creation that never finished (its process died) starts over with this request's user data.
         plans.push({request, state: known, fresh: known.phase === 'creating' && !(await this.isRunning(known))})
@@ -285,7 +322,9 @@ export class LocalProvider implements Provider {
     try {
       return JSON.parse(await readFile(file, 'utf8')) as LocalNodeState
     } catch (error) {
-      throw new Error(`local node ${name} of ${deployment} is not recorded (${file}): ${(error as Error).message}`)
+      throw new Error(`local node ${name} of ${deployment} is not recorded (${file}): ${(error as Error).message}`, {
+        cause: error,
+      })
     }
   }
 
@@ -345,7 +384,10 @@ export class LocalProvider implements Provider {
 
   private async ensureBridge(bridge: string): Promise<void> {
     const hostCidr = `${this.hostAddress}/${this.subnet.prefix}`
-    const links = JSON.parse(await run(['ip', '-j', '-4', 'addr', 'show'])) as Array<{ifname: string; addr_info?: Array<{family: string; local: string; prefixlen: number}>}>
+    const links = JSON.parse(await run(['ip', '-j', '-4', 'addr', 'show'])) as Array<{
+      ifname: string
+      addr_info?: Array<{family: string; local: string; prefixlen: number}>
+    }>
     for (const link of links) {
       for (const a of link.addr_info ?? []) {
         const net = a.family === 'inet' ? networkOf(a.local, a.prefixlen) : undefined
@@ -393,14 +435,19 @@ export class LocalProvider implements Provider {
   /** Bring a recorded node up: files (first boot only), network, sshd, then its user data or stored agent. */
   private async bootNode(state: LocalNodeState, userData: string | undefined): Promise<void> {
     const dir = this.nodeDir(state.deployment, state.name)
-    await ensureHostDirs(this.stateRoot, async () => mkdir(join(NETNS_ETC, state.namespace, 'nodeset'), {recursive: true, mode: 0o755}))
+    await ensureHostDirs(this.stateRoot, async () =>
+      mkdir(join(NETNS_ETC, state.namespace, 'nodeset'), {recursive: true, mode: 0o755}),
+    )
     await this.writeNodeFiles(state, userData)
     await this.plugNetwork(state)
     const sshd = await this.startSshd(state)
     await writeFile(join(dir, 'sshd.pid'), `${sshd}\n`)
     const script = userData !== undefined ? '/var/lib/nodeset/user-data.sh' : await this.storedAgent(state)
     if (script) {
-      const agent = await spawnDetached(['nsenter', '-t', String(sshd), '-n', '-m', '-u', '--', '/bin/sh', script], join(dir, 'fs/var-log/nodeset-agent.log'))
+      const agent = await spawnDetached(
+        ['nsenter', '-t', String(sshd), '-n', '-m', '-u', '--', '/bin/sh', script],
+        join(dir, 'fs/var-log/nodeset-agent.log'),
+      )
       await writeFile(join(dir, 'agent.pid'), `${agent.pid}\n`)
     }
     if (state.phase !== 'created') {
@@ -430,20 +477,34 @@ export class LocalProvider implements Provider {
     await writeFile(join(etc, 'hostname'), `${state.name}\n`, {mode: 0o644})
     if (!(await exists(join(etc, 'hosts')))) {
       const names = short === state.name ? state.name : `${state.name} ${short}`
-      await writeFile(join(etc, 'hosts'), `127.0.0.1 localhost\n${state.address} ${names}\n::1 localhost ip6-localhost ip6-loopback\n`, {mode: 0o644})
+      await writeFile(
+        join(etc, 'hosts'),
+        `127.0.0.1 localhost\n${state.address} ${names}\n::1 localhost ip6-localhost ip6-loopback\n`,
+        {mode: 0o644},
+      )
     }
     // Nodes have no route to the host's DNS server: make lookups of unknown names fail at once
     // (nothing listens on the node's own port 53) instead of timing out; names come from /etc/hosts.
-    await writeFile(join(etc, 'resolv.conf'), '# local node: no DNS server; names come from /etc/hosts\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n', {mode: 0o644})
+    await writeFile(
+      join(etc, 'resolv.conf'),
+      '# local node: no DNS server; names come from /etc/hosts\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n',
+      {mode: 0o644},
+    )
     // The node is not a cloud machine: its agent must not install boot hooks on this host's systemd or cron.
-    await writeFile(join(etc, 'nodeset', 'no-boot-hook'), 'local node: the local provider runs the agent at each start\n', {mode: 0o644})
+    await writeFile(
+      join(etc, 'nodeset', 'no-boot-hook'),
+      'local node: the local provider runs the agent at each start\n',
+      {mode: 0o644},
+    )
     await writeFile(join(ssh, 'authorized_keys', 'root'), this.authorizedKeys.join('\n') + '\n', {mode: 0o644})
     await writeFile(join(ssh, 'sshd_config'), sshdConfig(state), {mode: 0o644})
-    if (!(await exists(join(ssh, 'moduli'))) && (await exists('/etc/ssh/moduli'))) await copyFile('/etc/ssh/moduli', join(ssh, 'moduli'))
+    if (!(await exists(join(ssh, 'moduli'))) && (await exists('/etc/ssh/moduli')))
+      await copyFile('/etc/ssh/moduli', join(ssh, 'moduli'))
     await Promise.all(
       (['ed25519', 'ecdsa'] as const).map(async (type) => {
         const key = join(ssh, `ssh_host_${type}_key`)
-        if (!(await exists(key))) await run(['ssh-keygen', '-q', '-t', type, '-N', '', '-C', `root@${state.name}`, '-f', key])
+        if (!(await exists(key)))
+          await run(['ssh-keygen', '-q', '-t', type, '-N', '', '-C', `root@${state.name}`, '-f', key])
       }),
     )
     if (userData !== undefined) await writeFile(join(dir, 'fs/var-lib/user-data.sh'), userData, {mode: 0o700})
@@ -472,7 +533,24 @@ export class LocalProvider implements Provider {
     const dir = this.nodeDir(s.deployment, s.name)
     const log = join(dir, 'boot.log')
     const child = await spawnDetached(
-      ['ip', 'netns', 'exec', s.namespace, 'unshare', '--uts', '--mount', '--propagation', 'private', '--', '/bin/sh', '-c', LAUNCH_SCRIPT, 'nodeset-boot', dir, s.name],
+      [
+        'ip',
+        'netns',
+        'exec',
+        s.namespace,
+        'unshare',
+        '--uts',
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        '/bin/sh',
+        '-c',
+        LAUNCH_SCRIPT,
+        'nodeset-boot',
+        dir,
+        s.name,
+      ],
       log,
     )
     const pid = child.pid
@@ -507,7 +585,10 @@ export class LocalProvider implements Provider {
 }
 
 function checkId(what: string, value: string): void {
-  if (!ID_PATTERN.test(value)) throw new Error(`${what} ${JSON.stringify(value)} is not a valid id: use letters, digits, . _ : - (starting with a letter or digit)`)
+  if (!ID_PATTERN.test(value))
+    throw new Error(
+      `${what} ${JSON.stringify(value)} is not a valid id: use letters, digits, . _ : - (starting with a letter or digit)`,
+    )
 }
 
 function sshdConfig(s: LocalNodeState): string {
@@ -554,7 +635,12 @@ async function inNamespace(pid: number, namespace: string): Promise<boolean> {
 async function spawnDetached(argv: string[], logFile: string): Promise<ChildProcess & {pid: number}> {
   const log = await open(logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o600)
   try {
-    const child = spawn(argv[0], argv.slice(1), {detached: true, stdio: ['ignore', log.fd, log.fd], env: SYSTEM_ENV, cwd: '/'})
+    const child = spawn(argv[0], argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', log.fd, log.fd],
+      env: SYSTEM_ENV,
+      cwd: '/',
+    })
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve)
       child.once('error', reject)
@@ -589,7 +675,11 @@ async function copyDirectoryTree(from: string, to: string, depth: number): Promi
   await chown(to, info.uid, info.gid)
   if (depth === 0) return
   const entries = await readdir(from, {withFileTypes: true}).catch(() => [])
-  await Promise.all(entries.filter((e) => e.isDirectory()).map((e) => copyDirectoryTree(join(from, e.name), join(to, e.name), depth - 1)))
+  await Promise.all(
+    entries
+      .filter((e) => e.isDirectory())
+      .map((e) => copyDirectoryTree(join(from, e.name), join(to, e.name), depth - 1)),
+  )
 }
 
 // ---- host directories shared by every local node ----

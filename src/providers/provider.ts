@@ -1,4 +1,4 @@
-import type {SizeSpec} from '../plan/types.js'
+import type {SizeSpec} from '../core/source.js'
 
 /** What the CLI asks a provider to create: one node, with the user data that boots it. */
 export interface NodeRequest {

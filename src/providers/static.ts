@@ -8,10 +8,10 @@
 import {mkdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
 import {join, posix} from 'node:path'
 import pLimit from 'p-limit'
-import {HostKeyStore, type HostKeyPolicy} from '../setup/hostkeys.js'
-import {connect, type ConnectOptions, type SshSession, type SshTarget} from '../setup/ssh.js'
-import {shellQuote} from '../setup/ssh-shell.js'
-import {removeHostsBlock} from '../setup/wiring.js'
+import {HostKeyStore, type HostKeyPolicy} from '../ssh/hostkeys.js'
+import {connect, type ConnectOptions, type SshSession, type SshTarget} from '../ssh/ssh.js'
+import {shellQuote} from '../ssh/shell.js'
+import {removeHostsBlock} from '../plan/wiring.js'
 import type {NodeRecord, NodeRequest, Provider} from './provider.js'
 
 export interface StaticHost {
@@ -89,7 +89,8 @@ fi`
 }
 
 /** Whether the server boots with systemd (only where nodeset owns the whole server). */
-const systemdTest = (l: StaticLayout): string => `[ ${shellQuote(l.root)} = / ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1`
+const systemdTest = (l: StaticLayout): string =>
+  `[ ${shellQuote(l.root)} = / ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1`
 
 /**
  * Run after agent.sh is uploaded: stop a previous agent, install the boot hook (a systemd unit, or an
@@ -99,7 +100,19 @@ export function installScript(l: StaticLayout): string {
   const q = shellQuote
   const run = `/bin/sh ${q(l.agent)}`
   const env = l.root === '/' ? '' : `NODESET_AGENT_ROOT=${q(l.root)} `
-  const unit = ['[Unit]', "Description=nodeset agent: phone home and fetch this node's configuration", 'Wants=network-online.target', 'After=network-online.target', '', '[Service]', 'Type=simple', `ExecStart=${run}`, '', '[Install]', 'WantedBy=multi-user.target']
+  const unit = [
+    '[Unit]',
+    "Description=nodeset agent: phone home and fetch this node's configuration",
+    'Wants=network-online.target',
+    'After=network-online.target',
+    '',
+    '[Service]',
+    'Type=simple',
+    `ExecStart=${run}`,
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+  ]
   return `set -e
 ${stopAgentScript(l)}
 mkdir -p ${q(l.etcDir)}
@@ -150,18 +163,23 @@ export function parseStaticHosts(value: string): Array<{name: string; address: s
   for (const entry of value.split(/[\s,]+/).filter(Boolean)) {
     const [name, target = name, ...extra] = entry.split('=')
     const fail = (why: string): never => {
-      throw new Error(`hosts entry "${entry}" ${why}: write name=address or name=address:port, e.g. app1.example.com=203.0.113.10:2222`)
+      throw new Error(
+        `hosts entry "${entry}" ${why}: write name=address or name=address:port, e.g. app1.example.com=203.0.113.10:2222`,
+      )
     }
     if (extra.length > 0 || !name || !target) fail('is not name=address')
     if (!/^[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(name)) fail(`has an invalid node name "${name}"`)
-    const match = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(target) ?? (target.split(':').length > 2 ? [target, target] : /^([A-Za-z0-9._-]+)(?::(\d+))?$/.exec(target))
+    const match =
+      /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(target) ??
+      (target.split(':').length > 2 ? [target, target] : /^([A-Za-z0-9._-]+)(?::(\d+))?$/.exec(target))
     if (!match) return fail(`has an invalid address "${target}"`)
     const port = match[2] === undefined ? undefined : Number(match[2])
     if (port !== undefined && (port < 1 || port > 65535)) fail(`has port ${port}, outside 1-65535`)
     if (hosts.some((h) => h.name === name)) fail(`lists ${name} a second time`)
     hosts.push({name, address: match[1], ...(port ? {port} : {})})
   }
-  if (hosts.length === 0) throw new Error('hosts is empty: list the servers as name=address, e.g. hosts = app1.example.com=203.0.113.10')
+  if (hosts.length === 0)
+    throw new Error('hosts is empty: list the servers as name=address, e.g. hosts = app1.example.com=203.0.113.10')
   return hosts
 }
 
@@ -183,7 +201,12 @@ export class StaticProvider implements Provider {
 
   /** How every SSH connection to these servers verifies host keys (for setup and update too). */
   hostKeyPolicy(): HostKeyPolicy {
-    return {mode: 'static', store: this.hostKeys, knownHostsPaths: this.options.knownHostsPaths, trustOnFirstUse: this.options.trustOnFirstUse === true}
+    return {
+      mode: 'static',
+      store: this.hostKeys,
+      knownHostsPaths: this.options.knownHostsPaths,
+      trustOnFirstUse: this.options.trustOnFirstUse === true,
+    }
   }
 
   sshTarget(host: StaticHost): SshTarget {
@@ -205,7 +228,9 @@ export class StaticProvider implements Provider {
     const byName = new Map(this.options.hosts.map((h) => [h.name, h]))
     const unlisted = requests.filter((r) => !byName.has(r.name)).map((r) => r.name)
     if (unlisted.length > 0) {
-      throw new Error(`${unlisted.join(', ')} ${unlisted.length === 1 ? 'is' : 'are'} not in [provider] hosts: add ${unlisted.map((n) => `${n}=ADDRESS`).join(' ')} to it`)
+      throw new Error(
+        `${unlisted.join(', ')} ${unlisted.length === 1 ? 'is' : 'are'} not in [provider] hosts: add ${unlisted.map((n) => `${n}=ADDRESS`).join(' ')} to it`,
+      )
     }
     const created = await this.eachNode(requests, async (request) => {
       const host = byName.get(request.name)!
@@ -223,7 +248,10 @@ export class StaticProvider implements Provider {
           sshUser: session.target.user,
           sshPort: session.target.port,
         }
-        this.record((nodes) => [...nodes.filter((n) => !(n.deployment === record.deployment && n.name === record.name)), record])
+        this.record((nodes) => [
+          ...nodes.filter((n) => !(n.deployment === record.deployment && n.name === record.name)),
+          record,
+        ])
         return record
       })
     })
@@ -253,11 +281,18 @@ export class StaticProvider implements Provider {
     if (code !== 0) return
     const cleaned = removeHostsBlock(stdout, deployment)
     // In place, not renamed over: /etc/hosts is often a bind mount.
-    if (cleaned !== stdout) await session.run(`cat > ${shellQuote(hosts)}`, {stdin: cleaned, label: `removing the ${deployment} block of ${hosts}`})
+    if (cleaned !== stdout)
+      await session.run(`cat > ${shellQuote(hosts)}`, {
+        stdin: cleaned,
+        label: `removing the ${deployment} block of ${hosts}`,
+      })
   }
 
   private async withSession<T>(host: StaticHost, work: (session: SshSession) => Promise<T>): Promise<T> {
-    const session = await connect(this.sshTarget(host), {...this.options.connectOptions, hostKeys: this.hostKeyPolicy()})
+    const session = await connect(this.sshTarget(host), {
+      ...this.options.connectOptions,
+      hostKeys: this.hostKeyPolicy(),
+    })
     try {
       return await work(session)
     } finally {
@@ -269,8 +304,11 @@ export class StaticProvider implements Provider {
   private async eachNode<I extends {name: string}, O>(items: I[], work: (item: I) => Promise<O>): Promise<O[]> {
     const limit = pLimit(this.options.concurrency ?? 8)
     const settled = await Promise.allSettled(items.map((item) => limit(() => work(item))))
-    const failures = settled.flatMap((s, i) => (s.status === 'rejected' ? [`${items[i].name}: ${(s.reason as Error).message}`] : []))
-    if (failures.length > 0) throw new Error(`static provider: ${failures.length} of ${items.length} nodes failed\n${failures.join('\n')}`)
+    const failures = settled.flatMap((s, i) =>
+      s.status === 'rejected' ? [`${items[i].name}: ${(s.reason as Error).message}`] : [],
+    )
+    if (failures.length > 0)
+      throw new Error(`static provider: ${failures.length} of ${items.length} nodes failed\n${failures.join('\n')}`)
     return settled.map((s) => (s as PromiseFulfilledResult<O>).value)
   }
 
@@ -279,7 +317,10 @@ export class StaticProvider implements Provider {
       return JSON.parse(readFileSync(this.stateFile, 'utf8')) as StateFile
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return {nodes: []}
-      throw new Error(`cannot read ${this.stateFile}: ${(error as Error).message}; fix or remove it (list-nodes shows what it held)`)
+      throw new Error(
+        `cannot read ${this.stateFile}: ${(error as Error).message}; fix or remove it (list-nodes shows what it held)`,
+        {cause: error},
+      )
     }
   }
 

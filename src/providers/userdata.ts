@@ -5,7 +5,7 @@
  */
 import {readFileSync} from 'node:fs'
 import Handlebars from 'handlebars'
-import {ID_PATTERN} from '../configserver/protocol.js'
+import {ID_PATTERN} from '../core/ids.js'
 
 export interface UserDataOptions {
   deployment: string
@@ -41,7 +41,10 @@ function agentTemplate(): Handlebars.TemplateDelegate {
   if (!compiled) {
     const hb = Handlebars.create()
     hb.registerHelper('sh', (value: unknown) => shellQuote(String(value ?? '')))
-    compiled = hb.compile(readFileSync(new URL('userdata/agent.sh.hbs', templatesDir), 'utf8'), {noEscape: true, strict: true})
+    compiled = hb.compile(readFileSync(new URL('userdata/agent.sh.hbs', templatesDir), 'utf8'), {
+      noEscape: true,
+      strict: true,
+    })
   }
   return compiled
 }
@@ -84,18 +87,23 @@ export function checkUserDataSize(node: string, text: string): void {
 /** Validates every option; returns the server URL without a trailing slash. */
 function checkOptions(opts: UserDataOptions): string {
   const problems: string[] = []
-  if (!ID_PATTERN.test(opts.deployment)) problems.push(`deployment ${JSON.stringify(opts.deployment)} is not a valid id (letters, digits, . _ : -)`)
-  if (!ID_PATTERN.test(opts.node)) problems.push(`node ${JSON.stringify(opts.node)} is not a valid id (letters, digits, . _ : -)`)
+  if (!ID_PATTERN.test(opts.deployment))
+    problems.push(`deployment ${JSON.stringify(opts.deployment)} is not a valid id (letters, digits, . _ : -)`)
+  if (!ID_PATTERN.test(opts.node))
+    problems.push(`node ${JSON.stringify(opts.node)} is not a valid id (letters, digits, . _ : -)`)
   // Never echo the token itself.
-  if (!TOKEN_PATTERN.test(opts.token)) problems.push('the token must be 16-1024 characters of A-Z a-z 0-9 . _ ~ + / = -')
+  if (!TOKEN_PATTERN.test(opts.token))
+    problems.push('the token must be 16-1024 characters of A-Z a-z 0-9 . _ ~ + / = -')
   let serverUrl = ''
   try {
     const url = new URL(opts.serverUrl)
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') problems.push(`server URL ${opts.serverUrl} must be http:// or https://`)
+    if (url.protocol !== 'http:' && url.protocol !== 'https:')
+      problems.push(`server URL ${opts.serverUrl} must be http:// or https://`)
     if (url.username || url.password) problems.push('the server URL must not carry a user name or password')
     if (url.search || url.hash) problems.push(`server URL ${opts.serverUrl} must not have a query or fragment`)
     serverUrl = `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}`
-    if (opts.serverPubkeySha256 !== undefined && url.protocol !== 'https:') problems.push('a pinned server key needs an https:// server URL')
+    if (opts.serverPubkeySha256 !== undefined && url.protocol !== 'https:')
+      problems.push('a pinned server key needs an https:// server URL')
   } catch {
     problems.push(`server URL ${JSON.stringify(opts.serverUrl)} is not a URL (e.g. http://10.77.0.1:4000)`)
   }
@@ -103,7 +111,8 @@ function checkOptions(opts: UserDataOptions): string {
     problems.push('serverPubkeySha256 must be the base64 sha256 of the server key (44 characters ending in =)')
   }
   for (const key of Object.keys(opts.extraFacts ?? {})) {
-    if (!FACT_KEY_PATTERN.test(key)) problems.push(`extra fact name ${JSON.stringify(key)} must match ${FACT_KEY_PATTERN}`)
+    if (!FACT_KEY_PATTERN.test(key))
+      problems.push(`extra fact name ${JSON.stringify(key)} must match ${FACT_KEY_PATTERN}`)
     else if (BUILT_IN_FACTS.has(key)) problems.push(`extra fact ${key} is built in: the agent reports it itself`)
   }
   const deadline = opts.bootDeadlineSec

@@ -63,8 +63,15 @@ function loadDir(dir: string, builtin: boolean, catalog: Catalog, problems: Diag
     try {
       meta = serviceMetaSchema.parse(JSON.parse(fs.readFileSync(metaPath, 'utf8')))
     } catch (error) {
-      const detail = error instanceof z.ZodError ? error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') : (error as Error).message
-      problems.push({message: `service ${name}: bad metadata: ${detail}`, source: {file: metaPath, line: 1}, hint: 'see "Services" in the README for the fields of service.json'})
+      const detail =
+        error instanceof z.ZodError
+          ? error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
+          : (error as Error).message
+      problems.push({
+        message: `service ${name}: bad metadata: ${detail}`,
+        source: {file: metaPath, line: 1},
+        hint: 'see "Services" in the README for the fields of service.json',
+      })
       continue
     }
     const scriptPath = path.join(serviceDir, 'setup.sh.hbs')

@@ -3,11 +3,12 @@
  * Every step keeps its script, the hash of what it ran and its outputs under /var/lib/nodeset/steps.
  */
 import {createHash} from 'node:crypto'
-import {shellQuote} from './ssh-shell.js'
+import {shellQuote} from '../ssh/shell.js'
 
 export const STEPS_DIR = '/var/lib/nodeset/steps'
 
-export const stepFile = (step: string, suffix: string): string => `${STEPS_DIR}/${step.replace(/[^A-Za-z0-9._-]/g, '_')}.${suffix}`
+export const stepFile = (step: string, suffix: string): string =>
+  `${STEPS_DIR}/${step.replace(/[^A-Za-z0-9._-]/g, '_')}.${suffix}`
 
 export function contentHash(text: string): string {
   return createHash('sha256').update(text).digest('hex')
@@ -30,11 +31,19 @@ export function stepCommand(step: string, hash: string, env: StepEnv, opts: {for
   const fresh = stepFile(step, 'out.new')
   const out = stepFile(step, 'out')
   const recorded = stepFile(step, 'sha256')
-  const vars = {NODESET_OUTPUT: fresh, NODESET_DEPLOYMENT: env.deployment, NODESET_NODE: env.node, NODESET_ROLE: env.role, NODESET_SERVICE: env.service}
+  const vars = {
+    NODESET_OUTPUT: fresh,
+    NODESET_DEPLOYMENT: env.deployment,
+    NODESET_NODE: env.node,
+    NODESET_ROLE: env.role,
+    NODESET_SERVICE: env.service,
+  }
   const assignments = Object.entries(vars)
     .map(([k, v]) => `${k}=${shellQuote(v)}`)
     .join(' ')
-  const skip = opts.force ? '' : `if [ "$(cat ${recorded} 2>/dev/null)" = ${shellQuote(hash)} ] && [ -e ${out} ]; then printf '%s\n' ${shellQuote(opts.marker)}; cat ${out}; exit 0; fi; `
+  const skip = opts.force
+    ? ''
+    : `if [ "$(cat ${recorded} 2>/dev/null)" = ${shellQuote(hash)} ] && [ -e ${out} ]; then printf '%s\n' ${shellQuote(opts.marker)}; cat ${out}; exit 0; fi; `
   return (
     `umask 077; mkdir -p ${STEPS_DIR} || exit 1; ${skip}` +
     `cat > ${script}.new && mv -f ${script}.new ${script} && : > ${fresh} && cd / && ` +

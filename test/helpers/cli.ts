@@ -13,9 +13,17 @@ export interface CliResult {
   stderr: string
 }
 
-export async function runCli(args: string[], opts: {env?: Record<string, string>; timeoutMs?: number} = {}): Promise<CliResult> {
+export async function runCli(
+  args: string[],
+  opts: {env?: Record<string, string>; timeoutMs?: number} = {},
+): Promise<CliResult> {
   try {
-    const {stdout, stderr} = await promisify(execFile)(process.execPath, [BIN, ...args], {cwd: ROOT, env: {...process.env, ...opts.env}, timeout: opts.timeoutMs ?? 240_000, maxBuffer: 64 * 1024 * 1024})
+    const {stdout, stderr} = await promisify(execFile)(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: {...process.env, ...opts.env},
+      timeout: opts.timeoutMs ?? 240_000,
+      maxBuffer: 64 * 1024 * 1024,
+    })
     return {code: 0, stdout, stderr}
   } catch (error) {
     const e = error as {code: number | string; stdout?: string; stderr?: string}
@@ -25,7 +33,20 @@ export async function runCli(args: string[], opts: {env?: Record<string, string>
 
 /** Run a command on a node with OpenSSH itself, checking the host key against the pinned known_hosts. */
 export async function sshRun(workspace: string, address: string, command: string): Promise<CliResult> {
-  const args = ['-i', path.join(workspace, 'id_ed25519'), '-o', `UserKnownHostsFile=${path.join(workspace, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=10', `root@${address}`, command]
+  const args = [
+    '-i',
+    path.join(workspace, 'id_ed25519'),
+    '-o',
+    `UserKnownHostsFile=${path.join(workspace, 'known_hosts')}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=10',
+    `root@${address}`,
+    command,
+  ]
   try {
     const {stdout, stderr} = await promisify(execFile)('ssh', args, {timeout: 60_000})
     return {code: 0, stdout, stderr}

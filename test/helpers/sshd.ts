@@ -70,7 +70,9 @@ export async function freePort(): Promise<number> {
     server.once('error', reject)
     server.listen(0, '127.0.0.1', () => {
       const address = server.address()
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      )
     })
   })
 }
@@ -162,7 +164,8 @@ export async function startSshd(opts: SshdOptions = {}): Promise<TestSshd> {
     clientPublicKeyLine,
     dir,
     logPath,
-    logins: () => (existsSync(logPath) ? (readFileSync(logPath, 'utf8').match(/Accepted publickey for /g) ?? []).length : 0),
+    logins: () =>
+      existsSync(logPath) ? (readFileSync(logPath, 'utf8').match(/Accepted publickey for /g) ?? []).length : 0,
     up,
     down: stop,
     async restart(restartOpts = {}) {

@@ -32,7 +32,11 @@ function wordpress(deployment: string): RegisterRequest {
   return {
     instances: [
       {id: `db.${deployment}`, role: 'service:mysql', services: [{name: 'mysql'}]},
-      {id: `app.${deployment}`, role: 'appserver', services: [{name: 'wordpress', params: {db_host: {template: '{{ip "service:mysql"}}'}, site: {value: 'blog'}}}]},
+      {
+        id: `app.${deployment}`,
+        role: 'appserver',
+        services: [{name: 'wordpress', params: {db_host: {template: '{{ip "service:mysql"}}'}, site: {value: 'blog'}}}],
+      },
     ],
   }
 }
@@ -48,18 +52,40 @@ function nodeRoot(name: string, opts: UserDataOptions): FakeNode {
   const root = join(work, name)
   mkdirSync(join(root, 'etc/ssh'), {recursive: true})
   for (const type of ['ed25519', 'ecdsa']) {
-    execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-C', `root@${name}`, '-f', join(root, `etc/ssh/ssh_host_${type}_key`)])
+    execFileSync('ssh-keygen', [
+      '-q',
+      '-t',
+      type,
+      '-N',
+      '',
+      '-C',
+      `root@${name}`,
+      '-f',
+      join(root, `etc/ssh/ssh_host_${type}_key`),
+    ])
   }
-  writeFileSync(join(root, 'etc/hosts'), `127.0.0.1 localhost\n# BEGIN nodeset ${opts.deployment}\n10.9.9.9 stale.example\n# END nodeset ${opts.deployment}\n192.0.2.50 kept.example # the operator's own line\n`)
+  writeFileSync(
+    join(root, 'etc/hosts'),
+    `127.0.0.1 localhost\n# BEGIN nodeset ${opts.deployment}\n10.9.9.9 stale.example\n# END nodeset ${opts.deployment}\n192.0.2.50 kept.example # the operator's own line\n`,
+  )
   const script = join(work, `${name}.sh`)
   writeFileSync(script, renderUserData(opts), {mode: 0o700})
-  const hostKeys = ['ecdsa', 'ed25519'].map((t) => readFileSync(join(root, `etc/ssh/ssh_host_${t}_key.pub`), 'utf8').split(' ').slice(0, 2).join(' '))
+  const hostKeys = ['ecdsa', 'ed25519'].map((t) =>
+    readFileSync(join(root, `etc/ssh/ssh_host_${t}_key.pub`), 'utf8')
+      .split(' ')
+      .slice(0, 2)
+      .join(' '),
+  )
   return {root, script, hostKeys}
 }
 
 function startAgent(node: FakeNode, http: 'curl' | 'wget' = 'curl'): ChildProcess & {done: Promise<number>} {
   const child = spawn('sh', [node.script], {
-    env: {PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin', NODESET_AGENT_ROOT: node.root, NODESET_AGENT_HTTP: http},
+    env: {
+      PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin',
+      NODESET_AGENT_ROOT: node.root,
+      NODESET_AGENT_HTTP: http,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const done = new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)))
@@ -87,7 +113,11 @@ async function freePort(): Promise<number> {
 
 beforeAll(async () => {
   // Several tests are refused on purpose (401), all from 127.0.0.1: keep them under the failure limit.
-  server = await startConfigServer({stateDir: join(work, 'server'), listen: {host: '127.0.0.1', port: 0}, authFailureLimit: 1000})
+  server = await startConfigServer({
+    stateDir: join(work, 'server'),
+    listen: {host: '127.0.0.1', port: 0},
+    authFailureLimit: 1000,
+  })
 })
 
 afterAll(async () => {
@@ -101,7 +131,13 @@ describe.each(httpClients)('the agent with %s', (http) => {
     const deployment = `wp-${http}`
     const admin = client(deployment)
     const {tokens} = await admin.register(wordpress(deployment))
-    const opts = (id: string): UserDataOptions => ({deployment, node: id, token: tokens[id], serverUrl: server.url, extraFacts: {sshd_port: '22'}})
+    const opts = (id: string): UserDataOptions => ({
+      deployment,
+      node: id,
+      token: tokens[id],
+      serverUrl: server.url,
+      extraFacts: {sshd_port: '22'},
+    })
     const app = nodeRoot(`app-${http}`, opts(`app.${deployment}`))
     const db = nodeRoot(`db-${http}`, opts(`db.${deployment}`))
 
@@ -119,18 +155,25 @@ describe.each(httpClients)('the agent with %s', (http) => {
     expect(await dbAgent.done).toBe(0)
     expect(await appAgent.done).toBe(0)
 
-    const config = JSON.parse(read(app, 'etc/nodeset/config.json')) as {complete: boolean; services: Record<string, {params: Record<string, string>}>}
+    const config = JSON.parse(read(app, 'etc/nodeset/config.json')) as {
+      complete: boolean
+      services: Record<string, {params: Record<string, string>}>
+    }
     expect(config.complete).toBe(true)
     expect(config.services.wordpress.params).toEqual({db_host: '127.0.0.1', site: 'blog'})
     expect(statSync(join(app.root, 'etc/nodeset/config.json')).mode & 0o777).toBe(0o600)
     expect(read(app, 'etc/nodeset/agent.state')).toBe('complete')
     expect(Date.parse(read(app, 'etc/nodeset/phoned-home').trim())).toBeGreaterThan(Date.now() - 60_000)
     expect(read(app, 'etc/nodeset/roles')).toBe(await admin.roleMap(`app.${deployment}`))
-    expect(read(app, 'etc/nodeset/roles')).toMatch(new RegExp(`^service\\.mysql = db\\.${deployment} 127\\.0\\.0\\.1$`, 'm'))
+    expect(read(app, 'etc/nodeset/roles')).toMatch(
+      new RegExp(`^service\\.mysql = db\\.${deployment} 127\\.0\\.0\\.1$`, 'm'),
+    )
 
     const block = await admin.hostsBlock(`app.${deployment}`)
     expect(block).toContain(`127.0.0.1 db.${deployment}`)
-    expect(read(app, 'etc/hosts')).toBe(`127.0.0.1 localhost\n${block}192.0.2.50 kept.example # the operator's own line\n`)
+    expect(read(app, 'etc/hosts')).toBe(
+      `127.0.0.1 localhost\n${block}192.0.2.50 kept.example # the operator's own line\n`,
+    )
     expect(statSync(join(app.root, 'etc/hosts')).mode & 0o777).toBe(0o644)
 
     const nodeTokens = [app, db].map((node) => read(node, 'var/lib/nodeset/token').trim())
@@ -153,7 +196,10 @@ describe.each(httpClients)('the agent with %s', (http) => {
 
     // The token in the user data is useless now: whoever reads it cannot phone home or read the config.
     const bootstrap = client(deployment, tokens[`app.${deployment}`])
-    for (const call of [bootstrap.getConfig(`app.${deployment}`), bootstrap.putFacts(`app.${deployment}`, {hostname: 'intruder'})]) {
+    for (const call of [
+      bootstrap.getConfig(`app.${deployment}`),
+      bootstrap.putFacts(`app.${deployment}`, {hostname: 'intruder'}),
+    ]) {
       const error = await failure(call)
       expect(error.status).toBe(401)
       expect(error.message).toContain('this bootstrap token was exchanged; use the node token stored on the node')
@@ -173,11 +219,18 @@ describe.each(httpClients)('the agent with %s', (http) => {
     const deployment = `refused-${http}`
     await client(deployment).register(wordpress(deployment))
     const wrongToken = 'WrongTokenWrongTokenWrongToken12'
-    const node = nodeRoot(`refused-${http}`, {deployment, node: `app.${deployment}`, token: wrongToken, serverUrl: server.url})
+    const node = nodeRoot(`refused-${http}`, {
+      deployment,
+      node: `app.${deployment}`,
+      token: wrongToken,
+      serverUrl: server.url,
+    })
     const started = Date.now()
     expect(await startAgent(node, http).done).toBe(1)
     expect(Date.now() - started).toBeLessThan(5000)
-    expect(read(node, 'etc/nodeset/agent.state')).toMatch(/^failed: phoning home: the config server refused this node's token \(HTTP 401: /)
+    expect(read(node, 'etc/nodeset/agent.state')).toMatch(
+      /^failed: phoning home: the config server refused this node's token \(HTTP 401: /,
+    )
     expect(agentLog(node)).toContain('HTTP 401')
     expect(agentLog(node)).not.toContain(wrongToken)
     expect(existsSync(join(node.root, 'etc/nodeset/phoned-home'))).toBe(false)
@@ -209,13 +262,16 @@ describe('the agent and its tokens', () => {
     const oldNodeToken = read(node, 'var/lib/nodeset/token').trim()
 
     const {tokens: reissued} = await admin.register({...wordpress(deployment), reissueTokens: [id]})
-    writeFileSync(node.script, renderUserData({deployment, node: id, token: reissued[id], serverUrl: server.url}), {mode: 0o700})
+    writeFileSync(node.script, renderUserData({deployment, node: id, token: reissued[id], serverUrl: server.url}), {
+      mode: 0o700,
+    })
     expect(await startAgent(node).done).toBe(0)
     expect(agentLog(node)).toContain('the node token was refused; trying the bootstrap token')
     const newNodeToken = read(node, 'var/lib/nodeset/token').trim()
     expect(newNodeToken).not.toBe(oldNodeToken)
     expect((await client(deployment, newNodeToken).getConfig(id)).status).toBe(200)
-    for (const token of [oldNodeToken, newNodeToken, tokens[id], reissued[id]]) expect(agentLog(node)).not.toContain(token)
+    for (const token of [oldNodeToken, newNodeToken, tokens[id], reissued[id]])
+      expect(agentLog(node)).not.toContain(token)
   })
 
   it('a node that lost its node token after the exchange stops with what to do', async () => {
@@ -238,13 +294,21 @@ describe('the agent', () => {
     await client(deployment).register(wordpress(deployment))
     const node = nodeRoot('ghost', {deployment, node: 'ghost.ghosts', token: server.adminToken, serverUrl: server.url})
     expect(await startAgent(node).done).toBe(1)
-    expect(read(node, 'etc/nodeset/agent.state')).toMatch(/does not know ghost\.ghosts in deployment ghosts \(HTTP 404\)/)
+    expect(read(node, 'etc/nodeset/agent.state')).toMatch(
+      /does not know ghost\.ghosts in deployment ghosts \(HTTP 404\)/,
+    )
     expect(agentLog(node)).not.toContain(server.adminToken)
   })
 
   it('retries an unreachable server with growing, jittered delays until its deadline', async () => {
     const port = await freePort()
-    const node = nodeRoot('unreachable', {deployment: 'gone', node: 'app.gone', token: 'TokenTokenTokenToken', serverUrl: `http://127.0.0.1:${port}`, bootDeadlineSec: 10})
+    const node = nodeRoot('unreachable', {
+      deployment: 'gone',
+      node: 'app.gone',
+      token: 'TokenTokenTokenToken',
+      serverUrl: `http://127.0.0.1:${port}`,
+      bootDeadlineSec: 10,
+    })
     const started = Date.now()
     expect(await startAgent(node).done).toBe(1)
     const elapsed = Date.now() - started
@@ -263,7 +327,12 @@ describe('the agent', () => {
   it('runs once at a time and leaves /etc/hosts alone when told to', async () => {
     const deployment = 'single'
     const {tokens} = await client(deployment).register(wordpress(deployment))
-    const node = nodeRoot('single', {deployment, node: `app.${deployment}`, token: tokens[`app.${deployment}`], serverUrl: server.url})
+    const node = nodeRoot('single', {
+      deployment,
+      node: `app.${deployment}`,
+      token: tokens[`app.${deployment}`],
+      serverUrl: server.url,
+    })
     mkdirSync(join(node.root, 'etc/nodeset'), {recursive: true})
     writeFileSync(join(node.root, 'etc/nodeset/no-etc-hosts'), '')
     const hostsBefore = read(node, 'etc/hosts')

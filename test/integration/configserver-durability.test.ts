@@ -13,9 +13,15 @@ const bin = path.join(root, 'bin/run.js')
 beforeAll(() => {
   const built = path.join(root, 'dist/commands/config-server.js')
   if (!fs.existsSync(built)) throw new Error(`${built} is missing: run npm run build first (npm test does)`)
-  const sources = [...fs.readdirSync(path.join(root, 'src/configserver')).map((f) => path.join(root, 'src/configserver', f)), path.join(root, 'src/commands/config-server.ts')]
+  const sources = [
+    ...fs.readdirSync(path.join(root, 'src/configserver')).map((f) => path.join(root, 'src/configserver', f)),
+    path.join(root, 'src/commands/config-server.ts'),
+  ]
   const stale = sources.filter((f) => fs.statSync(f).mtimeMs > fs.statSync(built).mtimeMs)
-  if (stale.length > 0) throw new Error(`dist/ is older than ${stale.map((f) => path.relative(root, f)).join(', ')}: run npm run build first (npm test does)`)
+  if (stale.length > 0)
+    throw new Error(
+      `dist/ is older than ${stale.map((f) => path.relative(root, f)).join(', ')}: run npm run build first (npm test does)`,
+    )
 })
 
 interface Cli {
@@ -29,22 +35,37 @@ interface Cli {
 
 const children: ChildProcess[] = []
 afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  for (const child of children.splice(0))
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
 })
 
 /** `nodeset config-server` as a user runs it; resolves once it says where it listens. */
 function startCli(stateDir: string): Promise<Cli> {
-  const child = spawn(process.execPath, ['--enable-source-maps', bin, 'config-server', '--listen', '127.0.0.1:0', '--state', stateDir], {cwd: root, stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(
+    process.execPath,
+    ['--enable-source-maps', bin, 'config-server', '--listen', '127.0.0.1:0', '--state', stateDir],
+    {cwd: root, stdio: ['ignore', 'pipe', 'pipe']},
+  )
   children.push(child)
   let out = ''
   let err = ''
   child.stdout!.on('data', (c: Buffer) => (out += c))
-  const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) => child.on('exit', (code, signal) => resolve({code, signal})))
+  const exited = new Promise<{code: number | null; signal: NodeJS.Signals | null}>((resolve) =>
+    child.on('exit', (code, signal) => resolve({code, signal})),
+  )
   return new Promise((resolve, reject) => {
     child.stderr!.on('data', (c: Buffer) => {
       err += c
       const match = /config server at (\S+); admin token in (\S+)/.exec(err)
-      if (match) resolve({child, url: match[1], adminToken: fs.readFileSync(match[2], 'utf8').trim(), stdout: () => out, stderr: () => err, exited})
+      if (match)
+        resolve({
+          child,
+          url: match[1],
+          adminToken: fs.readFileSync(match[2], 'utf8').trim(),
+          stdout: () => out,
+          stderr: () => err,
+          exited,
+        })
     })
     void exited.then(({code}) => reject(new Error(`config-server exited (${code}) before listening:\n${err}`)))
   })
@@ -79,7 +100,12 @@ describe('config server: durability', () => {
 
     // 50 nodes write in a loop (a phone-home, then a service report, each with a rising counter)
     // while the admin replaces the deployment again and again; the server is killed mid-stream.
-    const acked = {facts: new Map<string, number>(), outputs: new Map<string, number>(), registrations: [] as number[], nodeTokens: new Map<string, string>()}
+    const acked = {
+      facts: new Map<string, number>(),
+      outputs: new Map<string, number>(),
+      registrations: [] as number[],
+      nodeTokens: new Map<string, string>(),
+    }
     let killed = false
     const writer = async (id: string) => {
       const c = client(first.url, 'k', tokens[id])
@@ -108,7 +134,8 @@ describe('config server: durability', () => {
       }
     }
     const load = Promise.all([...Object.keys(tokens).map(writer), registrar()])
-    while (acked.facts.size < 50 || [...acked.outputs.values()].reduce((a, b) => a + b, 0) < 500) await new Promise((resolve) => setTimeout(resolve, 20))
+    while (acked.facts.size < 50 || [...acked.outputs.values()].reduce((a, b) => a + b, 0) < 500)
+      await new Promise((resolve) => setTimeout(resolve, 20))
     first.child.kill('SIGKILL')
     killed = true
     expect((await first.exited).signal).toBe('SIGKILL')
@@ -134,7 +161,8 @@ describe('config server: durability', () => {
     const answer = await client(second.url, 'k', acked.nodeTokens.get('n0')!).getConfig('n0')
     expect(answer.status).toBe(200)
     expect(answer.config.services.work.params.next).toBe('127.0.0.1')
-    for (const [id, token] of acked.nodeTokens) expect((await client(second.url, 'k', token).putFacts(id, {after: 'restart'})).token).toBeUndefined()
+    for (const [id, token] of acked.nodeTokens)
+      expect((await client(second.url, 'k', token).putFacts(id, {after: 'restart'})).token).toBeUndefined()
     const refused = await failure(client(second.url, 'k', tokens.n1).getConfig('n1'))
     expect(refused.status).toBe(401)
     expect(refused.message).toContain('this bootstrap token was exchanged; use the node token stored on the node')
@@ -162,7 +190,11 @@ describe('config server: durability', () => {
     expect(performance.now() - started).toBeLessThan(5000)
     expect(await cli.exited).toEqual({code: 0, signal: null})
     expect(cli.stderr()).toContain('SIGTERM: closing the config server')
-    const lines = cli.stdout().trim().split('\n').map((l) => JSON.parse(l) as {msg: string; req?: {url: string}})
+    const lines = cli
+      .stdout()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as {msg: string; req?: {url: string}})
     expect(lines.some((l) => l.req?.url === '/v1/deployments/wp')).toBe(true)
     expect(cli.stdout()).not.toContain(cli.adminToken)
     expect(cli.stdout()).not.toContain(tokens.app)

@@ -55,7 +55,13 @@ export async function failure(promise: Promise<unknown>): Promise<ConfigServerEr
 export function raw(
   base: string,
   pathAndQuery: string,
-  init: {method?: string; token?: string; body?: string | Buffer; headers?: Record<string, string>; localAddress?: string} = {},
+  init: {
+    method?: string
+    token?: string
+    body?: string | Buffer
+    headers?: Record<string, string>
+    localAddress?: string
+  } = {},
 ): Promise<{status: number; headers: http.IncomingHttpHeaders; body: string; json: () => Record<string, unknown>}> {
   const url = new URL(base)
   return new Promise((resolve, reject) => {
@@ -78,7 +84,12 @@ export function raw(
         response.on('data', (c: Buffer) => chunks.push(c))
         response.on('end', () => {
           const body = Buffer.concat(chunks).toString('utf8')
-          resolve({status: response.statusCode ?? 0, headers: response.headers, body, json: () => JSON.parse(body) as Record<string, unknown>})
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body,
+            json: () => JSON.parse(body) as Record<string, unknown>,
+          })
         })
       },
     )
@@ -106,7 +117,14 @@ export const seed000: RegisterRequest = {
     {
       id: 'app.wp.test',
       role: 'appserver',
-      services: [{name: 'wordpress', params: {db_host: {template: '{{ip "service:mysql"}}'}, site: {value: 'blog'}}, provides: [], after: []}],
+      services: [
+        {
+          name: 'wordpress',
+          params: {db_host: {template: '{{ip "service:mysql"}}'}, site: {value: 'blog'}},
+          provides: [],
+          after: [],
+        },
+      ],
     },
   ],
 }
@@ -120,7 +138,14 @@ export const seed004: RegisterRequest = {
       id,
       role: `role${i + 1}`,
       services: [
-        {name: 'S1', params: {peer_token: {template: `{{output "${other}" "S2" "token"}}`, source: {file: 'deploy.conf', line: 10 + i}}}, provides: [], after: []},
+        {
+          name: 'S1',
+          params: {
+            peer_token: {template: `{{output "${other}" "S2" "token"}}`, source: {file: 'deploy.conf', line: 10 + i}},
+          },
+          provides: [],
+          after: [],
+        },
         {name: 'S2', params: {}, provides: ['token'], after: []},
       ],
     }

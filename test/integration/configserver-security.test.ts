@@ -5,7 +5,16 @@ import {Writable} from 'node:stream'
 import {afterEach, describe, expect, it} from 'vitest'
 import {ConfigServerClient} from '../../src/configserver/client.js'
 import type {RegisterRequest} from '../../src/configserver/protocol.js'
-import {failure, raw, rawBytes, seed000, seed004, type TestServer, tempDir, testServer} from './configserver-fixtures.js'
+import {
+  failure,
+  raw,
+  rawBytes,
+  seed000,
+  seed004,
+  type TestServer,
+  tempDir,
+  testServer,
+} from './configserver-fixtures.js'
 
 let server: TestServer | undefined
 afterEach(async () => {
@@ -28,7 +37,9 @@ describe('config server: who may do what', () => {
     expect(none.json().error).toMatch(/Authorization: Bearer/)
     const wrong = await raw(s.url, '/v1/deployments/d4/instances/I1/config', {token: 'x'.repeat(43)})
     expect(wrong.status).toBe(401)
-    expect((await raw(s.url, '/v1/deployments/d4/status', {headers: {authorization: `Basic ${s.adminToken}`}})).status).toBe(401)
+    expect(
+      (await raw(s.url, '/v1/deployments/d4/status', {headers: {authorization: `Basic ${s.adminToken}`}})).status,
+    ).toBe(401)
   })
 
   it('an instance reaches only itself: not another instance, not admin routes, not another deployment', async () => {
@@ -69,27 +80,34 @@ describe('config server: who may do what', () => {
     expect((await raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', body: junk})).status).toBe(401)
     expect((await raw(s.url, '/v1/deployments/d4', {method: 'PUT', body: junk, token: tokens.I1})).status).toBe(403)
     // With the right token the same body is read, and refused for what it is.
-    expect((await raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', body: junk, token: tokens.I1})).status).toBe(413)
+    expect(
+      (await raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', body: junk, token: tokens.I1})).status,
+    ).toBe(413)
   })
 
   it('never puts a token in an error message', async () => {
     const {s, tokens} = await seeded()
     const error = await failure(s.as('d4', tokens.I1).getConfig('I2'))
     expect(error.message).not.toContain(tokens.I1)
-    const refused = await failure(new ConfigServerClient({url: s.url, deployment: 'd4', token: `${tokens.I1}x`}).status())
+    const refused = await failure(
+      new ConfigServerClient({url: s.url, deployment: 'd4', token: `${tokens.I1}x`}).status(),
+    )
     expect(refused.message).not.toContain(tokens.I1)
     expect(JSON.stringify(refused.body)).not.toContain(tokens.I1)
   })
 
   it('rate-limits repeated authentication failures per address with 429 and Retry-After', async () => {
     const {s} = await seeded({authFailureLimit: 5})
-    for (let i = 0; i < 5; i++) expect((await raw(s.url, '/v1/deployments/d4/status', {token: `guess-${i}-${'x'.repeat(40)}`})).status).toBe(401)
+    for (let i = 0; i < 5; i++)
+      expect((await raw(s.url, '/v1/deployments/d4/status', {token: `guess-${i}-${'x'.repeat(40)}`})).status).toBe(401)
     const blocked = await raw(s.url, '/v1/deployments/d4/status', {token: s.adminToken})
     expect(blocked.status).toBe(429)
     expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0)
     expect(blocked.json().error).toMatch(/too many failed authentications from this address; retry in \d+ s/)
     // Another address is not affected.
-    expect((await raw(s.url, '/v1/deployments/d4/status', {token: s.adminToken, localAddress: '127.0.0.2'})).status).toBe(200)
+    expect(
+      (await raw(s.url, '/v1/deployments/d4/status', {token: s.adminToken, localAddress: '127.0.0.2'})).status,
+    ).toBe(200)
   })
 })
 
@@ -120,7 +138,10 @@ describe('config server: bad input is a 4xx, never a 500', () => {
     const invalid = await raw(s.url, '/v1/deployments/a%00b/status', {token: s.adminToken})
     expect(invalid.status).toBe(400)
     expect(invalid.json().error).toMatch(/the deployment id in the path is invalid/)
-    for (const bytes of ['GET /v1/deployments/\xff\xfe/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'GET /v1/deployments/a\x00/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']) {
+    for (const bytes of [
+      'GET /v1/deployments/\xff\xfe/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+      'GET /v1/deployments/a\x00/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    ]) {
       const status = await rawBytes(s.url, Buffer.from(bytes, 'latin1'))
       expect(status).toBeGreaterThanOrEqual(400)
       expect(status).toBeLessThan(500)
@@ -131,10 +152,14 @@ describe('config server: bad input is a 4xx, never a 500', () => {
 
   it('unknown fields, wrong types, bad JSON, prototype pollution, a client-sent ip: 400 with what is wrong', async () => {
     const {s, tokens} = await seeded()
-    const facts = (body: string) => raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', token: tokens.I1, body})
+    const facts = (body: string) =>
+      raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', token: tokens.I1, body})
     const unknown = await facts('{"facts":{},"extra":1}')
     expect(unknown.status).toBe(400)
-    expect(unknown.json()).toMatchObject({error: 'invalid facts', issues: [{path: '(body)', message: expect.stringMatching(/extra/)}]})
+    expect(unknown.json()).toMatchObject({
+      error: 'invalid facts',
+      issues: [{path: '(body)', message: expect.stringMatching(/extra/)}],
+    })
     const typed = await facts('{"facts":{"hostname":{"nested":true}}}')
     expect(typed.status).toBe(400)
     expect(typed.json().issues).toEqual([expect.objectContaining({path: 'facts.hostname'})])
@@ -143,22 +168,38 @@ describe('config server: bad input is a 4xx, never a 500', () => {
     const ip = await facts('{"facts":{"ip":"10.9.9.9"}}')
     expect(ip.status).toBe(400)
     expect(ip.json().error).toMatch(/do not send the fact "ip"/)
-    const report = await raw(s.url, '/v1/deployments/d4/instances/I1/services/S2', {method: 'PUT', token: tokens.I1, body: '{"state":"done"}'})
+    const report = await raw(s.url, '/v1/deployments/d4/instances/I1/services/S2', {
+      method: 'PUT',
+      token: tokens.I1,
+      body: '{"state":"done"}',
+    })
     expect(report.status).toBe(400)
-    const registration = await raw(s.url, '/v1/deployments/x', {method: 'PUT', token: s.adminToken, body: JSON.stringify({instances: [{id: 'a', role: 'r', services: [], color: 'red'}]})})
+    const registration = await raw(s.url, '/v1/deployments/x', {
+      method: 'PUT',
+      token: s.adminToken,
+      body: JSON.stringify({instances: [{id: 'a', role: 'r', services: [], color: 'red'}]}),
+    })
     expect(registration.status).toBe(400)
     expect(registration.json().issues).toEqual([expect.objectContaining({path: 'instances.0'})])
     const query = await raw(s.url, '/v1/deployments/d4/instances/I1/config?wait=soon', {token: tokens.I1})
     expect(query.status).toBe(400)
     expect((await raw(s.url, '/v1/deployments/d4/instances/I1/config?color=red', {token: tokens.I1})).status).toBe(400)
-    expect((await raw(s.url, '/v1/deployments/d4/instances/I1/config?service=S1&service=S2', {token: tokens.I1})).status).toBe(400)
+    expect(
+      (await raw(s.url, '/v1/deployments/d4/instances/I1/config?service=S1&service=S2', {token: tokens.I1})).status,
+    ).toBe(400)
     expect((await raw(s.url, '/v1/nothing', {token: tokens.I1})).status).toBe(404)
   })
 
   it('limits body sizes (413)', async () => {
     const {s, tokens} = await seeded()
-    const big = JSON.stringify({facts: Object.fromEntries(Array.from({length: 100}, (_, i) => [`k${i}`, 'x'.repeat(16000)]))})
-    const answer = await raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', token: tokens.I1, body: big})
+    const big = JSON.stringify({
+      facts: Object.fromEntries(Array.from({length: 100}, (_, i) => [`k${i}`, 'x'.repeat(16000)])),
+    })
+    const answer = await raw(s.url, '/v1/deployments/d4/instances/I1/facts', {
+      method: 'PUT',
+      token: tokens.I1,
+      body: big,
+    })
     expect(answer.status).toBe(413)
   })
 })
@@ -166,11 +207,22 @@ describe('config server: bad input is a 4xx, never a 500', () => {
 describe('config server: addresses, TLS, secrets', () => {
   it('takes X-Forwarded-For only with trustProxy', async () => {
     const {s, tokens} = await seeded()
-    const put = () => raw(s.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', token: tokens.I1, body: '{"facts":{}}', headers: {'x-forwarded-for': '203.0.113.9'}})
+    const put = () =>
+      raw(s.url, '/v1/deployments/d4/instances/I1/facts', {
+        method: 'PUT',
+        token: tokens.I1,
+        body: '{"facts":{}}',
+        headers: {'x-forwarded-for': '203.0.113.9'},
+      })
     expect((await put()).json().ip).toBe('127.0.0.1')
     await s.close()
     server = await testServer({stateDir: s.stateDir, trustProxy: true})
-    const proxied = await raw(server.url, '/v1/deployments/d4/instances/I1/facts', {method: 'PUT', token: tokens.I1, body: '{"facts":{}}', headers: {'x-forwarded-for': '203.0.113.9'}})
+    const proxied = await raw(server.url, '/v1/deployments/d4/instances/I1/facts', {
+      method: 'PUT',
+      token: tokens.I1,
+      body: '{"facts":{}}',
+      headers: {'x-forwarded-for': '203.0.113.9'},
+    })
     expect(proxied.json().ip).toBe('203.0.113.9')
   })
 
@@ -178,10 +230,37 @@ describe('config server: addresses, TLS, secrets', () => {
     const dir = tempDir()
     const cert = path.join(dir, 'cert.pem')
     const key = path.join(dir, 'key.pem')
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], {stdio: 'ignore'})
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      {stdio: 'ignore'},
+    )
     server = await testServer({tls: {cert, key}})
     expect(server.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/)
-    const trusted = new ConfigServerClient({url: server.url, deployment: 'wp', token: server.adminToken, ca: fs.readFileSync(cert)})
+    const trusted = new ConfigServerClient({
+      url: server.url,
+      deployment: 'wp',
+      token: server.adminToken,
+      ca: fs.readFileSync(cert),
+    })
     expect(Object.keys((await trusted.register(seed000)).tokens)).toHaveLength(2)
     trusted.close()
     const untrusting = new ConfigServerClient({url: server.url, deployment: 'wp', token: server.adminToken})
@@ -203,8 +282,18 @@ describe('config server: addresses, TLS, secrets', () => {
     const secrets = {input: 'input-S3cret-value', constant: 'constant-S3cret-value', output: 'output-S3cret-value'}
     const request: RegisterRequest = {
       instances: [
-        {id: 'db', role: 'service:db', services: [{name: 'db', params: {root_password: {value: secrets.constant}}, provides: ['password']}]},
-        {id: 'app', role: 'appserver', services: [{name: 'app', params: {db_pw: {template: '{{output "db" "password"}}'}, key: {input: true, secret: true}}}]},
+        {
+          id: 'db',
+          role: 'service:db',
+          services: [{name: 'db', params: {root_password: {value: secrets.constant}}, provides: ['password']}],
+        },
+        {
+          id: 'app',
+          role: 'appserver',
+          services: [
+            {name: 'app', params: {db_pw: {template: '{{output "db" "password"}}'}, key: {input: true, secret: true}}},
+          ],
+        },
       ],
       inputs: {app: {app: {key: secrets.input}}},
     }
@@ -221,7 +310,8 @@ describe('config server: addresses, TLS, secrets', () => {
     const log = lines.join('')
     expect(log).toContain('"url":"/v1/deployments/s/instances/app/config?wait=5"')
     for (const text of [log, status]) {
-      for (const secret of [...Object.values(secrets), server.adminToken, tokens.db, tokens.app, 'A'.repeat(43)]) expect(text).not.toContain(secret)
+      for (const secret of [...Object.values(secrets), server.adminToken, tokens.db, tokens.app, 'A'.repeat(43)])
+        expect(text).not.toContain(secret)
     }
   })
 })

@@ -25,7 +25,8 @@ async function registered(opts = {}): Promise<{s: TestServer; bootstrap: string}
 }
 
 /** A phone-home with `token`, as raw HTTP (no client that would switch tokens on its own). */
-const phoneHome = (s: TestServer, token: string) => raw(s.url, factsPath, {method: 'PUT', token, body: '{"facts":{"hostname":"db"}}'})
+const phoneHome = (s: TestServer, token: string) =>
+  raw(s.url, factsPath, {method: 'PUT', token, body: '{"facts":{"hostname":"db"}}'})
 
 /** Status of each instance route of the db with `token`. */
 async function instanceRoutes(s: TestServer, token: string): Promise<number[]> {
@@ -108,7 +109,9 @@ describe('config server: the bootstrap token is exchanged at the first phone-hom
     expect(answers.map((a) => a.status)).toEqual([200, 200])
     const tokens = answers.map((a) => a.json().token as string)
     expect(new Set(tokens).size).toBe(2)
-    const statuses = await Promise.all(tokens.map((token) => raw(s.url, `/v1/deployments/wp/instances/${DB}/hosts`, {token}).then((a) => a.status)))
+    const statuses = await Promise.all(
+      tokens.map((token) => raw(s.url, `/v1/deployments/wp/instances/${DB}/hosts`, {token}).then((a) => a.status)),
+    )
     expect(statuses.sort()).toEqual([200, 401])
   })
 
@@ -120,7 +123,9 @@ describe('config server: the bootstrap token is exchanged at the first phone-hom
     expect(late.status).toBe(401)
     expect(late.json().error).toBe(EXCHANGED)
     expect((await phoneHome(s, nodeToken)).status).toBe(200)
-    await expect(testServer({tokenExchangeGraceSec: -1})).rejects.toThrow(/tokenExchangeGraceSec must be a number of seconds, 0 or more/)
+    await expect(testServer({tokenExchangeGraceSec: -1})).rejects.toThrow(
+      /tokenExchangeGraceSec must be a number of seconds, 0 or more/,
+    )
   })
 
   it('reissueTokens starts the instance over with a new bootstrap token; its old tokens stop working', async () => {
@@ -154,7 +159,10 @@ describe('config server: the bootstrap token is exchanged at the first phone-hom
     expect((await phoneHome(server, bootstrap)).json().error).toBe(EXCHANGED)
     // Only hashes are stored.
     const db = new Database(path.join(s.stateDir, 'configserver.sqlite'), {readonly: true})
-    const row = db.prepare('SELECT token_hash, node_token_hash FROM instances WHERE id = ?').get(DB) as {token_hash: Buffer; node_token_hash: Buffer}
+    const row = db.prepare('SELECT token_hash, node_token_hash FROM instances WHERE id = ?').get(DB) as {
+      token_hash: Buffer
+      node_token_hash: Buffer
+    }
     db.close()
     expect(row.token_hash.equals(hashToken(bootstrap))).toBe(true)
     expect(row.node_token_hash.equals(hashToken(nodeToken))).toBe(true)
@@ -174,12 +182,17 @@ describe('config server: the bootstrap token is exchanged at the first phone-hom
       INSERT INTO meta VALUES ('schema', '1');
       INSERT INTO deployments VALUES ('wp', 0, NULL, '{}');
     `)
-    db.prepare(`INSERT INTO instances (deployment, id, role, idx, services, token_hash) VALUES ('wp', ?, 'service:mysql', 1, '[{"name":"mysql","params":{},"provides":[],"after":[]}]', ?)`).run(DB, hashToken(bootstrap))
+    db.prepare(
+      `INSERT INTO instances (deployment, id, role, idx, services, token_hash) VALUES ('wp', ?, 'service:mysql', 1, '[{"name":"mysql","params":{},"provides":[],"after":[]}]', ?)`,
+    ).run(DB, hashToken(bootstrap))
     db.close()
     server = await testServer({stateDir})
     const answer = await phoneHome(server, bootstrap)
     expect(answer.status).toBe(200)
-    expect((await raw(server.url, `/v1/deployments/wp/instances/${DB}/roles`, {token: answer.json().token as string})).status).toBe(200)
+    expect(
+      (await raw(server.url, `/v1/deployments/wp/instances/${DB}/roles`, {token: answer.json().token as string}))
+        .status,
+    ).toBe(200)
     expect((await phoneHome(server, bootstrap)).status).toBe(401)
   })
 })

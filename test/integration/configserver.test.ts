@@ -24,7 +24,9 @@ describe('config server: the seed 000 flow over real HTTP', () => {
     expect(early.status).toBe(202)
     expect(early.retryAfter).toBeGreaterThan(0)
     expect(early.config.complete).toBe(false)
-    expect(early.config.waiting).toEqual([{service: 'wordpress', param: 'db_host', kind: 'fact', instance: 'db.wp.test', key: 'ip'}])
+    expect(early.config.waiting).toEqual([
+      {service: 'wordpress', param: 'db_host', kind: 'fact', instance: 'db.wp.test', key: 'ip'},
+    ])
     expect(early.config.services.wordpress).toEqual({complete: false, params: {site: 'blog'}})
 
     let answered = false
@@ -38,13 +40,18 @@ describe('config server: the seed 000 flow over real HTTP', () => {
     expect(answer.status).toBe(200)
     expect(answer.config.complete).toBe(true)
     expect(answer.config.services.wordpress.params).toEqual({db_host: '127.0.0.7', site: 'blog'})
-    expect(answer.config.roles).toEqual({'service:mysql': [{name: 'db.wp.test', ip: '127.0.0.7'}], appserver: [{name: 'app.wp.test'}]})
+    expect(answer.config.roles).toEqual({
+      'service:mysql': [{name: 'db.wp.test', ip: '127.0.0.7'}],
+      appserver: [{name: 'app.wp.test'}],
+    })
 
     // The db's own config has nothing to wait for; it can do without the role map.
     const dbConfig = await db.getConfig('db.wp.test', {roles: false})
     expect(dbConfig.status).toBe(200)
     expect(dbConfig.config.roles).toEqual({})
-    expect((await db.getConfig('db.wp.test')).config.roles['service:mysql']).toEqual([{name: 'db.wp.test', ip: '127.0.0.7'}])
+    expect((await db.getConfig('db.wp.test')).config.roles['service:mysql']).toEqual([
+      {name: 'db.wp.test', ip: '127.0.0.7'},
+    ])
   })
 
   it('answers a long-poll within 50 ms of the completing phone-home', async () => {
@@ -97,8 +104,12 @@ describe('config server: the seed 000 flow over real HTTP', () => {
     expect(Object.keys(answer.config.services)).toEqual(['web'])
     const whole = await app.getConfig('app')
     expect(whole.status).toBe(202)
-    expect(whole.config.waiting).toEqual([{service: 'worker', param: 'pw', kind: 'output', instance: 'db', service_: 'db', key: 'password'}])
-    expect((await failure(app.getConfig('app', {service: 'nosuch'}))).message).toMatch(/404 instance app runs no service nosuch; it runs: web, worker/)
+    expect(whole.config.waiting).toEqual([
+      {service: 'worker', param: 'pw', kind: 'output', instance: 'db', service_: 'db', key: 'password'},
+    ])
+    expect((await failure(app.getConfig('app', {service: 'nosuch'}))).message).toMatch(
+      /404 instance app runs no service nosuch; it runs: web, worker/,
+    )
   })
 
   it('gives a waiting long-poll a 202 when its time is up', async () => {
@@ -148,7 +159,12 @@ describe('config server: the seed 004 scenario', () => {
     await i2.reportService('I2', 'S1', {state: 'succeeded', exitCode: 0})
     status = await admin.status()
     expect(status.state).toBe('settled')
-    expect(status.instances.flatMap((i) => i.services.map((s) => s.status))).toEqual(['succeeded', 'succeeded', 'succeeded', 'succeeded'])
+    expect(status.instances.flatMap((i) => i.services.map((s) => s.status))).toEqual([
+      'succeeded',
+      'succeeded',
+      'succeeded',
+      'succeeded',
+    ])
   })
 
   it('refuses the deadlocked variant with the cycle, its sources and a hint', async () => {
@@ -156,7 +172,16 @@ describe('config server: the seed 004 scenario', () => {
       instances: seed004.instances.map((instance) => ({
         ...instance,
         services: [
-          {name: 'S1', params: {v: {template: `{{output "${instance.id === 'I1' ? 'I2' : 'I1'}" "S1" "token"}}`, source: {file: 'deploy.conf', line: instance.id === 'I1' ? 13 : 18}}}, provides: ['token']},
+          {
+            name: 'S1',
+            params: {
+              v: {
+                template: `{{output "${instance.id === 'I1' ? 'I2' : 'I1'}" "S1" "token"}}`,
+                source: {file: 'deploy.conf', line: instance.id === 'I1' ? 13 : 18},
+              },
+            },
+            provides: ['token'],
+          },
         ],
       })),
     }
@@ -165,7 +190,10 @@ describe('config server: the seed 004 scenario', () => {
     expect(error.message).toContain('the deployment has 1 problem; nothing was registered')
     const [diagnostic] = error.diagnostics
     expect(diagnostic.message).toBe('deadlock: 2 services wait for each other in a cycle')
-    expect(diagnostic.details).toEqual(['I1/S1 needs {{output "I2" "S1" "token"}} I2/S1  (deploy.conf:13)', 'I2/S1 needs {{output "I1" "S1" "token"}} I1/S1  (deploy.conf:18)'])
+    expect(diagnostic.details).toEqual([
+      'I1/S1 needs {{output "I2" "S1" "token"}} I2/S1  (deploy.conf:13)',
+      'I2/S1 needs {{output "I1" "S1" "token"}} I1/S1  (deploy.conf:18)',
+    ])
     expect(diagnostic.hint).toMatch(/break the cycle/)
     expect((await failure(server.admin('dl').status())).status).toBe(404)
   })
@@ -174,20 +202,46 @@ describe('config server: the seed 004 scenario', () => {
     const dangling: RegisterRequest = {
       instances: [
         {id: 'db', role: 'service:mysql', services: [{name: 'mysql', provides: ['password']}]},
-        {id: 'app', role: 'appserver', services: [{name: 'app', params: {a: {template: '{{ip "service:mysq"}}', source: {file: 'f.conf', line: 3}}, b: {template: '{{output "db" "pasword"}}'}}}]},
+        {
+          id: 'app',
+          role: 'appserver',
+          services: [
+            {
+              name: 'app',
+              params: {
+                a: {template: '{{ip "service:mysq"}}', source: {file: 'f.conf', line: 3}},
+                b: {template: '{{output "db" "pasword"}}'},
+              },
+            },
+          ],
+        },
       ],
     }
     const error = await failure(server.admin('x').register(dangling))
     expect(error.status).toBe(400)
     expect(error.diagnostics.map((d) => [d.message, d.source, d.hint])).toEqual([
-      ['{{ip "service:mysq"}} refers to "service:mysq", but no role or node has that name', {file: 'f.conf', line: 3}, 'did you mean "service:mysql"?'],
-      ['{{output "db" "pasword"}}: no service of db (role service:mysql) provides "pasword"', undefined, 'did you mean "password"?'],
+      [
+        '{{ip "service:mysq"}} refers to "service:mysq", but no role or node has that name',
+        {file: 'f.conf', line: 3},
+        'did you mean "service:mysql"?',
+      ],
+      [
+        '{{output "db" "pasword"}}: no service of db (role service:mysql) provides "pasword"',
+        undefined,
+        'did you mean "password"?',
+      ],
     ])
   })
 
   it('refuses missing inputs listing them, and inputs for params that take none', async () => {
     const request: RegisterRequest = {
-      instances: [{id: 'a', role: 'r', services: [{name: 's', params: {launch_time: {input: true}, other: {input: true}, c: {value: '1'}}}]}],
+      instances: [
+        {
+          id: 'a',
+          role: 'r',
+          services: [{name: 's', params: {launch_time: {input: true}, other: {input: true}, c: {value: '1'}}}],
+        },
+      ],
       inputs: {a: {s: {other: 'x'}}},
     }
     const missing = await failure(server.admin('in').register(request))
@@ -195,12 +249,16 @@ describe('config server: the seed 004 scenario', () => {
     expect(missing.body?.missing).toEqual(['a/s/launch_time'])
     expect(missing.message).toContain('missing inputs: a/s/launch_time')
 
-    const extra = await failure(server.admin('in').register({...request, inputs: {a: {s: {launch_time: 'now', other: 'x', c: 'y'}}}}))
+    const extra = await failure(
+      server.admin('in').register({...request, inputs: {a: {s: {launch_time: 'now', other: 'x', c: 'y'}}}}),
+    )
     expect(extra.status).toBe(400)
     expect(extra.message).toContain('inputs for params that are not inputs: a/s/c')
 
     await server.admin('in').register({...request, inputs: {a: {s: {launch_time: 'now', other: 'x'}}}})
-    const {tokens} = await server.admin('in').register({...request, inputs: {a: {s: {launch_time: 'later', other: 'x'}}}, reissueTokens: ['a']})
+    const {tokens} = await server
+      .admin('in')
+      .register({...request, inputs: {a: {s: {launch_time: 'later', other: 'x'}}}, reissueTokens: ['a']})
     const config = await server.as('in', tokens.a).getConfig('a')
     expect(config.status).toBe(200)
     expect(config.config.services.s.params).toEqual({launch_time: 'later', other: 'x', c: '1'})
@@ -213,7 +271,11 @@ describe('config server: replacing a deployment', () => {
     const first: RegisterRequest = {
       instances: [
         {id: 'db', role: 'service:db', services: [{name: 'db', provides: ['password']}]},
-        {id: 'old', role: 'appserver', services: [{name: 'app', params: {pw: {template: '{{output "service:db" "password"}}'}}}]},
+        {
+          id: 'old',
+          role: 'appserver',
+          services: [{name: 'app', params: {pw: {template: '{{output "service:db" "password"}}'}}}],
+        },
       ],
     }
     const {tokens} = await admin.register(first)
@@ -223,7 +285,14 @@ describe('config server: replacing a deployment', () => {
     const before = (await admin.status()).instances.find((i) => i.id === 'db')!
 
     const second: RegisterRequest = {
-      instances: [first.instances[0], {id: 'new', role: 'appserver', services: [{name: 'app', params: {pw: {template: '{{output "service:db" "password"}}'}}}]}],
+      instances: [
+        first.instances[0],
+        {
+          id: 'new',
+          role: 'appserver',
+          services: [{name: 'app', params: {pw: {template: '{{output "service:db" "password"}}'}}}],
+        },
+      ],
     }
     const again = await admin.register(second)
     expect(Object.keys(again.tokens)).toEqual(['new'])
@@ -278,7 +347,9 @@ describe('config server: replacing a deployment', () => {
 describe('config server: services, status and the startup deadline', () => {
   it('accepts only declared outputs', async () => {
     const {tokens} = await server.admin('d4').register(seed004)
-    const error = await failure(server.as('d4', tokens.I1).reportService('I1', 'S2', {state: 'succeeded', outputs: {token: 't', extra: 'x'}}))
+    const error = await failure(
+      server.as('d4', tokens.I1).reportService('I1', 'S2', {state: 'succeeded', outputs: {token: 't', extra: 'x'}}),
+    )
     expect(error.status).toBe(400)
     expect(error.message).toContain('service S2 does not provide extra; it provides: token')
     expect((await server.admin('d4').state()).instances.find((i) => i.id === 'I1')?.outputs).toEqual({})
@@ -286,11 +357,18 @@ describe('config server: services, status and the startup deadline', () => {
 
   it('a failure fails the deployment, with the reason', async () => {
     const {tokens} = await server.admin('d4').register(seed004)
-    await server.as('d4', tokens.I1).reportService('I1', 'S2', {state: 'failed', exitCode: 3, message: 'apt-get failed'})
+    await server
+      .as('d4', tokens.I1)
+      .reportService('I1', 'S2', {state: 'failed', exitCode: 3, message: 'apt-get failed'})
     const status = await server.admin('d4').status()
     expect(status.state).toBe('failed')
     expect(status.reason).toBe('1 service failed: I1/S2 (exit code 3)')
-    expect(status.instances[0].services[1]).toEqual({name: 'S2', status: 'failed', exitCode: 3, message: 'apt-get failed'})
+    expect(status.instances[0].services[1]).toEqual({
+      name: 'S2',
+      status: 'failed',
+      exitCode: 3,
+      message: 'apt-get failed',
+    })
   })
 
   it('past the startup deadline, every service not started is timed out and the deployment failed', async () => {
@@ -301,10 +379,20 @@ describe('config server: services, status and the startup deadline', () => {
     const status = await server.admin('t').status()
     expect(status.state).toBe('failed')
     expect(status.deadline).toBe(new Date(Date.parse(status.registeredAt) + 1000).toISOString())
-    expect(status.reason).toBe(`the startup deadline ${status.deadline} passed with 3 services not started: I1/S1, I1/S2, I2/S1`)
+    expect(status.reason).toBe(
+      `the startup deadline ${status.deadline} passed with 3 services not started: I1/S1, I1/S2, I2/S1`,
+    )
     const [i1, i2] = status.instances
-    expect(i1.services[0]).toEqual({name: 'S1', status: 'timed out', message: `not started by the startup deadline ${status.deadline}; it was waiting for output token of I2/S2`})
-    expect(i1.services[1]).toEqual({name: 'S2', status: 'timed out', message: `not started by the startup deadline ${status.deadline}; it was ready but never reported`})
+    expect(i1.services[0]).toEqual({
+      name: 'S1',
+      status: 'timed out',
+      message: `not started by the startup deadline ${status.deadline}; it was waiting for output token of I2/S2`,
+    })
+    expect(i1.services[1]).toEqual({
+      name: 'S2',
+      status: 'timed out',
+      message: `not started by the startup deadline ${status.deadline}; it was ready but never reported`,
+    })
     expect(i2.services[1].status).toBe('running')
   })
 

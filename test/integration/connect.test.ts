@@ -4,8 +4,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {readNodeset} from '../../src/nodeset/read.js'
-import {openConfigServer} from '../../src/operator/connect.js'
-import {Workspace} from '../../src/operator/workspace.js'
+import {openConfigServer} from '../../src/operations/connect.js'
+import {Workspace} from '../../src/operations/workspace.js'
 
 describe('the embedded config server', () => {
   it('keeps its port from run to run, and moves to a free one when that port is taken', async () => {

@@ -8,9 +8,9 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
-import {openConfigServer} from '../../src/operator/connect.js'
-import {openDeployment} from '../../src/operator/deployment.js'
-import {BootTimeoutError, createNodes} from '../../src/operator/nodes.js'
+import {openConfigServer} from '../../src/operations/connect.js'
+import {openDeployment} from '../../src/operations/deployment.js'
+import {BootTimeoutError, createNodes} from '../../src/operations/nodes.js'
 import type {NodeRequest, Provider} from '../../src/providers/provider.js'
 import {mustRunLocalNodes, ROOT, runCli, sshRun} from '../helpers/cli.js'
 import {localProviderProblem} from '../../src/providers/local-system.js'
@@ -39,7 +39,10 @@ services = probe
 fs.writeFileSync(scaled, `[general]\nextends = base.conf\n[role:app]\nnodes = 3\n`)
 
 const namespaces = () => execFileSync('ip', ['netns', 'list'], {encoding: 'utf8'})
-const result = (stdout: string) => JSON.parse(stdout.slice(stdout.lastIndexOf('{\n  "type": "result"'))) as {nodes: Array<{name: string; address: string; createdNow: boolean; phonedHome?: string}>}
+const result = (stdout: string) =>
+  JSON.parse(stdout.slice(stdout.lastIndexOf('{\n  "type": "result"'))) as {
+    nodes: Array<{name: string; address: string; createdNow: boolean; phonedHome?: string}>
+  }
 
 describe.runIf(await mustRunLocalNodes())('create-node on local nodes', () => {
   beforeAll(async () => {
@@ -89,12 +92,24 @@ describe.runIf(await mustRunLocalNodes())('create-node on local nodes', () => {
   it('adds exactly the new nodes when nodes is raised, and --prune removes the extras', async () => {
     const up = await runCli(['create-node', scaled, '--json'])
     expect(up.code, up.stderr).toBe(0)
-    expect(result(up.stdout).nodes.filter((n) => n.createdNow).map((n) => n.name)).toEqual(['app2.create.test', 'app3.create.test'])
+    expect(
+      result(up.stdout)
+        .nodes.filter((n) => n.createdNow)
+        .map((n) => n.name),
+    ).toEqual(['app2.create.test', 'app3.create.test'])
     const listed = JSON.parse((await runCli(['list-nodes', scaled, '--json'])).stdout)
-    expect(listed.nodes.map((n: {name: string; state: string}) => `${n.name} ${n.state}`)).toEqual(['app1.create.test running', 'app2.create.test running', 'app3.create.test running', 'db1.create.test running'])
+    expect(listed.nodes.map((n: {name: string; state: string}) => `${n.name} ${n.state}`)).toEqual([
+      'app1.create.test running',
+      'app2.create.test running',
+      'app3.create.test running',
+      'db1.create.test running',
+    ])
 
     const extras = JSON.parse((await runCli(['list-nodes', base, '--json'])).stdout)
-    expect(extras.nodes.filter((n: {planned: boolean}) => !n.planned).map((n: {name: string}) => n.name)).toEqual(['app2.create.test', 'app3.create.test'])
+    expect(extras.nodes.filter((n: {planned: boolean}) => !n.planned).map((n: {name: string}) => n.name)).toEqual([
+      'app2.create.test',
+      'app3.create.test',
+    ])
     const kept = await runCli(['create-node', base, '--json'])
     expect(kept.code, kept.stderr).toBe(0)
     expect(kept.stderr).toContain('app2.create.test is not in')
@@ -110,7 +125,8 @@ describe.runIf(await mustRunLocalNodes())('create-node on local nodes', () => {
     // A real node whose user data never phones home: the run must give up at the deadline.
     const silent: Provider = {
       name: 'local',
-      create: (requests: NodeRequest[]) => deployment.provider.create(requests.map((r) => ({...r, userData: '#!/bin/sh\nexit 0\n'}))),
+      create: (requests: NodeRequest[]) =>
+        deployment.provider.create(requests.map((r) => ({...r, userData: '#!/bin/sh\nexit 0\n'}))),
       list: (dep) => deployment.provider.list(dep),
       destroy: (nodes) => deployment.provider.destroy(nodes),
     }
@@ -118,9 +134,21 @@ describe.runIf(await mustRunLocalNodes())('create-node on local nodes', () => {
     const server = await openConfigServer(deployment.nodeset, deployment.workspace, operatorAddress)
     const started = Date.now()
     try {
-      const error = await createNodes({plan: deployment.result.plan, provider: silent, server: server.client, nodeUrl: server.nodeUrl, hostKeys: deployment.hostKeys, bootTimeoutSec: 4}, {rollbackOnFailure: true, pollMs: 100}).catch((e: unknown) => e)
+      const error = await createNodes(
+        {
+          plan: deployment.result.plan,
+          provider: silent,
+          server: server.client,
+          nodeUrl: server.nodeUrl,
+          hostKeys: deployment.hostKeys,
+          bootTimeoutSec: 4,
+        },
+        {rollbackOnFailure: true, pollMs: 100},
+      ).catch((e: unknown) => e)
       expect(error).toBeInstanceOf(BootTimeoutError)
-      expect((error as Error).message).toMatch(/2 nodes have not phoned home within boot_timeout \(4s\): app2\.create\.test, app3\.create\.test; rolled back the 2 nodes this run created/)
+      expect((error as Error).message).toMatch(
+        /2 nodes have not phoned home within boot_timeout \(4s\): app2\.create\.test, app3\.create\.test; rolled back the 2 nodes this run created/,
+      )
       expect(Date.now() - started).toBeLessThan(20_000)
     } finally {
       await server.close()

@@ -53,7 +53,11 @@ interface Run {
 
 async function nodeset(...args: string[]): Promise<Run> {
   try {
-    const {stdout, stderr} = await execFile(process.execPath, [bin, ...args], {cwd: work, timeout: 240_000, maxBuffer: 16 * 1024 * 1024})
+    const {stdout, stderr} = await execFile(process.execPath, [bin, ...args], {
+      cwd: work,
+      timeout: 240_000,
+      maxBuffer: 16 * 1024 * 1024,
+    })
     return {code: 0, stdout, stderr}
   } catch (error) {
     const e = error as {code: number; stdout: string; stderr: string}
@@ -65,8 +69,26 @@ const addresses = new Map<string, string>()
 
 /** A command on a node over SSH, its host key checked against the one nodeset pinned. */
 async function onNode(node: string, command: string): Promise<string> {
-  const args = ['-F', '/dev/null', '-i', path.join(workspace, 'id_ed25519'), '-o', `UserKnownHostsFile=${path.join(workspace, 'known_hosts')}`, '-o', 'GlobalKnownHostsFile=/dev/null']
-  args.push('-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', `HostKeyAlias=${node}`, `root@${addresses.get(node)}`, command)
+  const args = [
+    '-F',
+    '/dev/null',
+    '-i',
+    path.join(workspace, 'id_ed25519'),
+    '-o',
+    `UserKnownHostsFile=${path.join(workspace, 'known_hosts')}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+  ]
+  args.push(
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    `HostKeyAlias=${node}`,
+    `root@${addresses.get(node)}`,
+    command,
+  )
   return (await execFile('ssh', args, {timeout: 30_000})).stdout
 }
 
@@ -133,7 +155,10 @@ function traffic(url: string, graceMs: number, clients = 2) {
 }
 
 /** An update (or rollback) with traffic through the balancer all along. */
-async function underTraffic(args: string[], graceMs = 0): Promise<Run & {requests: number; failed: string[]; beforeFirstAnswer: number}> {
+async function underTraffic(
+  args: string[],
+  graceMs = 0,
+): Promise<Run & {requests: number; failed: string[]; beforeFirstAnswer: number}> {
   const stop = traffic(balancerUrl, graceMs)
   const run = await nodeset(...args)
   const counts = await stop()
@@ -153,10 +178,22 @@ async function served(): Promise<{versions: Set<string>; nodes: Set<string>; rel
   const answers: Answer[] = []
   for (let i = 0; i < 12; i++) answers.push(await answer(balancerUrl))
   for (const node of [APP1, APP2]) answers.push(await answer(`http://${addresses.get(node)}:8080/`))
-  return {versions: new Set(answers.map((a) => a.version)), nodes: new Set(answers.map((a) => a.node)), releases: new Set(answers.map((a) => a.release))}
+  return {
+    versions: new Set(answers.map((a) => a.version)),
+    nodes: new Set(answers.map((a) => a.node)),
+    releases: new Set(answers.map((a) => a.release)),
+  }
 }
 
-async function releases(): Promise<Array<{node: string; current: string | null; previous: string | null; running: boolean; releases: Array<{id: string; current: boolean}>}>> {
+async function releases(): Promise<
+  Array<{
+    node: string
+    current: string | null
+    previous: string | null
+    running: boolean
+    releases: Array<{id: string; current: boolean}>
+  }>
+> {
   const run = await nodeset('releases', 'hello', conf, '--json')
   expect(run.stderr).toBe('')
   expect(run.code).toBe(0)
@@ -166,7 +203,12 @@ async function releases(): Promise<Array<{node: string; current: string | null; 
 /** Lines of the hello app's migration log on each appserver. */
 async function migrations(): Promise<string[]> {
   const lines: string[] = []
-  for (const node of [APP1, APP2]) lines.push(...(await onNode(node, 'cat /srv/nodeset/apps/hello/data/migrations.log 2>/dev/null || true')).split('\n').filter(Boolean))
+  for (const node of [APP1, APP2])
+    lines.push(
+      ...(await onNode(node, 'cat /srv/nodeset/apps/hello/data/migrations.log 2>/dev/null || true'))
+        .split('\n')
+        .filter(Boolean),
+    )
   return lines
 }
 
@@ -183,7 +225,9 @@ describe.runIf(mustRun)('deploying an app to real nodes', () => {
     expect(up.code).toBe(0)
     expect(up.stdout).toMatch(/dt-deploy is up: http:\/\/10\.79\.1\.\d+:80\//)
     balancerUrl = /is up: (\S+)/.exec(up.stdout)![1]
-    const listed = JSON.parse((await nodeset('list-nodes', conf, '--json')).stdout) as {nodes: Array<{name: string; address: string}>}
+    const listed = JSON.parse((await nodeset('list-nodes', conf, '--json')).stdout) as {
+      nodes: Array<{name: string; address: string}>
+    }
     for (const n of listed.nodes) addresses.set(n.name, n.address)
   }, 240_000)
 
@@ -193,7 +237,9 @@ describe.runIf(mustRun)('deploying an app to real nodes', () => {
   }, 120_000)
 
   it('refuses a bad app.ini with its file:line and a hint, exit code 2, before touching a node', async () => {
-    const dir = appVersion('bad', 'v0', {'app.ini': '[production]\napp_name = hello\ncomand = node server.js\nservice.postgres =\n'})
+    const dir = appVersion('bad', 'v0', {
+      'app.ini': '[production]\napp_name = hello\ncomand = node server.js\nservice.postgres =\n',
+    })
     const run = await nodeset('update', dir, conf)
     expect(run.code).toBe(2)
     // Paths are shown relative to the working directory.
@@ -234,7 +280,10 @@ describe.runIf(mustRun)('deploying an app to real nodes', () => {
     const password = /^CONFIG_MYSQL_PASSWORD='([A-Za-z0-9]+)'$/m.exec(env)![1]
     databasePassword = password
     expect(run.stdout + run.stderr).not.toContain(password)
-    const sql = await onNode(APP2, `set -a; . /srv/nodeset/apps/hello/env; MYSQL_PWD="$CONFIG_MYSQL_PASSWORD" mariadb -h "$CONFIG_MYSQL_HOST" -P "$CONFIG_MYSQL_PORT" -u "$CONFIG_MYSQL_USER" "$CONFIG_MYSQL_DBNAME" -N -e 'CREATE TABLE IF NOT EXISTS t (n INT); SELECT DATABASE(), CURRENT_USER()'`)
+    const sql = await onNode(
+      APP2,
+      `set -a; . /srv/nodeset/apps/hello/env; MYSQL_PWD="$CONFIG_MYSQL_PASSWORD" mariadb -h "$CONFIG_MYSQL_HOST" -P "$CONFIG_MYSQL_PORT" -u "$CONFIG_MYSQL_USER" "$CONFIG_MYSQL_DBNAME" -N -e 'CREATE TABLE IF NOT EXISTS t (n INT); SELECT DATABASE(), CURRENT_USER()'`,
+    )
     expect(sql.trim()).toBe('hello\thello@%')
     // The app runs unprivileged, and cannot change its own code.
     expect((await onNode(APP1, 'ps -o user= -p "$(cat /var/lib/nodeset/apps/hello.pid)"')).trim()).toBe('nobody')
@@ -244,7 +293,11 @@ describe.runIf(mustRun)('deploying an app to real nodes', () => {
   it('a v2 whose migration fails: exit 1 saying what failed where, and v1 still serves everywhere', async () => {
     const run = await underTraffic(['update', appVersion('v2-broken', 'v2', {FAIL_MIGRATION: ''}), conf])
     expect(run.code).toBe(1)
-    expect(run.stderr).toMatch(new RegExp(`update of hello to \\S+ failed at hook on ${APP1.replace(/\./g, '\\.')}: update_fetch hook failed on node ${APP1.replace(/\./g, '\\.')}`))
+    expect(run.stderr).toMatch(
+      new RegExp(
+        `update of hello to \\S+ failed at hook on ${APP1.replace(/\./g, '\\.')}: update_fetch hook failed on node ${APP1.replace(/\./g, '\\.')}`,
+      ),
+    )
     expect(run.stderr).toContain('failed on purpose (FAIL_MIGRATION)')
     expect(run.stderr).toContain(`  ${APP1}: reverted, runs ${v1}\n  ${APP2}: not switched, runs ${v1}`)
     expect(run.beforeFirstAnswer).toBe(0)
@@ -262,15 +315,29 @@ describe.runIf(mustRun)('deploying an app to real nodes', () => {
 
   it('a v3 that does not start: the switch fails on the first appserver, which goes back to v1; --json says so', async () => {
     const broken = appVersion('v3-broken', 'v3')
-    fs.writeFileSync(path.join(broken, 'app.ini'), fs.readFileSync(path.join(broken, 'app.ini'), 'utf8').replace('command = node server.js', 'command = node missing.js'))
+    fs.writeFileSync(
+      path.join(broken, 'app.ini'),
+      fs
+        .readFileSync(path.join(broken, 'app.ini'), 'utf8')
+        .replace('command = node server.js', 'command = node missing.js'),
+    )
     const run = await underTraffic(['update', broken, conf, '--json'])
     expect(run.code).toBe(1)
     expect(run.beforeFirstAnswer).toBe(0)
     expect(run.failed).toEqual([])
     const result = JSON.parse(run.stdout.slice(run.stdout.lastIndexOf('\n{\n') + 1))
     expect(result).toMatchObject({type: 'result', app: 'hello', ok: false, failure: {node: APP1, step: 'switch'}})
-    expect(result.failure.message).toMatch(/switch to \S+ failed on node app1\.deploy\.test .*exit code 1:\nnodeset-app: hello exited before it listened on port 8080; the end of \/var\/log\/nodeset\/apps\/hello\.log:\n.*Cannot find module .*missing\.js/s)
-    expect(result.nodes.map((n: {node: string; outcome: string; release: string; inRotation: boolean}) => [n.node, n.outcome, n.release, n.inRotation])).toEqual([
+    expect(result.failure.message).toMatch(
+      /switch to \S+ failed on node app1\.deploy\.test .*exit code 1:\nnodeset-app: hello exited before it listened on port 8080; the end of \/var\/log\/nodeset\/apps\/hello\.log:\n.*Cannot find module .*missing\.js/s,
+    )
+    expect(
+      result.nodes.map((n: {node: string; outcome: string; release: string; inRotation: boolean}) => [
+        n.node,
+        n.outcome,
+        n.release,
+        n.inRotation,
+      ]),
+    ).toEqual([
       [APP1, 'reverted', v1, true],
       [APP2, 'not switched', v1, true],
     ])
@@ -284,7 +351,10 @@ describe.runIf(mustRun)('deploying an app to real nodes', () => {
     expect(before).toHaveLength(3)
     const good = appVersion('v2', 'v2')
     fs.appendFileSync(path.join(good, 'app.ini'), 'keep_releases = 2\n')
-    fs.writeFileSync(path.join(good, 'app.ini'), fs.readFileSync(path.join(good, 'app.ini'), 'utf8').replace('keep_releases = 5\n', ''))
+    fs.writeFileSync(
+      path.join(good, 'app.ini'),
+      fs.readFileSync(path.join(good, 'app.ini'), 'utf8').replace('keep_releases = 5\n', ''),
+    )
     const run = await underTraffic(['update', good, conf, '--batch-size', '2'])
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)

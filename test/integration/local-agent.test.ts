@@ -46,14 +46,23 @@ describe.runIf(mustRun)('the agent on local nodes', () => {
   beforeAll(async () => {
     if (problem) throw new Error(problem)
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
-    provider = new LocalProvider({subnet: '10.77.12.0/24', stateRoot: join(work, 'state'), authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
+    provider = new LocalProvider({
+      subnet: '10.77.12.0/24',
+      stateRoot: join(work, 'state'),
+      authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')],
+    })
     const {operatorAddress} = await provider.prepare(deployment)
     expect(operatorAddress).toBe('10.77.12.1')
     server = await startConfigServer({stateDir: join(work, 'server'), listen: {host: operatorAddress, port: 0}})
     admin = new ConfigServerClient({url: server.url, deployment, token: server.adminToken})
     ;({tokens} = await admin.register({
       instances: [
-        {id: APP, role: 'appserver', index: 1, services: [{name: 'app', params: {db_host: {template: '{{ip "service:mysql"}}'}}}]},
+        {
+          id: APP,
+          role: 'appserver',
+          index: 1,
+          services: [{name: 'app', params: {db_host: {template: '{{ip "service:mysql"}}'}}}],
+        },
         {id: DB, role: 'service:mysql', index: 1, services: [{name: 'mysql'}]},
       ],
     }))
@@ -93,7 +102,10 @@ describe.runIf(mustRun)('the agent on local nodes', () => {
     // The host keys it reported are the node's real ones: the operator can pin them.
     expect([...(facts(DB).ssh_host_keys as string[])].sort()).toEqual([...(await provider.readHostKeys(db))].sort())
 
-    const config = JSON.parse(readFileSync(onNode(APP, 'nodeset/config.json'), 'utf8')) as {complete: boolean; services: Record<string, {params: Record<string, string>}>}
+    const config = JSON.parse(readFileSync(onNode(APP, 'nodeset/config.json'), 'utf8')) as {
+      complete: boolean
+      services: Record<string, {params: Record<string, string>}>
+    }
     expect(config.complete).toBe(true)
     expect(config.services.app.params.db_host).toBe(db.address)
 
@@ -107,7 +119,20 @@ describe.runIf(mustRun)('the agent on local nodes', () => {
     // Seen from inside the app node over SSH: its /etc/hosts resolves the database, its config is private.
     const knownHosts = join(work, 'known_hosts')
     writeFileSync(knownHosts, await provider.knownHosts(app))
-    const {stdout} = await execFile('ssh', ['-F', '/dev/null', '-i', key, '-o', `UserKnownHostsFile=${knownHosts}`, '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', `root@${app.address}`, `getent hosts ${DB}; stat -c %a /etc/nodeset/config.json`])
+    const {stdout} = await execFile('ssh', [
+      '-F',
+      '/dev/null',
+      '-i',
+      key,
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'BatchMode=yes',
+      `root@${app.address}`,
+      `getent hosts ${DB}; stat -c %a /etc/nodeset/config.json`,
+    ])
     const [resolved, mode] = stdout.trim().split('\n')
     expect(resolved.split(/\s+/)).toEqual([db.address, DB, 'db1'])
     expect(mode).toBe('600')

@@ -40,8 +40,26 @@ let existedBefore: Record<string, boolean>
 async function ssh(address: string, knownHosts: string, command: string): Promise<string> {
   const file = join(work, `known_hosts-${address}-${Math.random().toString(36).slice(2)}`)
   writeFileSync(file, knownHosts)
-  const args = ['-F', '/dev/null', '-i', key, '-o', `UserKnownHostsFile=${file}`, '-o', 'GlobalKnownHostsFile=/dev/null']
-  args.push('-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=5', `root@${address}`, command)
+  const args = [
+    '-F',
+    '/dev/null',
+    '-i',
+    key,
+    '-o',
+    `UserKnownHostsFile=${file}`,
+    '-o',
+    'GlobalKnownHostsFile=/dev/null',
+  ]
+  args.push(
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=5',
+    `root@${address}`,
+    command,
+  )
   return (await execFile('ssh', args, {timeout: 20_000})).stdout
 }
 
@@ -76,7 +94,9 @@ describe.runIf(mustRun)('local provider', () => {
     const created = await provider.create(requests)
     const elapsed = Date.now() - started
     expect(elapsed).toBeLessThan(5000)
-    expect(created.map((n) => [n.name, n.state, n.sshUser, n.sshPort])).toEqual(requests.map((r) => [r.name, 'running', 'root', 22]))
+    expect(created.map((n) => [n.name, n.state, n.sshUser, n.sshPort])).toEqual(
+      requests.map((r) => [r.name, 'running', 'root', 22]),
+    )
     for (const n of created) nodes.set(n.name, n)
     const [app, db] = created
     expect(app.address).not.toBe(db.address)
@@ -88,7 +108,9 @@ describe.runIf(mustRun)('local provider', () => {
       expect(await provider.readHostKeys(n)).toContain(key)
       knownHosts.set(n.name, `${n.address} ${key}\n`)
       // Its own hostname, in the kernel (UTS namespace) and in its /etc/hostname.
-      expect(await ssh(n.address!, knownHosts.get(n.name)!, 'hostname; cat /etc/hostname')).toBe(`${n.name}\n${n.name}\n`)
+      expect(await ssh(n.address!, knownHosts.get(n.name)!, 'hostname; cat /etc/hostname')).toBe(
+        `${n.name}\n${n.name}\n`,
+      )
       // Its user data ran inside it, as a boot runs it.
       expect(await ssh(n.address!, knownHosts.get(n.name)!, 'cat /var/lib/nodeset/ran')).toBe(`ran on ${n.name}\n`)
     }
@@ -99,19 +121,37 @@ describe.runIf(mustRun)('local provider', () => {
     const app = nodes.get('app1.lt-pair.test')!
     const db = nodes.get('db1.lt-pair.test')!
     await ssh(app.address!, knownHosts.get(app.name)!, 'echo app-only > /etc/nodeset/marker')
-    expect(await ssh(db.address!, knownHosts.get(db.name)!, 'ls -A /etc/nodeset; test -e /etc/nodeset/marker || echo absent')).toMatch(/absent\n$/)
+    expect(
+      await ssh(
+        db.address!,
+        knownHosts.get(db.name)!,
+        'ls -A /etc/nodeset; test -e /etc/nodeset/marker || echo absent',
+      ),
+    ).toMatch(/absent\n$/)
     expect(existsSync('/etc/nodeset/marker')).toBe(false)
     expect(readFileSync(join(provider.etcDir(deployment, app.name), 'nodeset/marker'), 'utf8')).toBe('app-only\n')
 
     // The db's key does not vouch for the app's address: ssh refuses.
     const wrong = `${app.address} ${knownHosts.get(db.name)!.split(' ').slice(1).join(' ')}`
-    await expect(ssh(app.address!, wrong, 'true')).rejects.toThrow(/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/)
+    await expect(ssh(app.address!, wrong, 'true')).rejects.toThrow(
+      /Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/,
+    )
 
-    const banner = await ssh(app.address!, knownHosts.get(app.name)!, `bash -c 'exec 3<>/dev/tcp/${db.address}/22; head -c 8 <&3'`)
+    const banner = await ssh(
+      app.address!,
+      knownHosts.get(app.name)!,
+      `bash -c 'exec 3<>/dev/tcp/${db.address}/22; head -c 8 <&3'`,
+    )
     expect(banner).toBe('SSH-2.0-')
     // No DNS server reaches the nodes: an unknown name fails at once rather than after resolver timeouts.
     const asked = Date.now()
-    expect(await ssh(app.address!, knownHosts.get(app.name)!, `getent hosts ${db.name} || echo unknown; getent hosts nothing.invalid || echo unknown`)).toBe('unknown\nunknown\n')
+    expect(
+      await ssh(
+        app.address!,
+        knownHosts.get(app.name)!,
+        `getent hosts ${db.name} || echo unknown; getent hosts nothing.invalid || echo unknown`,
+      ),
+    ).toBe('unknown\nunknown\n')
     expect(Date.now() - asked).toBeLessThan(5000)
     // The host reaches them through the bridge, from the subnet's first address.
     expect(await ssh(app.address!, knownHosts.get(app.name)!, 'echo $SSH_CLIENT')).toMatch(/^10\.77\.11\.1 /)
@@ -120,24 +160,41 @@ describe.runIf(mustRun)('local provider', () => {
   it('lists its nodes, and a retried create makes nothing twice', async () => {
     const listed = await provider.list(deployment)
     expect(listed.map((n) => [n.name, n.role, n.index, n.state, n.address])).toEqual(
-      [...nodes.values()].map((n) => [n.name, n.role, n.index, 'running', n.address]).sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
+      [...nodes.values()]
+        .map((n) => [n.name, n.role, n.index, 'running', n.address])
+        .sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
     )
     const pidsBefore = [...nodes.values()].map((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}))
     const again = await provider.create(requests)
-    expect(again.map((n) => [n.name, n.address, n.id])).toEqual([...nodes.values()].map((n) => [n.name, n.address, n.id]))
-    expect([...nodes.values()].map((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}))).toEqual(pidsBefore)
-    expect(netnsList().split('\n').filter((l) => l.includes('lt-pair'))).toHaveLength(2)
-    await expect(provider.create([{...requests[0], role: 'balancer'}])).rejects.toThrow(/already exists as appserver #1: destroy it before/)
+    expect(again.map((n) => [n.name, n.address, n.id])).toEqual(
+      [...nodes.values()].map((n) => [n.name, n.address, n.id]),
+    )
+    expect([...nodes.values()].map((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}))).toEqual(
+      pidsBefore,
+    )
+    expect(
+      netnsList()
+        .split('\n')
+        .filter((l) => l.includes('lt-pair')),
+    ).toHaveLength(2)
+    await expect(provider.create([{...requests[0], role: 'balancer'}])).rejects.toThrow(
+      /already exists as appserver #1: destroy it before/,
+    )
   })
 
   it('reaches at once a node that takes the address of a node just destroyed', async () => {
     const app = nodes.get('app1.lt-pair.test')!
-    const reach = async (address: string): Promise<string> => ssh(app.address!, knownHosts.get(app.name)!, `bash -c 'exec 3<>/dev/tcp/${address}/22; head -c 8 <&3'`)
-    const [first] = await provider.create([{deployment, name: 'tmp1.lt-pair.test', role: 'worker', index: 1, userData: ''}])
+    const reach = async (address: string): Promise<string> =>
+      ssh(app.address!, knownHosts.get(app.name)!, `bash -c 'exec 3<>/dev/tcp/${address}/22; head -c 8 <&3'`)
+    const [first] = await provider.create([
+      {deployment, name: 'tmp1.lt-pair.test', role: 'worker', index: 1, userData: ''},
+    ])
     expect(await reach(first.address!)).toBe('SSH-2.0-') // the host and the app now cache its MAC
     await provider.destroy([first])
     const started = Date.now()
-    const [second] = await provider.create([{deployment, name: 'tmp2.lt-pair.test', role: 'worker', index: 2, userData: ''}])
+    const [second] = await provider.create([
+      {deployment, name: 'tmp2.lt-pair.test', role: 'worker', index: 2, userData: ''},
+    ])
     expect(second.address).toBe(first.address)
     expect(await reach(second.address!)).toBe('SSH-2.0-')
     expect(Date.now() - started).toBeLessThan(5000)
@@ -145,18 +202,30 @@ describe.runIf(mustRun)('local provider', () => {
   })
 
   it('refuses a subnet that another interface of the host already uses', async () => {
-    const other = new LocalProvider({subnet: '10.77.11.128/25', stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
-    await expect(other.create([{deployment: 'lt-clash', name: 'x1', role: 'appserver', index: 1, userData: ''}])).rejects.toThrow(
+    const other = new LocalProvider({
+      subnet: '10.77.11.128/25',
+      stateRoot,
+      authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')],
+    })
+    await expect(
+      other.create([{deployment: 'lt-clash', name: 'x1', role: 'appserver', index: 1, userData: ''}]),
+    ).rejects.toThrow(
       /subnet 10\.77\.11\.128\/25 overlaps 10\.77\.11\.1\/24 on nsb-lt-pai-[0-9a-f]{4}: give this deployment another subnet/,
     )
     expect(existsSync(join(stateRoot, 'lt-clash'))).toBe(false)
   })
 
   it('removes a prepared bridge that got no node', async () => {
-    const other = new LocalProvider({subnet: '10.77.13.0/24', stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
+    const other = new LocalProvider({
+      subnet: '10.77.13.0/24',
+      stateRoot,
+      authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')],
+    })
     const {bridge, hostAddress} = await other.prepareNetwork('lt-empty')
     expect(hostAddress).toBe('10.77.13.1')
-    expect(execFileSync('ip', ['-o', '-4', 'addr', 'show', 'dev', bridge], {encoding: 'utf8'})).toContain('10.77.13.1/24')
+    expect(execFileSync('ip', ['-o', '-4', 'addr', 'show', 'dev', bridge], {encoding: 'utf8'})).toContain(
+      '10.77.13.1/24',
+    )
     await other.release('lt-empty')
     expect(links()).not.toContain(bridge)
     expect(existsSync(join(stateRoot, 'lt-empty'))).toBe(false)
@@ -164,9 +233,14 @@ describe.runIf(mustRun)('local provider', () => {
 
   it('destroys everything it made: processes, namespaces, links, bridge, overlays and files', async () => {
     const listed = await provider.list(deployment)
-    const pids = listed.flatMap((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}).split(/\s+/).filter(Boolean).map(Number))
+    const pids = listed.flatMap((n) =>
+      execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}).split(/\s+/).filter(Boolean).map(Number),
+    )
     expect(pids.length).toBeGreaterThanOrEqual(4) // per node: sshd and the service the user data started
-    const services = (): number[] => processes().filter((p) => p.commandLine === `sleep ${SERVICE_MARK}`).map((p) => p.pid)
+    const services = (): number[] =>
+      processes()
+        .filter((p) => p.commandLine === `sleep ${SERVICE_MARK}`)
+        .map((p) => p.pid)
     expect(services()).toHaveLength(2)
     const bridge = provider.bridgeFor(deployment)
     expect(links()).toContain(bridge)

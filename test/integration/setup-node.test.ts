@@ -42,7 +42,10 @@ hostnames = web.setup.test
 fs.writeFileSync(scaled, `[general]\nextends = base.conf\n[appserver]\nnodes = 3\n`)
 fs.writeFileSync(broken, `[general]\nextends = scaled.conf\n[role:broken]\nservices = failing\n`)
 
-function jsonResult(result: CliResult): {ok: boolean; steps: Array<{node: string; step: string; status: string; message?: string; tail?: string}>} {
+function jsonResult(result: CliResult): {
+  ok: boolean
+  steps: Array<{node: string; step: string; status: string; message?: string; tail?: string}>
+} {
   const start = result.stdout.lastIndexOf('{\n  "type": "result"')
   if (start < 0) throw new Error(`no result in output (exit ${result.code}): ${result.stderr.slice(-2000)}`)
   return JSON.parse(result.stdout.slice(start))
@@ -57,7 +60,8 @@ function failures(result: CliResult): string {
   }
 }
 
-const byStep = (r: {steps: Array<{node: string; step: string; status: string}>}) => Object.fromEntries(r.steps.map((s) => [`${s.node}/${s.step}`, s.status]))
+const byStep = (r: {steps: Array<{node: string; step: string; status: string}>}) =>
+  Object.fromEntries(r.steps.map((s) => [`${s.node}/${s.step}`, s.status]))
 
 async function balancerAnswers(times: number): Promise<Set<string>> {
   const seen = new Set<string>()
@@ -93,16 +97,28 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
     expect(report.steps).toHaveLength(4 * 2 + 2 * 2 + 1 + 1)
     const status = JSON.parse((await runCli(['status', base, '--json'])).stdout)
     expect(status.state).toBe('settled')
-    expect(status.instances.flatMap((i: {services: Array<{status: string}>}) => i.services.map((s) => s.status))).toEqual(Array(6).fill('succeeded'))
+    expect(
+      status.instances.flatMap((i: {services: Array<{status: string}>}) => i.services.map((s) => s.status)),
+    ).toEqual(Array(6).fill('succeeded'))
 
     const roles = await sshRun(workspace, APP(1), 'cat /etc/nodeset/roles; cat /etc/nodeset/roles.json; cat /etc/hosts')
-    expect(roles.stdout).toContain('appserver = app1.setup.test 10.81.0.2\nappserver = app2.setup.test 10.81.0.3\nservice.mysql = mysql.setup.test 10.81.0.4\nbalancer = balancer.setup.test 10.81.0.5\n')
-    expect(JSON.parse(roles.stdout.slice(roles.stdout.indexOf('{'), roles.stdout.lastIndexOf('}') + 1))['service:mysql']).toEqual([{name: 'mysql.setup.test', ip: '10.81.0.4', index: 1}])
-    expect(roles.stdout).toMatch(/# BEGIN nodeset setup-test\n10\.81\.0\.2 app1\.setup\.test app1\n[\s\S]*10\.81\.0\.5 balancer\.setup\.test balancer\n# END nodeset setup-test/)
+    expect(roles.stdout).toContain(
+      'appserver = app1.setup.test 10.81.0.2\nappserver = app2.setup.test 10.81.0.3\nservice.mysql = mysql.setup.test 10.81.0.4\nbalancer = balancer.setup.test 10.81.0.5\n',
+    )
+    expect(
+      JSON.parse(roles.stdout.slice(roles.stdout.indexOf('{'), roles.stdout.lastIndexOf('}') + 1))['service:mysql'],
+    ).toEqual([{name: 'mysql.setup.test', ip: '10.81.0.4', index: 1}])
+    expect(roles.stdout).toMatch(
+      /# BEGIN nodeset setup-test\n10\.81\.0\.2 app1\.setup\.test app1\n[\s\S]*10\.81\.0\.5 balancer\.setup\.test balancer\n# END nodeset setup-test/,
+    )
     expect(roles.stdout).toMatch(/^127\.0\.0\.1 localhost$/m)
 
     // The appserver reaches the database node by its name.
-    const reach = await sshRun(workspace, APP(1), `node -e "require('net').connect(3306, 'mysql.setup.test').on('connect', () => { console.log('connected'); process.exit(0) }).on('error', (e) => { console.error(e.message); process.exit(1) })"`)
+    const reach = await sshRun(
+      workspace,
+      APP(1),
+      `node -e "require('net').connect(3306, 'mysql.setup.test').on('connect', () => { console.log('connected'); process.exit(0) }).on('error', (e) => { console.error(e.message); process.exit(1) })"`,
+    )
     expect(reach.stdout.trim(), reach.stderr).toBe('connected')
 
     // The balancer forwards to both appservers.
@@ -121,7 +137,10 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
     const result = await runCli(['setup-node', scaled, '--json'])
     expect(result.code, failures(result)).toBe(0)
     const status = byStep(jsonResult(result))
-    const ran = Object.entries(status).filter(([, s]) => s === 'done').map(([k]) => k).sort()
+    const ran = Object.entries(status)
+      .filter(([, s]) => s === 'done')
+      .map(([k]) => k)
+      .sort()
     expect(ran).toEqual(
       [
         'app1.setup.test/wiring',
@@ -151,7 +170,9 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
     expect(failing.status).toBe('failed')
     expect(failing.message).toContain('exit code 3')
     expect(failing.tail).toContain('cannot configure the frobnicator on broken1.setup.test')
-    expect(report.steps.filter((s) => s !== failing).every((s) => s.status === 'done' || s.status === 'skipped')).toBe(true)
+    expect(report.steps.filter((s) => s !== failing).every((s) => s.status === 'done' || s.status === 'skipped')).toBe(
+      true,
+    )
     const text = await runCli(['setup-node', broken])
     expect(text.code).toBe(1)
     expect(text.stdout).toMatch(/broken1\.setup\.test\s+failing\s+failed\s+exit code 3/)
@@ -168,7 +189,13 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
     expect(destroyed.code, destroyed.stderr).toBe(0)
     const report = JSON.parse(destroyed.stdout)
     expect(report.destroyed).toEqual(['broken1.setup.test'])
-    expect(report.rewired.map((r: {node: string}) => r.node).sort()).toEqual(['app1.setup.test', 'app2.setup.test', 'app3.setup.test', 'balancer.setup.test', 'mysql.setup.test'])
+    expect(report.rewired.map((r: {node: string}) => r.node).sort()).toEqual([
+      'app1.setup.test',
+      'app2.setup.test',
+      'app3.setup.test',
+      'balancer.setup.test',
+      'mysql.setup.test',
+    ])
     for (const address of [APP(1), '10.81.0.4']) {
       const after = await sshRun(workspace, address, 'cat /etc/nodeset/roles /etc/hosts')
       expect(after.stdout).not.toContain('broken1')
@@ -182,7 +209,9 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
     const keyDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-key-'))
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(keyDir, 'k')])
     const impostor = fs.readFileSync(path.join(keyDir, 'k.pub'), 'utf8').trim().split(' ').slice(0, 2).join(' ')
-    const lines = original.split('\n').map((l) => (l.startsWith('app2.setup.test') ? `${l.split(' ')[0]} ${impostor}` : l))
+    const lines = original
+      .split('\n')
+      .map((l) => (l.startsWith('app2.setup.test') ? `${l.split(' ')[0]} ${impostor}` : l))
     fs.writeFileSync(knownHosts, lines.join('\n'))
     try {
       const result = await runCli(['setup-node', scaled, '--json', '--force'])
@@ -196,5 +225,4 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
       fs.writeFileSync(knownHosts, original)
     }
   })
-
 })

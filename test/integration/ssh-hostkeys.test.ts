@@ -3,13 +3,22 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {afterAll, afterEach, beforeAll, describe, expect, test} from 'vitest'
-import {fingerprint, HostKeyMismatchError, HostKeyStore, parseHostKey, UnknownHostKeyError, type HostKeyPolicy} from '../../src/setup/hostkeys.js'
-import {connect, SshAuthError, SshUnreachableError, type ConnectOptions, type SshTarget} from '../../src/setup/ssh.js'
+import {
+  fingerprint,
+  HostKeyMismatchError,
+  HostKeyStore,
+  parseHostKey,
+  UnknownHostKeyError,
+  type HostKeyPolicy,
+} from '../../src/ssh/hostkeys.js'
+import {connect, SshAuthError, SshUnreachableError, type ConnectOptions, type SshTarget} from '../../src/ssh/ssh.js'
 import {freePort, shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 /** What OpenSSH itself prints for a public key line. */
 function sshKeygenFingerprint(line: string): string {
-  return execFileSync('ssh-keygen', ['-lf', '-'], {input: line + '\n'}).toString().split(' ')[1]
+  return execFileSync('ssh-keygen', ['-lf', '-'], {input: line + '\n'})
+    .toString()
+    .split(' ')[1]
 }
 
 describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', () => {
@@ -61,14 +70,18 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
     const logins = sshd.logins()
     const error = await connect(target, options({mode: 'pinned', store})).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(UnknownHostKeyError)
-    expect((error as Error).message).toContain(`static1.test at [127.0.0.1]:${sshd.port} is unknown: ${sshKeygenFingerprint(sshd.hostKeyLine)}`)
+    expect((error as Error).message).toContain(
+      `static1.test at [127.0.0.1]:${sshd.port} is unknown: ${sshKeygenFingerprint(sshd.hostKeyLine)}`,
+    )
     expect(sshd.logins()).toBe(logins)
   })
 
   test('a static node with an unknown key is refused without trust-on-first-use, pinned with it', async () => {
     store = HostKeyStore.inStateDir(join(dir, '.nodeset-tofu'))
     const knownHostsPaths = [emptyKnownHosts()]
-    await expect(connect(target, options({mode: 'static', store, knownHostsPaths}))).rejects.toThrow(/--trust-on-first-use/)
+    await expect(connect(target, options({mode: 'static', store, knownHostsPaths}))).rejects.toThrow(
+      /--trust-on-first-use/,
+    )
     expect(store.lookup(target.nodeName)).toBeUndefined()
 
     const first = await connect(target, options({mode: 'static', store, knownHostsPaths, trustOnFirstUse: true}))
@@ -83,7 +96,9 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
   test('hashed ~/.ssh/known_hosts entries (as ssh-keyscan -H writes them) are matched', async () => {
     store = HostKeyStore.inStateDir(join(dir, '.nodeset-hashed'))
     const knownHosts = join(dir, 'known_hosts_hashed')
-    const scanned = execFileSync('ssh-keyscan', ['-H', '-t', 'ed25519', '-p', String(sshd.port), '127.0.0.1'], {stdio: ['ignore', 'pipe', 'ignore']}).toString()
+    const scanned = execFileSync('ssh-keyscan', ['-H', '-t', 'ed25519', '-p', String(sshd.port), '127.0.0.1'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).toString()
     expect(scanned).toMatch(/^\|1\|/)
     writeFileSync(knownHosts, scanned)
     const session = await connect(target, options({mode: 'static', store, knownHostsPaths: [knownHosts]}))
@@ -100,14 +115,18 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
     ;(await connect(target, options({mode: 'static', store, knownHostsPaths: [byName]}))).close()
     const otherPort = join(dir, 'known_hosts_other_port')
     writeFileSync(otherPort, `127.0.0.1 ${sshd.hostKeyLine}\n`)
-    await expect(connect(target, options({mode: 'static', store, knownHostsPaths: [otherPort]}))).rejects.toThrow(UnknownHostKeyError)
+    await expect(connect(target, options({mode: 'static', store, knownHostsPaths: [otherPort]}))).rejects.toThrow(
+      UnknownHostKeyError,
+    )
   })
 
   test('a @revoked key is refused even with trust-on-first-use', async () => {
     store = HostKeyStore.inStateDir(join(dir, '.nodeset-revoked'))
     const revoked = join(dir, 'known_hosts_revoked')
     writeFileSync(revoked, `@revoked * ${sshd.hostKeyLine}\n`)
-    await expect(connect(target, options({mode: 'static', store, knownHostsPaths: [revoked], trustOnFirstUse: true}))).rejects.toThrow(/marked @revoked/)
+    await expect(
+      connect(target, options({mode: 'static', store, knownHostsPaths: [revoked], trustOnFirstUse: true})),
+    ).rejects.toThrow(/marked @revoked/)
     expect(store.lookup(target.nodeName)).toBeUndefined()
   })
 
@@ -132,7 +151,9 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
     // Never retried, never logged in, and trust-on-first-use cannot override a pin.
     expect(Date.now() - started).toBeLessThan(5000)
     expect(sshd.logins()).toBe(logins)
-    await expect(connect(target, options({mode: 'static', store, knownHostsPaths: [emptyKnownHosts()], trustOnFirstUse: true}))).rejects.toThrow(HostKeyMismatchError)
+    await expect(
+      connect(target, options({mode: 'static', store, knownHostsPaths: [emptyKnownHosts()], trustOnFirstUse: true})),
+    ).rejects.toThrow(HostKeyMismatchError)
     expect(store.lookup(target.nodeName)!.keys.map(fingerprint)).toEqual([sshKeygenFingerprint(oldKey)])
   })
 
@@ -142,7 +163,10 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
     const wrongKey = join(dir, 'wrong_key')
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', wrongKey])
     const started = Date.now()
-    const error = await connect({...target, privateKeyPath: wrongKey}, options({mode: 'pinned', store}, {retryForMs: 30_000})).catch((e: unknown) => e)
+    const error = await connect(
+      {...target, privateKeyPath: wrongKey},
+      options({mode: 'pinned', store}, {retryForMs: 30_000}),
+    ).catch((e: unknown) => e)
     expect(error).toBeInstanceOf(SshAuthError)
     expect((error as Error).message).toContain(`tried ${wrongKey}`)
     expect((error as Error).message).toMatch(/Check ssh_user and ssh_key/)
@@ -156,9 +180,13 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
       store.pin('strict.test', '127.0.0.1', [strict.hostKeyLine], strict.port)
       const home = mkdtempSync(join(dir, 'home-'))
       mkdirSync(join(home, '.ssh'))
-      for (const name of ['wrong_one', 'wrong_two']) execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(home, '.ssh', name)])
+      for (const name of ['wrong_one', 'wrong_two'])
+        execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', join(home, '.ssh', name)])
       // The right key comes third, after the server has given up.
-      writeFileSync(join(home, '.ssh', 'config'), `Host strict.test\n  IdentityFile ~/.ssh/wrong_one\n  IdentityFile ~/.ssh/wrong_two\n  IdentityFile ${strict.clientKeyPath}\n`)
+      writeFileSync(
+        join(home, '.ssh', 'config'),
+        `Host strict.test\n  IdentityFile ~/.ssh/wrong_one\n  IdentityFile ~/.ssh/wrong_two\n  IdentityFile ${strict.clientKeyPath}\n`,
+      )
       const started = Date.now()
       const error = await connect(
         {nodeName: 'strict.test', host: '127.0.0.1', port: strict.port},
@@ -176,7 +204,9 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
     store = HostKeyStore.inStateDir(join(dir, '.nodeset-passphrase'))
     const locked = join(dir, 'locked_key')
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret-passphrase', '-f', locked])
-    await expect(connect({...target, privateKeyPath: locked}, options({mode: 'pinned', store}))).rejects.toThrow(/passphrase: load it into ssh-agent \(ssh-add/)
+    await expect(connect({...target, privateKeyPath: locked}, options({mode: 'pinned', store}))).rejects.toThrow(
+      /passphrase: load it into ssh-agent \(ssh-add/,
+    )
   })
 
   test('a node whose sshd is still starting is retried until it answers', async () => {
@@ -205,7 +235,9 @@ describe.skipIf(shouldSkipSshd())('host key verification against a real sshd', (
     const port = await freePort()
     store = HostKeyStore.inStateDir(join(dir, '.nodeset-never'))
     const started = Date.now()
-    const error = await connect({...target, port}, options({mode: 'pinned', store}, {retryForMs: 1500})).catch((e: unknown) => e)
+    const error = await connect({...target, port}, options({mode: 'pinned', store}, {retryForMs: 1500})).catch(
+      (e: unknown) => e,
+    )
     expect(error).toBeInstanceOf(SshUnreachableError)
     expect((error as Error).message).toMatch(/ECONNREFUSED.*Check the address and port/)
     expect(Date.now() - started).toBeGreaterThanOrEqual(1000)

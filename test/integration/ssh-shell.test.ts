@@ -2,12 +2,15 @@ import {execFileSync} from 'node:child_process'
 import {constants} from 'node:os'
 import fc from 'fast-check'
 import {describe, expect, test} from 'vitest'
-import {asRoot, shellJoin, shellQuote, withEnv, withTimeout} from '../../src/setup/ssh-shell.js'
+import {asRoot, shellJoin, shellQuote, withEnv, withTimeout} from '../../src/ssh/shell.js'
 
 /** Run a command line with the real /bin/sh (dash on Debian), as a node would. */
 function sh(command: string): {stdout: string; code: number} {
   try {
-    return {stdout: execFileSync('/bin/sh', ['-c', command], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}), code: 0}
+    return {
+      stdout: execFileSync('/bin/sh', ['-c', command], {encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe']}),
+      code: 0,
+    }
   } catch (error) {
     const e = error as {status: number | null; signal: NodeJS.Signals | null; stdout: string}
     // Killed by a signal: the shell convention, as SshSession reports it.

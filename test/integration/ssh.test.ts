@@ -5,8 +5,15 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {HostKeyStore} from '../../src/setup/hostkeys.js'
-import {connect, ExecTimeoutError, RemoteCommandError, SessionPool, SshClosedError, type SshSession} from '../../src/setup/ssh.js'
+import {HostKeyStore} from '../../src/ssh/hostkeys.js'
+import {
+  connect,
+  ExecTimeoutError,
+  RemoteCommandError,
+  SessionPool,
+  SshClosedError,
+  type SshSession,
+} from '../../src/ssh/ssh.js'
 import {processes, shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
@@ -56,16 +63,21 @@ describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
 
   test('env values arrive exactly, whatever characters they hold', async () => {
     const tricky = `it's "quoted" $HOME \`id\` ; rm -rf / \n second line`
-    const result = await session.exec('printf %s "$GREETING"; printf "|%s" "$OTHER"', {env: {GREETING: tricky, OTHER: 'plain'}})
+    const result = await session.exec('printf %s "$GREETING"; printf "|%s" "$OTHER"', {
+      env: {GREETING: tricky, OTHER: 'plain'},
+    })
     expect(result.stdout).toBe(`${tricky}|plain`)
   })
 
   test('output streams while the command runs, and multi-byte characters are not split', async () => {
     const chunks: Array<{chunk: string; stream: string; at: number}> = []
     const started = Date.now()
-    const result = await session.exec(`printf 'first\\n'; sleep 0.4; printf '\\303'; sleep 0.2; printf '\\251\\n'; printf 'err\\n' >&2; printf 'last\\n'`, {
-      onOutput: (chunk, stream) => chunks.push({chunk, stream, at: Date.now() - started}),
-    })
+    const result = await session.exec(
+      `printf 'first\\n'; sleep 0.4; printf '\\303'; sleep 0.2; printf '\\251\\n'; printf 'err\\n' >&2; printf 'last\\n'`,
+      {
+        onOutput: (chunk, stream) => chunks.push({chunk, stream, at: Date.now() - started}),
+      },
+    )
     expect(result.stdout).toBe('first\n\u00e9\nlast\n')
     const stdout = chunks.filter((c) => c.stream === 'stdout')
     expect(stdout[0].chunk).toBe('first\n')
@@ -73,7 +85,12 @@ describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
     expect(chunks[chunks.length - 1].at - stdout[0].at).toBeGreaterThanOrEqual(300)
     expect(stdout.map((c) => c.chunk).join('')).toBe(result.stdout)
     expect(stdout.some((c) => c.chunk.includes('\ufffd'))).toBe(false)
-    expect(chunks.filter((c) => c.stream === 'stderr').map((c) => c.chunk).join('')).toBe('err\n')
+    expect(
+      chunks
+        .filter((c) => c.stream === 'stderr')
+        .map((c) => c.chunk)
+        .join(''),
+    ).toBe('err\n')
   })
 
   test('a command past its timeout is stopped on the node, with its children', async () => {
@@ -114,9 +131,13 @@ describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
   test('a failed upload leaves no temporary file and says why', async () => {
     const blocked = join(dir, 'blocked')
     await session.upload(blocked, 'a file where a directory is needed')
-    await expect(session.upload(join(blocked, 'inside.txt'), 'x')).rejects.toThrow(/upload of .*inside\.txt to node node1\.test .*failed/)
+    await expect(session.upload(join(blocked, 'inside.txt'), 'x')).rejects.toThrow(
+      /upload of .*inside\.txt to node node1\.test .*failed/,
+    )
     await expect(session.upload(join(dir, 'remote'), 'x')).rejects.toThrow(/remote is a directory/)
-    await expect(session.download(join(dir, 'missing.txt'))).rejects.toThrow(/download of .*missing\.txt .*No such file/)
+    await expect(session.download(join(dir, 'missing.txt'))).rejects.toThrow(
+      /download of .*missing\.txt .*No such file/,
+    )
     expect(readdirSync(dir).filter((name) => name.includes('.nodeset-'))).toEqual([])
     expect(readdirSync(join(dir, 'remote'))).toEqual(['nested'])
   })
@@ -145,7 +166,12 @@ describe.skipIf(shouldSkipSshd())('SSH session against a real sshd', () => {
 
   test('a session pool connects each node once, even when asked concurrently, and again only after a loss', async () => {
     const store = HostKeyStore.inStateDir(join(dir, '.nodeset'))
-    const pool = new SessionPool({hostKeys: {mode: 'pinned', store}, sshConfigPath: null, agentSocket: null, homeDir: dir})
+    const pool = new SessionPool({
+      hostKeys: {mode: 'pinned', store},
+      sshConfigPath: null,
+      agentSocket: null,
+      homeDir: dir,
+    })
     const target = {nodeName: 'node1.test', host: '127.0.0.1', port: sshd.port, privateKeyPath: sshd.clientKeyPath}
     const before = sshd.logins()
     const [a, b] = await Promise.all([pool.get(target), pool.get(target)])

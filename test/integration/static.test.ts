@@ -4,14 +4,25 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {installScript, parseStaticHosts, StaticProvider, staticLayout, uninstallScript, type StaticHost} from '../../src/providers/static.js'
+import {
+  installScript,
+  parseStaticHosts,
+  StaticProvider,
+  staticLayout,
+  uninstallScript,
+  type StaticHost,
+} from '../../src/providers/static.js'
 import type {NodeRequest} from '../../src/providers/provider.js'
-import {fingerprint, HostKeyStore, parseHostKey} from '../../src/setup/hostkeys.js'
+import {fingerprint, HostKeyStore, parseHostKey} from '../../src/ssh/hostkeys.js'
 import {freePort, processes, shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
 describe('static hosts and scripts, as data', () => {
   test('hosts = name=address[:port] …, separated by spaces, commas or newlines', () => {
-    expect(parseStaticHosts('app1.example.com=203.0.113.10 db.example.com=[2001:db8::5]:2222,\n cache.example.com  ip6=2001:db8::7 lab=lab-box:2200')).toEqual([
+    expect(
+      parseStaticHosts(
+        'app1.example.com=203.0.113.10 db.example.com=[2001:db8::5]:2222,\n cache.example.com  ip6=2001:db8::7 lab=lab-box:2200',
+      ),
+    ).toEqual([
       {name: 'app1.example.com', address: '203.0.113.10'},
       {name: 'db.example.com', address: '2001:db8::5', port: 2222},
       {name: 'cache.example.com', address: 'cache.example.com'},
@@ -35,13 +46,24 @@ describe('static hosts and scripts, as data', () => {
     const onServer = installScript(staticLayout('/'))
     expect(onServer).toContain(': >/etc/nodeset/no-boot-hook')
     expect(onServer).toContain('ExecStart=/bin/sh /var/lib/nodeset/agent.sh')
-    expect(onServer).toContain("'@reboot root /bin/sh /var/lib/nodeset/agent.sh >/dev/null 2>&1' >/etc/cron.d/nodeset-agent")
-    expect(onServer).toMatch(/\$detach nohup \/bin\/sh \/var\/lib\/nodeset\/agent\.sh >\/var\/lib\/nodeset\/agent\.out 2>&1 <\/dev\/null &\necho \$! >\/var\/lib\/nodeset\/agent\.pid$/)
+    expect(onServer).toContain(
+      "'@reboot root /bin/sh /var/lib/nodeset/agent.sh >/dev/null 2>&1' >/etc/cron.d/nodeset-agent",
+    )
+    expect(onServer).toMatch(
+      /\$detach nohup \/bin\/sh \/var\/lib\/nodeset\/agent\.sh >\/var\/lib\/nodeset\/agent\.out 2>&1 <\/dev\/null &\necho \$! >\/var\/lib\/nodeset\/agent\.pid$/,
+    )
     expect(onServer).not.toContain('NODESET_AGENT_ROOT')
     const relocated = installScript(staticLayout('/tmp/root dir'))
-    expect(relocated).toContain(`NODESET_AGENT_ROOT='/tmp/root dir' $detach nohup /bin/sh '/tmp/root dir/var/lib/nodeset/agent.sh'`)
+    expect(relocated).toContain(
+      `NODESET_AGENT_ROOT='/tmp/root dir' $detach nohup /bin/sh '/tmp/root dir/var/lib/nodeset/agent.sh'`,
+    )
     // Both scripts parse as sh.
-    for (const script of [onServer, relocated, uninstallScript(staticLayout('/')), uninstallScript(staticLayout('/tmp/root dir'))]) {
+    for (const script of [
+      onServer,
+      relocated,
+      uninstallScript(staticLayout('/')),
+      uninstallScript(staticLayout('/tmp/root dir')),
+    ]) {
       execFileSync('/bin/sh', ['-n', '-c', script])
     }
   })
@@ -70,14 +92,23 @@ wait
 `
   const request = (name: string): NodeRequest => ({deployment: 'demo', name, role: 'appserver', index: 1, userData})
 
-  const provider = (hosts: StaticHost[], extra: {trustOnFirstUse?: boolean; retryForMs?: number} = {}): StaticProvider =>
+  const provider = (
+    hosts: StaticHost[],
+    extra: {trustOnFirstUse?: boolean; retryForMs?: number} = {},
+  ): StaticProvider =>
     new StaticProvider({
       hosts,
       stateDir,
       remoteRoot,
       trustOnFirstUse: extra.trustOnFirstUse,
       knownHostsPaths: [join(dir, 'known_hosts')],
-      ssh: (host) => ({nodeName: host.name, host: host.address, port: host.port, user: 'root', privateKeyPath: sshd.clientKeyPath}),
+      ssh: (host) => ({
+        nodeName: host.name,
+        host: host.address,
+        port: host.port,
+        user: 'root',
+        privateKeyPath: sshd.clientKeyPath,
+      }),
       connectOptions: {sshConfigPath: null, agentSocket: null, homeDir: dir, retryForMs: extra.retryForMs ?? 3000},
     })
   // The server is this machine: the agent's shell and its sleep show in the process table.
@@ -109,16 +140,26 @@ wait
     for (const pid of agentProcesses()) {
       try {
         process.kill(pid, 'SIGKILL')
-      } catch {}
+      } catch {
+        // already gone
+      }
     }
     await sshd?.stop()
     rmSync(dir, {recursive: true, force: true})
   })
 
-  const web1 = (): StaticHost => ({name: 'web1.static.test', address: '127.0.0.1', port: sshd.port, role: 'appserver', index: 1})
+  const web1 = (): StaticHost => ({
+    name: 'web1.static.test',
+    address: '127.0.0.1',
+    port: sshd.port,
+    role: 'appserver',
+    index: 1,
+  })
 
   test('an unknown host key stops create before anything is installed', async () => {
-    await expect(provider([web1()]).create([request('web1.static.test')])).rejects.toThrow(/web1\.static\.test: Host key of node web1\.static\.test .* is unknown.*\n.*--trust-on-first-use/)
+    await expect(provider([web1()]).create([request('web1.static.test')])).rejects.toThrow(
+      /web1\.static\.test: Host key of node web1\.static\.test .* is unknown.*\n.*--trust-on-first-use/,
+    )
     expect(existsSync(join(remoteRoot, 'var', 'lib', 'nodeset'))).toBe(false)
     expect(await provider([web1()]).list('demo')).toEqual([])
   })
@@ -135,7 +176,17 @@ wait
   test('create (trust on first use) installs the agent, its boot hook, starts it detached and records the node', async () => {
     const records = await provider([web1()], {trustOnFirstUse: true}).create([request('web1.static.test')])
     expect(records).toEqual([
-      {deployment: 'demo', name: 'web1.static.test', role: 'appserver', index: 1, id: 'web1.static.test', address: '127.0.0.1', state: 'running', sshUser: 'root', sshPort: sshd.port},
+      {
+        deployment: 'demo',
+        name: 'web1.static.test',
+        role: 'appserver',
+        index: 1,
+        id: 'web1.static.test',
+        address: '127.0.0.1',
+        state: 'running',
+        sshUser: 'root',
+        sshPort: sshd.port,
+      },
     ])
     const lib = join(remoteRoot, 'var', 'lib', 'nodeset')
     await waitFor(() => existsSync(join(remoteRoot, 'etc', 'nodeset', 'agent-ran')), 'the agent to run')
@@ -171,11 +222,17 @@ wait
   })
 
   test('a host not in hosts is refused by name; a host that cannot be reached fails alone, the others are installed', async () => {
-    await expect(provider([web1()]).create([request('ghost.static.test')])).rejects.toThrow(/ghost\.static\.test is not in \[provider\] hosts: add ghost\.static\.test=ADDRESS/)
+    await expect(provider([web1()]).create([request('ghost.static.test')])).rejects.toThrow(
+      /ghost\.static\.test is not in \[provider\] hosts: add ghost\.static\.test=ADDRESS/,
+    )
     const closedPort = await freePort()
     const hosts = [web1(), {name: 'down.static.test', address: '127.0.0.1', port: closedPort}]
-    const error = await provider(hosts, {retryForMs: 500}).create([request('web1.static.test'), request('down.static.test')]).catch((e: unknown) => e)
-    expect((error as Error).message).toMatch(/1 of 2 nodes failed\ndown\.static\.test: Cannot reach node down\.static\.test/)
+    const error = await provider(hosts, {retryForMs: 500})
+      .create([request('web1.static.test'), request('down.static.test')])
+      .catch((e: unknown) => e)
+    expect((error as Error).message).toMatch(
+      /1 of 2 nodes failed\ndown\.static\.test: Cannot reach node down\.static\.test/,
+    )
     expect((await provider(hosts).list('demo')).map((n) => n.name)).toEqual(['web1.static.test'])
   })
 
@@ -191,7 +248,9 @@ wait
     expect(existsSync(join(remoteRoot, 'etc', 'nodeset'))).toBe(false)
     expect(existsSync(join(remoteRoot, 'etc', 'cron.d', 'nodeset-agent'))).toBe(false)
     expect(existsSync(join(remoteRoot, 'var', 'log', 'nodeset-agent.log'))).toBe(false)
-    expect(readFileSync(join(remoteRoot, 'etc', 'hosts'), 'utf8')).toBe('127.0.0.1 localhost\n# BEGIN nodeset other\n10.0.0.9 x.other\n# END nodeset other\n')
+    expect(readFileSync(join(remoteRoot, 'etc', 'hosts'), 'utf8')).toBe(
+      '127.0.0.1 localhost\n# BEGIN nodeset other\n10.0.0.9 x.other\n# END nodeset other\n',
+    )
     expect(await p.list('demo')).toEqual([])
     // The server itself is untouched and still answers.
     expect(existsSync(join(remoteRoot, 'etc', 'hosts'))).toBe(true)

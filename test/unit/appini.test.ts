@@ -6,7 +6,11 @@ import {checkAppAgainstNodeset, parseAppIni, readAppConfig, type NodesetOffer} f
 import {DiagnosticsError, formatDiagnostic} from '../../src/core/diagnostics.js'
 
 const FILE = '/apps/blog/app.ini'
-const offer: NodesetOffer = {nodesetFile: 'foobar.conf', apps: ['blog', 'shop'], services: ['appserver', 'mysql', 'balancer']}
+const offer: NodesetOffer = {
+  nodesetFile: 'foobar.conf',
+  apps: ['blog', 'shop'],
+  services: ['appserver', 'mysql', 'balancer'],
+}
 
 function problems(text: string): string[] {
   return parseAppIni(text, FILE).problems.map(formatDiagnostic)
@@ -28,7 +32,10 @@ describe('app.ini', () => {
   })
 
   it('gives defaults and reads update_fetch lines as requests or commands, silverlining style', () => {
-    const {config, problems} = parseAppIni('[production]\napp_name = blog\ncommand = ./run --port $PORT\nupdate_fetch =\n  /setup-stuff\n  script:bin/migrate --all\n  python manage.py migrate\n', FILE)
+    const {config, problems} = parseAppIni(
+      '[production]\napp_name = blog\ncommand = ./run --port $PORT\nupdate_fetch =\n  /setup-stuff\n  script:bin/migrate --all\n  python manage.py migrate\n',
+      FILE,
+    )
     expect(problems).toEqual([])
     expect(config).toMatchObject({healthCheck: '/', keepReleases: 5, services: []})
     expect(config!.updateFetch).toEqual([
@@ -50,16 +57,22 @@ describe('app.ini', () => {
   })
 
   it('suggests the key meant by a misspelt one, and what replaces a silverlining key', () => {
-    const found = problems('[production]\napp_name = blog\ncomand = node server.js\nhealth_chek = /\nrunner = app.py#application\nservice.mysql =\nservice.mysql =\n')
+    const found = problems(
+      '[production]\napp_name = blog\ncomand = node server.js\nhealth_chek = /\nrunner = app.py#application\nservice.mysql =\nservice.mysql =\n',
+    )
     expect(found).toContain(`${FILE}:3: unknown key "comand"\n  hint: did you mean "command"?`)
     expect(found).toContain(`${FILE}:4: unknown key "health_chek"\n  hint: did you mean "health_check"?`)
-    expect(found).toContain(`${FILE}:5: runner is a silverlining setting nodeset does not use\n  hint: nodeset starts any process: set "command" to what starts the app (it gets $PORT)`)
+    expect(found).toContain(
+      `${FILE}:5: runner is a silverlining setting nodeset does not use\n  hint: nodeset starts any process: set "command" to what starts the app (it gets $PORT)`,
+    )
     expect(found).toContain(`${FILE}:7: service mysql is listed twice\n  hint: keep one service.NAME line per service`)
     expect(found.some((p) => p.includes('command is missing'))).toBe(true)
   })
 
   it('refuses values it cannot use, each at its own line', () => {
-    const found = problems('[production]\napp_name = my blog\ncommand = node server.js\nhealth_check = health\nkeep_releases = 1\nupdate_fetch = http://localhost/migrate\n[devel]\n')
+    const found = problems(
+      '[production]\napp_name = my blog\ncommand = node server.js\nhealth_check = health\nkeep_releases = 1\nupdate_fetch = http://localhost/migrate\n[devel]\n',
+    )
     expect(found).toEqual([
       `${FILE}:7: section [devel] is not read\n  hint: put the app's settings under [production]`,
       `${FILE}:2: app_name "my blog" is not a valid app name\n  hint: use 1-32 letters, digits, "_" and "-", starting with a letter or digit (it names the database and the directories)`,
@@ -74,7 +87,10 @@ describe('app.ini', () => {
   })
 
   it('checks the app against the nodeset: a location must name it, and a node must run each service it needs', () => {
-    const {config} = parseAppIni('[production]\napp_name = blgo\ncommand = x\nservice.mysql =\nservice.postgres =\nservice.mysq =\n', FILE)
+    const {config} = parseAppIni(
+      '[production]\napp_name = blgo\ncommand = x\nservice.mysql =\nservice.postgres =\nservice.mysq =\n',
+      FILE,
+    )
     const found = checkAppAgainstNodeset(config!, offer).map(formatDiagnostic)
     expect(found).toEqual([
       `${FILE}:2: app "blgo" is not in the locations of foobar.conf\n  hint: did you mean "blog"?`,

@@ -8,7 +8,13 @@ import {extractRefs, missingValues, renderTemplate, type World} from '../../src/
 
 const service = (spec: Partial<ServiceSpec> & {name: string}): ServiceSpec => serviceSpecSchema.parse(spec)
 
-function instance(id: string, role: string, index: number, services: ServiceSpec[], extra: Partial<InstanceRecord> = {}): InstanceRecord {
+function instance(
+  id: string,
+  role: string,
+  index: number,
+  services: ServiceSpec[],
+  extra: Partial<InstanceRecord> = {},
+): InstanceRecord {
   return {id, role, index, services, tokenHash: Buffer.alloc(32), facts: {}, runs: {}, ...extra}
 }
 
@@ -24,7 +30,14 @@ describe('resolution', () => {
       [
         instance('db', 'service:db', 1, [service({name: 'db', provides: ['password']})]),
         instance('app', 'appserver', 1, [
-          service({name: 'app', params: {site: {value: 'blog'}, when: {input: true}, host: {template: 'mysql://{{ip "service:db"}}/{{output "db" "password"}}'}}}),
+          service({
+            name: 'app',
+            params: {
+              site: {value: 'blog'},
+              when: {input: true},
+              host: {template: 'mysql://{{ip "service:db"}}/{{output "db" "password"}}'},
+            },
+          }),
         ]),
       ],
       {inputs: {app: {app: {when: 'now'}}}},
@@ -42,9 +55,14 @@ describe('resolution', () => {
       ],
     })
     expect(d.recordFacts('db', {hostname: 'db'}, '10.0.0.5', T0).sort()).toEqual(['app', 'db'])
-    expect(d.config(app).waiting).toEqual([{service: 'app', param: 'host', kind: 'output', instance: 'db', service_: 'db', key: 'password'}])
+    expect(d.config(app).waiting).toEqual([
+      {service: 'app', param: 'host', kind: 'output', instance: 'db', service_: 'db', key: 'password'},
+    ])
     d.recordRun('db', 'db', {state: 'succeeded', exitCode: 0, outputs: {password: 'pw'}}, T0)
-    expect(d.config(app).services.app).toEqual({complete: true, params: {site: 'blog', when: 'now', host: 'mysql://10.0.0.5/pw'}})
+    expect(d.config(app).services.app).toEqual({
+      complete: true,
+      params: {site: 'blog', when: 'now', host: 'mysql://10.0.0.5/pw'},
+    })
     // A later phone-home from another address changes the value (the cache follows).
     d.recordFacts('db', {}, '10.0.0.6', T0 + 1)
     expect(d.config(app).services.app.params.host).toBe('mysql://10.0.0.6/pw')
@@ -54,19 +72,33 @@ describe('resolution', () => {
     const d = deployment([
       instance('app2', 'appserver', 2, []),
       instance('app1', 'appserver', 1, []),
-      instance('lb', 'balancer', 1, [service({name: 'lb', params: {upstream: {template: '{{#each (nodes "appserver")}}{{name}}={{ip}};{{/each}}'}}})]),
+      instance('lb', 'balancer', 1, [
+        service({name: 'lb', params: {upstream: {template: '{{#each (nodes "appserver")}}{{name}}={{ip}};{{/each}}'}}}),
+      ]),
     ])
     const lb = d.instance('lb')!
     d.recordFacts('app2', {}, '10.0.0.2', T0)
-    expect(d.config(lb).waiting).toEqual([{service: 'lb', param: 'upstream', kind: 'fact', instance: 'app1', key: 'ip'}])
+    expect(d.config(lb).waiting).toEqual([
+      {service: 'lb', param: 'upstream', kind: 'fact', instance: 'app1', key: 'ip'},
+    ])
     d.recordFacts('app1', {}, '10.0.0.1', T0)
     expect(d.config(lb).services.lb.params.upstream).toBe('app1=10.0.0.1;app2=10.0.0.2;')
-    expect(d.roles().map).toEqual({appserver: [{name: 'app1', ip: '10.0.0.1'}, {name: 'app2', ip: '10.0.0.2'}], balancer: [{name: 'lb'}]})
+    expect(d.roles().map).toEqual({
+      appserver: [
+        {name: 'app1', ip: '10.0.0.1'},
+        {name: 'app2', ip: '10.0.0.2'},
+      ],
+      balancer: [{name: 'lb'}],
+    })
   })
 
   it('renders per instance when a template reads the instance itself', () => {
     const params = {id: {template: '{{name}}#{{n}} via {{ip "db"}} from {{ip}}'}}
-    const d = deployment([instance('db', 'db', 1, []), instance('a1', 'app', 1, [service({name: 's', params})]), instance('a2', 'app', 2, [service({name: 's', params})])])
+    const d = deployment([
+      instance('db', 'db', 1, []),
+      instance('a1', 'app', 1, [service({name: 's', params})]),
+      instance('a2', 'app', 2, [service({name: 's', params})]),
+    ])
     d.recordFacts('db', {}, '10.0.0.9', T0)
     d.recordFacts('a1', {}, '10.0.0.1', T0)
     expect(d.config(d.instance('a1')!).services.s.params.id).toBe('a1#1 via 10.0.0.9 from 10.0.0.1')
@@ -78,7 +110,9 @@ describe('resolution', () => {
       instance('db', 'service:db', 1, []),
       instance('byname', 'x', 1, [service({name: 's', params: {a: {template: '{{ip "db"}}'}}})]),
       instance('byrole', 'x', 2, [service({name: 's', params: {a: {template: '{{ip "service:db"}}'}}})]),
-      instance('other', 'x', 3, [service({name: 's', params: {a: {template: '{{ip "byname"}}'}, b: {value: '{{ip "db"}}'}}})]),
+      instance('other', 'x', 3, [
+        service({name: 's', params: {a: {template: '{{ip "byname"}}'}, b: {value: '{{ip "db"}}'}}}),
+      ]),
     ])
     expect(d.dependentsOf('db').sort()).toEqual(['byname', 'byrole', 'db'])
     expect(d.dependentsOf('byname').sort()).toEqual(['byname', 'other'])
@@ -97,20 +131,34 @@ describe('resolution', () => {
     )
     const arb = fc.record({
       roleOf: fc.array(fc.constantFrom(...roles), {minLength: names.length, maxLength: names.length}),
-      templates: fc.array(fc.array(refArb, {minLength: 1, maxLength: 3}).map((parts) => parts.join(' ')), {minLength: names.length, maxLength: names.length}),
-      known: fc.array(fc.record({ip: fc.option(fc.ipV4(), {nil: undefined}), hostname: fc.option(fc.stringMatching(/^[a-z]{1,8}$/), {nil: undefined}), k: fc.option(fc.stringMatching(/^[a-z0-9]{1,8}$/), {nil: undefined})}), {
-        minLength: names.length,
-        maxLength: names.length,
-      }),
+      templates: fc.array(
+        fc.array(refArb, {minLength: 1, maxLength: 3}).map((parts) => parts.join(' ')),
+        {minLength: names.length, maxLength: names.length},
+      ),
+      known: fc.array(
+        fc.record({
+          ip: fc.option(fc.ipV4(), {nil: undefined}),
+          hostname: fc.option(fc.stringMatching(/^[a-z]{1,8}$/), {nil: undefined}),
+          k: fc.option(fc.stringMatching(/^[a-z0-9]{1,8}$/), {nil: undefined}),
+        }),
+        {
+          minLength: names.length,
+          maxLength: names.length,
+        },
+      ),
     })
     fc.assert(
       fc.property(arb, ({roleOf, templates, known}) => {
         const instances = names.map((name, i) =>
-          instance(name, roleOf[i], i + 1, [service({name: 'main', params: {p: {template: templates[i]}}}), service({name: 'out', provides: ['k']})]),
+          instance(name, roleOf[i], i + 1, [
+            service({name: 'main', params: {p: {template: templates[i]}}}),
+            service({name: 'out', provides: ['k']}),
+          ]),
         )
         const d = deployment(instances)
         names.forEach((name, i) => {
-          if (known[i].ip !== undefined) d.recordFacts(name, known[i].hostname === undefined ? {} : {hostname: known[i].hostname!}, known[i].ip!, T0)
+          if (known[i].ip !== undefined)
+            d.recordFacts(name, known[i].hostname === undefined ? {} : {hostname: known[i].hostname!}, known[i].ip!, T0)
           if (known[i].k !== undefined) d.recordRun(name, 'out', {state: 'succeeded', outputs: {k: known[i].k!}}, T0)
         })
         const world: World = {
@@ -118,8 +166,12 @@ describe('resolution', () => {
             name,
             role: roleOf[i],
             index: i + 1,
-            facts: known[i].ip === undefined ? {} : {ip: known[i].ip, ...(known[i].hostname === undefined ? {} : {hostname: known[i].hostname})},
-            outputs: known[i].k === undefined ? {} : ({out: {k: known[i].k!}} as Record<string, Record<string, string>>),
+            facts:
+              known[i].ip === undefined
+                ? {}
+                : {ip: known[i].ip, ...(known[i].hostname === undefined ? {} : {hostname: known[i].hostname})},
+            outputs:
+              known[i].k === undefined ? {} : ({out: {k: known[i].k!}} as Record<string, Record<string, string>>),
             provides: {main: [], out: ['k']},
           })),
         }
@@ -128,7 +180,15 @@ describe('resolution', () => {
           const self = world.nodes[i]
           let expected: string | undefined
           try {
-            expected = renderTemplate(templates[i], world, {...self.facts, name, role: self.role, index: self.index, n: self.index, facts: self.facts, outputs: self.outputs})
+            expected = renderTemplate(templates[i], world, {
+              ...self.facts,
+              name,
+              role: self.role,
+              index: self.index,
+              n: self.index,
+              facts: self.facts,
+              outputs: self.outputs,
+            })
           } catch {
             expected = undefined
           }
@@ -146,8 +206,13 @@ describe('status', () => {
   const build = (startupTimeoutSec?: number) =>
     deployment(
       [
-        instance('db', 'service:db', 1, [service({name: 'setup'}), service({name: 'db', provides: ['password'], after: ['setup']})]),
-        instance('app', 'appserver', 1, [service({name: 'app', params: {pw: {template: '{{output "db" "password"}}'}}})]),
+        instance('db', 'service:db', 1, [
+          service({name: 'setup'}),
+          service({name: 'db', provides: ['password'], after: ['setup']}),
+        ]),
+        instance('app', 'appserver', 1, [
+          service({name: 'app', params: {pw: {template: '{{output "db" "password"}}'}}}),
+        ]),
       ],
       startupTimeoutSec === undefined ? {} : {startupTimeoutSec},
     )
@@ -178,7 +243,12 @@ describe('status', () => {
     const status = d.status(T0 + 60_000)
     expect(status.state).toBe('failed')
     expect(status.reason).toBe('1 service failed: db/setup (exit code 7)')
-    expect(status.instances[0].services[0]).toEqual({name: 'setup', status: 'failed', exitCode: 7, message: 'disk full'})
+    expect(status.instances[0].services[0]).toEqual({
+      name: 'setup',
+      status: 'failed',
+      exitCode: 7,
+      message: 'disk full',
+    })
     expect(status.instances[0].services[1].status).toBe('timed out')
   })
 
@@ -188,8 +258,14 @@ describe('status', () => {
     expect(d.status(T0 + 10_000).state).toBe('pending')
     const status = d.status(T0 + 10_001)
     expect(status).toMatchObject({state: 'failed', deadline: '2030-01-01T00:00:10.000Z'})
-    expect(status.reason).toBe('the startup deadline 2030-01-01T00:00:10.000Z passed with 2 services not started: db/db, app/app')
-    expect(status.instances.flatMap((i) => i.services.map((s) => s.status))).toEqual(['running', 'timed out', 'timed out'])
+    expect(status.reason).toBe(
+      'the startup deadline 2030-01-01T00:00:10.000Z passed with 2 services not started: db/db, app/app',
+    )
+    expect(status.instances.flatMap((i) => i.services.map((s) => s.status))).toEqual([
+      'running',
+      'timed out',
+      'timed out',
+    ])
   })
 
   it('lists at most ten services in a reason', () => {
@@ -226,7 +302,12 @@ describe('registration checks', () => {
         ],
         reissueTokens: ['ghost'],
       },
-      [/instance a runs service s twice/, /instance a is listed twice/, /service t of a runs after "nope", which a does not run/, /reissueTokens names ghost/],
+      [
+        /instance a runs service s twice/,
+        /instance a is listed twice/,
+        /service t of a runs after "nope", which a does not run/,
+        /reissueTokens names ghost/,
+      ],
     )
   })
 
@@ -239,9 +320,9 @@ describe('registration checks', () => {
       }
       throw new Error('expected a 400')
     }
-    expect(issues({instances: [{id: 'a', role: 'r', services: [{name: 's', params: {p: {value: 'x', extra: 1}}}]}]})).toEqual([
-      {path: 'instances.0.services.0.params.p', message: 'Unrecognized key: "extra"'},
-    ])
+    expect(
+      issues({instances: [{id: 'a', role: 'r', services: [{name: 's', params: {p: {value: 'x', extra: 1}}}]}]}),
+    ).toEqual([{path: 'instances.0.services.0.params.p', message: 'Unrecognized key: "extra"'}])
     expect(issues({instances: [], startupTimeoutSec: -1})).toEqual([
       {path: 'startupTimeoutSec', message: 'Too small: expected number to be >0'},
       {path: 'instances', message: 'Too small: expected array to have >=1 items'},
@@ -249,7 +330,14 @@ describe('registration checks', () => {
   })
 
   it('numbers instances within their role when no index is given', () => {
-    const plan = planRegistration('d', {instances: [{id: 'a', role: 'r'}, {id: 'b', role: 'q'}, {id: 'c', role: 'r'}, {id: 'd', role: 'r', index: 7}]})
+    const plan = planRegistration('d', {
+      instances: [
+        {id: 'a', role: 'r'},
+        {id: 'b', role: 'q'},
+        {id: 'c', role: 'r'},
+        {id: 'd', role: 'r', index: 7},
+      ],
+    })
     expect(plan.instances.map((i) => [i.id, i.index])).toEqual([
       ['a', 1],
       ['b', 1],
@@ -259,7 +347,19 @@ describe('registration checks', () => {
   })
 
   it('hands constants and templates to the graph checks, inputs not', () => {
-    const [checked] = checkInstances([{id: 'a', role: 'r', index: 1, services: [service({name: 's', params: {c: {value: 'v'}, t: {template: '{{ip "a"}}', source: {file: 'f', line: 2}}, i: {input: true}}})]}])
+    const [checked] = checkInstances([
+      {
+        id: 'a',
+        role: 'r',
+        index: 1,
+        services: [
+          service({
+            name: 's',
+            params: {c: {value: 'v'}, t: {template: '{{ip "a"}}', source: {file: 'f', line: 2}}, i: {input: true}},
+          }),
+        ],
+      },
+    ])
     expect(checked.services[0].params).toEqual([
       {name: 'c', value: 'v', source: undefined},
       {name: 't', value: '{{ip "a"}}', source: {file: 'f', line: 2}},

@@ -3,7 +3,7 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {afterAll, describe, expect, it} from 'vitest'
-import {loadPlan} from '../../src/cli/load.js'
+import {loadPlan} from '../../src/operations/load.js'
 import type {DeploymentState} from '../../src/configserver/protocol.js'
 import {packRelease, releaseId, releaseTime, RELEASE_ID_PATTERN} from '../../src/deploy/release.js'
 import {activationSteps, revertSteps, rolloutBatches} from '../../src/deploy/rollout.js'
@@ -27,7 +27,7 @@ import {
 } from '../../src/deploy/scripts.js'
 import {generatePassword} from '../../src/deploy/services.js'
 import {resolveTargets} from '../../src/deploy/targets.js'
-import {entryUrls} from '../../src/deploy/up.js'
+import {entryUrls} from '../../src/operations/up.js'
 import {failureSummary, rollbackTarget} from '../../src/deploy/update.js'
 import {releaseRows} from '../../src/commands/releases.js'
 import type {NodeRecord} from '../../src/providers/provider.js'
@@ -96,7 +96,9 @@ describe('releases', () => {
   })
 
   it('read back from a node: current, history, the releases on disk', () => {
-    const listing = parseListing(`current ${R3}\nhistory ${R1}\nhistory ${R3}\nrelease ${R2} 2025-01-02T00:00:00.000Z /health\nrelease ${R1} - /\nrelease ${R3} 2025-01-03T00:00:00.000Z /up\nrelease bogus x\nrunning yes\n`)
+    const listing = parseListing(
+      `current ${R3}\nhistory ${R1}\nhistory ${R3}\nrelease ${R2} 2025-01-02T00:00:00.000Z /health\nrelease ${R1} - /\nrelease ${R3} 2025-01-03T00:00:00.000Z /up\nrelease bogus x\nrunning yes\n`,
+    )
     expect(listing).toEqual({
       current: R3,
       history: [R1, R3],
@@ -128,14 +130,17 @@ describe('releases', () => {
 
 /** Run the history step of an activation with real sh and awk, as a node runs it. */
 function activate(dir: string, id: string, direction: 'forward' | 'back'): string[] {
-  execFileSync('/bin/sh', ['-c', `set -eu\ntouch "$A/history"\n${historyUpdate(direction)}`], {env: {...process.env, A: dir, ID: id}})
+  execFileSync('/bin/sh', ['-c', `set -eu\ntouch "$A/history"\n${historyUpdate(direction)}`], {
+    env: {...process.env, A: dir, ID: id},
+  })
   return fs.readFileSync(path.join(dir, 'history'), 'utf8').split('\n').filter(Boolean)
 }
 
 describe('the activation history', () => {
   it('makes "previous" the release that ran before, through updates, failed updates and rollbacks', () => {
     const dir = fs.mkdtempSync(path.join(work, 'history-'))
-    const previous = (history: string[]) => previousRelease({current: history.at(-1), history, releases: [], running: true})
+    const previous = (history: string[]) =>
+      previousRelease({current: history.at(-1), history, releases: [], running: true})
     expect(activate(dir, R1, 'forward')).toEqual([R1])
     expect(activate(dir, R2, 'forward')).toEqual([R1, R2])
     expect(activate(dir, R2, 'forward')).toEqual([R1, R2])
@@ -152,28 +157,77 @@ describe('the activation history', () => {
 })
 
 describe('rollback', () => {
-  const listing = (current: string, history: string[], ids = [R1, R2, R3]) => ({current, history, releases: ids.map((id) => ({id, healthCheck: '/'})), running: true})
+  const listing = (current: string, history: string[], ids = [R1, R2, R3]) => ({
+    current,
+    history,
+    releases: ids.map((id) => ({id, healthCheck: '/'})),
+    running: true,
+  })
 
   it('goes to the release before the current one when every appserver agrees', () => {
-    expect(rollbackTarget(new Map([['a1', listing(R2, [R1, R2])], ['a2', listing(R2, [R1, R2])]]))).toBe(R1)
+    expect(
+      rollbackTarget(
+        new Map([
+          ['a1', listing(R2, [R1, R2])],
+          ['a2', listing(R2, [R1, R2])],
+        ]),
+      ),
+    ).toBe(R1)
   })
 
   it('asks for --to when they disagree or there is nothing before, and checks --to is everywhere', () => {
-    expect(() => rollbackTarget(new Map([['a1', listing(R3, [R1, R3])], ['a2', listing(R3, [R2, R3])]]))).toThrow(
+    expect(() =>
+      rollbackTarget(
+        new Map([
+          ['a1', listing(R3, [R1, R3])],
+          ['a2', listing(R3, [R2, R3])],
+        ]),
+      ),
+    ).toThrow(
       `the appservers do not agree on the release before the current one (a1: ${R1}, a2: ${R2}): choose one with --to ID`,
     )
-    expect(() => rollbackTarget(new Map([['a1', listing(R1, [R1])]]))).toThrow(/there is no earlier release to go back to/)
-    expect(rollbackTarget(new Map([['a1', listing(R3, [R3])], ['a2', listing(R3, [R3])]]), R2)).toBe(R2)
-    expect(() => rollbackTarget(new Map([['a1', listing(R3, [R3])], ['a2', listing(R3, [R3], [R3])]]), R2)).toThrow(`release ${R2} is not on a2`)
+    expect(() => rollbackTarget(new Map([['a1', listing(R1, [R1])]]))).toThrow(
+      /there is no earlier release to go back to/,
+    )
+    expect(
+      rollbackTarget(
+        new Map([
+          ['a1', listing(R3, [R3])],
+          ['a2', listing(R3, [R3])],
+        ]),
+        R2,
+      ),
+    ).toBe(R2)
+    expect(() =>
+      rollbackTarget(
+        new Map([
+          ['a1', listing(R3, [R3])],
+          ['a2', listing(R3, [R3], [R3])],
+        ]),
+        R2,
+      ),
+    ).toThrow(`release ${R2} is not on a2`)
   })
 })
 
 describe('scripts for the nodes', () => {
   it('write an environment file that sh reads back exactly, quotes and all', () => {
-    const vars = {...baseEnv({app: 'hello', node: 'app1.x.test', release: R1, port: 8081}), CONFIG_MYSQL_PASSWORD: `it's $HOME "and" \`x\``}
+    const vars = {
+      ...baseEnv({app: 'hello', node: 'app1.x.test', release: R1, port: 8081}),
+      CONFIG_MYSQL_PASSWORD: `it's $HOME "and" \`x\``,
+    }
     const file = path.join(work, 'env')
     fs.writeFileSync(file, envFile(vars))
-    const read = execFileSync('/bin/sh', ['-c', 'set -a; . "$1"; set +a; printf "%s|%s|%s|%s" "$PORT" "$NODESET_DATA" "$NODESET_RELEASE" "$CONFIG_MYSQL_PASSWORD"', 'sh', file], {encoding: 'utf8', env: {PATH: process.env.PATH}})
+    const read = execFileSync(
+      '/bin/sh',
+      [
+        '-c',
+        'set -a; . "$1"; set +a; printf "%s|%s|%s|%s" "$PORT" "$NODESET_DATA" "$NODESET_RELEASE" "$CONFIG_MYSQL_PASSWORD"',
+        'sh',
+        file,
+      ],
+      {encoding: 'utf8', env: {PATH: process.env.PATH}},
+    )
     expect(read).toBe(`8081|/srv/nodeset/apps/hello/data|${R1}|it's $HOME "and" \`x\``)
     expect(() => envFile({'BAD-NAME': 'x'})).toThrow(/not valid/)
   })
@@ -181,13 +235,33 @@ describe('scripts for the nodes', () => {
   it('refuse names and ids that could become code, before anything runs', () => {
     expect(() => switchScript('x; rm -rf /', R1, 'forward')).toThrow(/not a valid app name/)
     expect(() => switchScript('hello', '../../etc', 'back')).toThrow(/not a release id/)
-    expect(() => stageScript({app: 'hello', id: R1, sha256: 'nothex', createdAt: new Date(), command: 'x', healthCheck: '/', env: {}})).toThrow(/sha256/)
+    expect(() =>
+      stageScript({
+        app: 'hello',
+        id: R1,
+        sha256: 'nothex',
+        createdAt: new Date(),
+        command: 'x',
+        healthCheck: '/',
+        env: {},
+      }),
+    ).toThrow(/sha256/)
     expect(() => balancerCommand('drain', {ip: '10.0.0.1; reboot', port: 8080})).toThrow(/not an IP address/)
-    expect(balancerCommand('restore', {ip: '10.79.1.2', port: 8080})).toBe('/var/lib/nodeset/bin/nodeset-balancer restore 10.79.1.2:8080')
+    expect(balancerCommand('restore', {ip: '10.79.1.2', port: 8080})).toBe(
+      '/var/lib/nodeset/bin/nodeset-balancer restore 10.79.1.2:8080',
+    )
   })
 
   it('stage a release only after checking the archive against its sha256, with its command and environment beside it', () => {
-    const script = stageScript({app: 'hello', id: R1, sha256: 'a'.repeat(64), createdAt: new Date('2025-01-01T00:00:00Z'), command: "node server.js --name 'x'", healthCheck: '/health', env: {PORT: '8080'}})
+    const script = stageScript({
+      app: 'hello',
+      id: R1,
+      sha256: 'a'.repeat(64),
+      createdAt: new Date('2025-01-01T00:00:00Z'),
+      command: "node server.js --name 'x'",
+      healthCheck: '/health',
+      env: {PORT: '8080'},
+    })
     expect(script).toContain(`printf '%s  %s\\n' ${'a'.repeat(64)} "$ARCHIVE" | sha256sum -c --status`)
     expect(script.indexOf('sha256sum -c')).toBeLessThan(script.indexOf('tar -xzf'))
     expect(script).toContain(`printf '%s\\n' 'node server.js --name '\\''x'\\''' > "$R.partial/.nodeset/run"`)
@@ -195,7 +269,15 @@ describe('scripts for the nodes', () => {
   })
 
   it('run the migration hook as the app (commands) or against it (paths), stopping at the first failure', () => {
-    const script = hookScript({app: 'hello', port: 8081, requestTimeoutSec: 60, steps: [{kind: 'command', command: 'node migrate.js'}, {kind: 'request', path: '/setup'}]})
+    const script = hookScript({
+      app: 'hello',
+      port: 8081,
+      requestTimeoutSec: 60,
+      steps: [
+        {kind: 'command', command: 'node migrate.js'},
+        {kind: 'request', path: '/setup'},
+      ],
+    })
     expect(script).toContain("/var/lib/nodeset/bin/nodeset-app run hello 'node migrate.js' < /dev/null")
     expect(script).toContain("-H 'X-Nodeset-Update: 1' --max-time 60 http://127.0.0.1:8081/setup")
     expect(script.startsWith('set -eu\n')).toBe(true)
@@ -205,12 +287,20 @@ describe('scripts for the nodes', () => {
     const password = generatePassword()
     expect(password).toMatch(/^[A-Za-z0-9]{32}$/)
     expect(generatePassword()).not.toBe(password)
-    const script = mysqlPrepareScript({app: 'hello', newPassword: password, port: '3306', adminUser: 'nodeset', adminPassword: "adm'in"})
+    const script = mysqlPrepareScript({
+      app: 'hello',
+      newPassword: password,
+      port: '3306',
+      adminUser: 'nodeset',
+      adminPassword: "adm'in",
+    })
     expect(script).toContain(`[ -s "$F" ] || printf '%s' ${password} > "$F"`)
     expect(script).toContain(`MYSQL_PWD='adm'\\''in' "$CLIENT" --protocol=tcp -h 127.0.0.1 -P 3306 -u nodeset`)
     expect(script).toContain("CREATE USER IF NOT EXISTS 'hello'@'%' IDENTIFIED BY '$PW';")
     expect(script).toContain('GRANT ALL PRIVILEGES ON \\`hello\\`.* TO')
-    expect(() => mysqlPrepareScript({app: 'hello', newPassword: "x' OR 1", port: '3306', adminUser: 'a', adminPassword: 'b'})).toThrow(/letters and digits/)
+    expect(() =>
+      mysqlPrepareScript({app: 'hello', newPassword: "x' OR 1", port: '3306', adminUser: 'a', adminPassword: 'b'}),
+    ).toThrow(/letters and digits/)
   })
 })
 
@@ -223,15 +313,46 @@ describe('the scripts, as sh reads them', () => {
   }
 
   it('are valid POSIX sh, every one of them', () => {
-    syntax('stage', stageScript({app: 'hello', id: R1, sha256: 'f'.repeat(64), createdAt: new Date(), command: 'node server.js', healthCheck: '/health', env: {PORT: '8080'}}))
+    syntax(
+      'stage',
+      stageScript({
+        app: 'hello',
+        id: R1,
+        sha256: 'f'.repeat(64),
+        createdAt: new Date(),
+        command: 'node server.js',
+        healthCheck: '/health',
+        env: {PORT: '8080'},
+      }),
+    )
     syntax('forward', switchScript('hello', R1, 'forward'))
     syntax('back', switchScript('hello', R1, 'back'))
     syntax('deactivate', deactivateScript('hello', R1))
     syntax('health', healthScript({app: 'hello', port: 8080, path: '/health', timeoutSec: 5}))
-    syntax('hook', hookScript({app: 'hello', port: 8080, requestTimeoutSec: 5, steps: [{kind: 'request', path: '/a'}, {kind: 'command', command: 'true'}]}))
+    syntax(
+      'hook',
+      hookScript({
+        app: 'hello',
+        port: 8080,
+        requestTimeoutSec: 5,
+        steps: [
+          {kind: 'request', path: '/a'},
+          {kind: 'command', command: 'true'},
+        ],
+      }),
+    )
     syntax('list', listScript('hello'))
     syntax('prune', pruneScript('hello', [R1, R2]))
-    syntax('mysql', mysqlPrepareScript({app: 'hello', newPassword: generatePassword(), port: '3306', adminUser: 'nodeset', adminPassword: 'x'}))
+    syntax(
+      'mysql',
+      mysqlPrepareScript({
+        app: 'hello',
+        newPassword: generatePassword(),
+        port: '3306',
+        adminUser: 'nodeset',
+        adminPassword: 'x',
+      }),
+    )
     syntax('nodeset-app', fs.readFileSync(path.join(templates, 'appserver/app-supervisor.hbs'), 'utf8'))
     syntax('nodeset-balancer', fs.readFileSync(path.join(templates, 'balancer/balancer-control.hbs'), 'utf8'))
   })
@@ -248,15 +369,36 @@ describe('targets of an app', () => {
   const loaded = loadPlan(path.resolve(__dirname, '../../examples/local.conf'))
   const {nodeset, result} = loaded
   const names = result.plan.nodes.map((n) => n.name)
-  const records: NodeRecord[] = result.plan.nodes.map((n, i) => ({deployment: 'local-demo', name: n.name, role: n.role, index: n.index, id: `ns-${i}`, address: `10.77.0.${i + 2}`, state: 'running'}))
+  const records: NodeRecord[] = result.plan.nodes.map((n, i) => ({
+    deployment: 'local-demo',
+    name: n.name,
+    role: n.role,
+    index: n.index,
+    id: `ns-${i}`,
+    address: `10.77.0.${i + 2}`,
+    state: 'running',
+  }))
   const state: DeploymentState = {
     deployment: 'local-demo',
     instances: result.plan.nodes.map((n, i) => {
-      const outputs: Record<string, Record<string, string>> = n.role === 'service:mysql' ? {mysql: {port: '3306', admin_user: 'nodeset', admin_password: 'pw'}} : n.role === 'balancer' ? {balancer: {url: 'http://10.77.0.5:80/'}} : {}
+      const outputs: Record<string, Record<string, string>> = n.role === 'service:mysql'
+        ? {mysql: {port: '3306', admin_user: 'nodeset', admin_password: 'pw'}}
+        : n.role === 'balancer'
+          ? {balancer: {url: 'http://10.77.0.5:80/'}}
+          : {}
       return {id: n.name, role: n.role, facts: {ip: `10.77.0.${i + 2}`}, outputs, services: {}}
     }),
   }
-  const input = {nodeset, plan: result.plan, loadBalancing: result.loadBalancing, records, state, app: 'hello', services: ['mysql'], file: 'local.conf'}
+  const input = {
+    nodeset,
+    plan: result.plan,
+    loadBalancing: result.loadBalancing,
+    records,
+    state,
+    app: 'hello',
+    services: ['mysql'],
+    file: 'local.conf',
+  }
 
   it('are the appservers its location names, in order, behind the balancer, with its services', () => {
     const targets = resolveTargets(input)
@@ -273,12 +415,27 @@ describe('targets of an app', () => {
   })
 
   it('switch in place with a single appserver: draining it would leave nothing to serve', () => {
-    expect(resolveTargets({...input, plan: {...result.plan, nodes: result.plan.nodes.filter((n) => n.name !== 'app2.nodeset.test')}}).balancer).toBeUndefined()
+    expect(
+      resolveTargets({
+        ...input,
+        plan: {...result.plan, nodes: result.plan.nodes.filter((n) => n.name !== 'app2.nodeset.test')},
+      }).balancer,
+    ).toBeUndefined()
   })
 
   it('say what to run when a node is missing or has not phoned home, or the app has no location', () => {
-    expect(() => resolveTargets({...input, records: records.slice(1)})).toThrow('node app1.nodeset.test does not exist: run nodeset create-node local.conf and nodeset setup-node local.conf first')
-    expect(() => resolveTargets({...input, state: {...state, instances: state.instances.map((i) => (i.id === 'app2.nodeset.test' ? {...i, facts: {}} : i))}})).toThrow(/node app2\.nodeset\.test has not phoned home/)
+    expect(() => resolveTargets({...input, records: records.slice(1)})).toThrow(
+      'node app1.nodeset.test does not exist: run nodeset create-node local.conf and nodeset setup-node local.conf first',
+    )
+    expect(() =>
+      resolveTargets({
+        ...input,
+        state: {
+          ...state,
+          instances: state.instances.map((i) => (i.id === 'app2.nodeset.test' ? {...i, facts: {}} : i)),
+        },
+      }),
+    ).toThrow(/node app2\.nodeset\.test has not phoned home/)
     expect(() => resolveTargets({...input, app: 'blog'})).toThrow('app "blog" is not in the locations of local.conf')
   })
 })

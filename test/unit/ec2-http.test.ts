@@ -19,7 +19,9 @@ let endpoint: string
 const xml = (body: string) => `<?xml version="1.0" encoding="UTF-8"?>\n${body}`
 const ec2Error = (status: number, code: string, message: string): Reply => ({
   status,
-  body: xml(`<Response><Errors><Error><Code>${code}</Code><Message>${message}</Message></Error></Errors><RequestID>req-1</RequestID></Response>`),
+  body: xml(
+    `<Response><Errors><Error><Code>${code}</Code><Message>${message}</Message></Error></Errors><RequestID>req-1</RequestID></Response>`,
+  ),
 })
 const instanceXml = (state: string) =>
   `<item><instanceId>i-0abc</instanceId><amiLaunchIndex>0</amiLaunchIndex><instanceState><code>${state === 'running' ? 16 : 0}</code><name>${state}</name></instanceState>` +
@@ -47,20 +49,52 @@ beforeEach(() => {
 })
 
 function provider(): Ec2Provider {
-  const client = new EC2Client({region: 'eu-west-1', endpoint, credentials: {accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'example-only'}, maxAttempts: 2})
-  return new Ec2Provider({image: {kind: 'id', value: 'ami-0123456789abcdef0'}, keyName: 'ops', client, waiter: {minDelay: 0.01, maxDelay: 0.02, maxWaitTime: 5}})
+  const client = new EC2Client({
+    region: 'eu-west-1',
+    endpoint,
+    credentials: {accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'example-only'},
+    maxAttempts: 2,
+  })
+  return new Ec2Provider({
+    image: {kind: 'id', value: 'ami-0123456789abcdef0'},
+    keyName: 'ops',
+    client,
+    waiter: {minDelay: 0.01, maxDelay: 0.02, maxWaitTime: 5},
+  })
 }
 
-const node = {deployment: 'foobar', name: 'app1.foobar.com', role: 'appserver', index: 1, userData: '#!/bin/sh\nTOKEN=abc123-secret\n'}
+const node = {
+  deployment: 'foobar',
+  name: 'app1.foobar.com',
+  role: 'appserver',
+  index: 1,
+  userData: '#!/bin/sh\nTOKEN=abc123-secret\n',
+}
 
 describe('ec2 over HTTP', () => {
   it('sends RunInstances with the tags, token and base64 user data, waits, and reads the addresses', async () => {
     answer = (action) =>
       action === 'RunInstances'
-        ? {status: 200, body: xml(`<RunInstancesResponse><requestId>r</requestId><reservationId>r-1</reservationId><instancesSet>${instanceXml('pending')}</instancesSet></RunInstancesResponse>`)}
-        : {status: 200, body: xml(`<DescribeInstancesResponse><requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet>${instanceXml('running')}</instancesSet></item></reservationSet></DescribeInstancesResponse>`)}
+        ? {
+            status: 200,
+            body: xml(
+              `<RunInstancesResponse><requestId>r</requestId><reservationId>r-1</reservationId><instancesSet>${instanceXml('pending')}</instancesSet></RunInstancesResponse>`,
+            ),
+          }
+        : {
+            status: 200,
+            body: xml(
+              `<DescribeInstancesResponse><requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet>${instanceXml('running')}</instancesSet></item></reservationSet></DescribeInstancesResponse>`,
+            ),
+          }
     const [record] = await provider().create([node])
-    expect(record).toMatchObject({id: 'i-0abc', name: 'app1.foobar.com', address: '203.0.113.5', privateAddress: '10.0.0.5', state: 'running'})
+    expect(record).toMatchObject({
+      id: 'i-0abc',
+      name: 'app1.foobar.com',
+      address: '203.0.113.5',
+      privateAddress: '10.0.0.5',
+      state: 'running',
+    })
 
     const run = received.find((p) => p.get('Action') === 'RunInstances')!
     expect(Object.fromEntries(run)).toMatchObject({
@@ -78,21 +112,32 @@ describe('ec2 over HTTP', () => {
       'TagSpecification.1.Tag.4.Value': '1',
       'TagSpecification.2.ResourceType': 'volume',
     })
-    expect(received.filter((p) => p.get('Action') === 'DescribeInstances').map((p) => p.get('InstanceId.1'))).toEqual(['i-0abc', 'i-0abc'])
+    expect(received.filter((p) => p.get('Action') === 'DescribeInstances').map((p) => p.get('InstanceId.1'))).toEqual([
+      'i-0abc',
+      'i-0abc',
+    ])
   })
 
   it('maps the error codes the SDK parses from EC2 answers', async () => {
     answer = () => ec2Error(400, 'InvalidAMIID.NotFound', "The image id '[ami-0123456789abcdef0]' does not exist")
-    const error = (await provider().create([node]).catch((e: unknown) => e)) as Ec2Error
+    const error = (await provider()
+      .create([node])
+      .catch((e: unknown) => e)) as Ec2Error
     expect(error).toBeInstanceOf(Ec2Error)
     expect(error.code).toBe('InvalidAMIID.NotFound')
-    expect(error.message).toMatch(/image ami-0123456789abcdef0 does not exist in this region\. AMI ids differ from region to region/)
+    expect(error.message).toMatch(
+      /image ami-0123456789abcdef0 does not exist in this region\. AMI ids differ from region to region/,
+    )
   })
 
   it('reports throttling once the SDK has used its retries', async () => {
     answer = () => ec2Error(503, 'RequestLimitExceeded', 'Request limit exceeded.')
-    const error = (await provider().list('foobar').catch((e: unknown) => e)) as Ec2Error
+    const error = (await provider()
+      .list('foobar')
+      .catch((e: unknown) => e)) as Ec2Error
     expect(received).toHaveLength(2)
-    expect(error.message).toMatch(/^EC2 DescribeInstances failed \(RequestLimitExceeded\): EC2 throttled the requests even after 2 attempts/)
+    expect(error.message).toMatch(
+      /^EC2 DescribeInstances failed \(RequestLimitExceeded\): EC2 throttled the requests even after 2 attempts/,
+    )
   })
 })

@@ -17,7 +17,14 @@ import fc from 'fast-check'
 import {afterAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {DiagnosticsError} from '../../src/core/diagnostics.js'
-import {clientToken, Ec2Error, Ec2Provider, explainEc2Error, type Ec2ProviderOptions, USER_DATA_LIMIT} from '../../src/providers/ec2.js'
+import {
+  clientToken,
+  Ec2Error,
+  Ec2Provider,
+  explainEc2Error,
+  type Ec2ProviderOptions,
+  USER_DATA_LIMIT,
+} from '../../src/providers/ec2.js'
 import {ec2Settings} from '../../src/providers/ec2-settings.js'
 import type {NodeRecord, NodeRequest} from '../../src/providers/provider.js'
 
@@ -30,10 +37,20 @@ let fleet: Map<string, Instance>
 let nextId: number
 
 function provider(options: Partial<Ec2ProviderOptions> = {}): Ec2Provider {
-  return new Ec2Provider({image: {kind: 'id', value: AMI}, client: new EC2Client({region: 'eu-west-1'}), waiter: FAST, ...options})
+  return new Ec2Provider({
+    image: {kind: 'id', value: AMI},
+    client: new EC2Client({region: 'eu-west-1'}),
+    waiter: FAST,
+    ...options,
+  })
 }
 
-function request(name: string, role: string, index: number, userData = `#!/bin/sh\n# node ${name}\nTOKEN=secret-token-${name}\n`): NodeRequest {
+function request(
+  name: string,
+  role: string,
+  index: number,
+  userData = `#!/bin/sh\n# node ${name}\nTOKEN=secret-token-${name}\n`,
+): NodeRequest {
   return {deployment: 'foobar', name, role, index, userData}
 }
 
@@ -47,7 +64,13 @@ function launchInto(input: RunInstancesCommandInput, state = 'pending'): {Instan
   for (let i = 0; i < input.MaxCount!; i++) {
     const id = `i-${(nextId++).toString(16).padStart(17, '0')}`
     const tags = input.TagSpecifications!.find((t) => t.ResourceType === 'instance')!.Tags
-    const instance = {InstanceId: id, AmiLaunchIndex: i, State: {Name: state}, Tags: tags, PrivateIpAddress: `10.0.0.${nextId}`} as Instance
+    const instance = {
+      InstanceId: id,
+      AmiLaunchIndex: i,
+      State: {Name: state},
+      Tags: tags,
+      PrivateIpAddress: `10.0.0.${nextId}`,
+    } as Instance
     fleet.set(id, instance)
     made.push(instance)
   }
@@ -82,7 +105,13 @@ afterAll(() => ec2Mock.restore())
 
 describe('create', () => {
   it('launches a node with its name, tags, user data, key, subnet and groups, and reports its addresses', async () => {
-    const p = provider({keyName: 'ops', subnetId: 'subnet-0abc', securityGroupIds: ['sg-01', 'sg-02'], sshUser: 'admin', size: {kind: 'id', value: 't3.small'}})
+    const p = provider({
+      keyName: 'ops',
+      subnetId: 'subnet-0abc',
+      securityGroupIds: ['sg-01', 'sg-02'],
+      sshUser: 'admin',
+      size: {kind: 'id', value: 't3.small'},
+    })
     const req = request('app1.foobar.com', 'appserver', 1)
     const records = await p.create([req])
 
@@ -114,7 +143,17 @@ describe('create', () => {
     expect(ec2Mock.commandCalls(CreateTagsCommand)).toHaveLength(0)
     const [id] = [...fleet.keys()]
     expect(records).toEqual([
-      {deployment: 'foobar', name: 'app1.foobar.com', role: 'appserver', index: 1, id, address: fleet.get(id)!.PublicIpAddress, privateAddress: fleet.get(id)!.PrivateIpAddress, state: 'running', sshUser: 'admin'},
+      {
+        deployment: 'foobar',
+        name: 'app1.foobar.com',
+        role: 'appserver',
+        index: 1,
+        id,
+        address: fleet.get(id)!.PublicIpAddress,
+        privateAddress: fleet.get(id)!.PrivateIpAddress,
+        state: 'running',
+        sshUser: 'admin',
+      },
     ])
   })
 
@@ -133,15 +172,41 @@ describe('create', () => {
 
     const inputs = runInputs()
     expect(inputs.map((i) => [i.MinCount, i.MaxCount, i.TagSpecifications![0].Tags])).toEqual([
-      [3, 3, [{Key: 'nodeset:deployment', Value: 'foobar'}, {Key: 'nodeset:role', Value: 'appserver'}]],
-      [1, 1, [{Key: 'Name', Value: 'balancer.foobar.com'}, {Key: 'nodeset:deployment', Value: 'foobar'}, {Key: 'nodeset:role', Value: 'balancer'}, {Key: 'nodeset:index', Value: '1'}]],
+      [
+        3,
+        3,
+        [
+          {Key: 'nodeset:deployment', Value: 'foobar'},
+          {Key: 'nodeset:role', Value: 'appserver'},
+        ],
+      ],
+      [
+        1,
+        1,
+        [
+          {Key: 'Name', Value: 'balancer.foobar.com'},
+          {Key: 'nodeset:deployment', Value: 'foobar'},
+          {Key: 'nodeset:role', Value: 'balancer'},
+          {Key: 'nodeset:index', Value: '1'},
+        ],
+      ],
     ])
-    expect(inputs[0].ClientToken).toBe(clientToken('foobar', 'appserver', ['app1.foobar.com', 'app2.foobar.com', 'app3.foobar.com']))
+    expect(inputs[0].ClientToken).toBe(
+      clientToken('foobar', 'appserver', ['app1.foobar.com', 'app2.foobar.com', 'app3.foobar.com']),
+    )
     // RunInstances answered in reverse launch order: index 0 must still be app1.
-    const byLaunchIndex = [...fleet.values()].filter((i) => i.Tags!.some((t) => t.Value === 'appserver')).sort((a, b) => a.AmiLaunchIndex! - b.AmiLaunchIndex!)
+    const byLaunchIndex = [...fleet.values()]
+      .filter((i) => i.Tags!.some((t) => t.Value === 'appserver'))
+      .sort((a, b) => a.AmiLaunchIndex! - b.AmiLaunchIndex!)
     const tagCalls = ec2Mock.commandCalls(CreateTagsCommand).map((c) => c.args[0].input)
     expect(tagCalls.sort((a, b) => a.Resources![0].localeCompare(b.Resources![0]))).toEqual(
-      byLaunchIndex.map((instance, i) => ({Resources: [instance.InstanceId], Tags: [{Key: 'Name', Value: `app${i + 1}.foobar.com`}, {Key: 'nodeset:index', Value: String(i + 1)}]})),
+      byLaunchIndex.map((instance, i) => ({
+        Resources: [instance.InstanceId],
+        Tags: [
+          {Key: 'Name', Value: `app${i + 1}.foobar.com`},
+          {Key: 'nodeset:index', Value: String(i + 1)},
+        ],
+      })),
     )
     expect(records.map((r) => [r.name, r.id])).toEqual([
       ['app1.foobar.com', byLaunchIndex[0].InstanceId],
@@ -155,7 +220,9 @@ describe('create', () => {
     const apps = [1, 2, 3].map((n) => request(`app${n}`, 'appserver', n))
     await provider().create(apps)
     const inputs = runInputs()
-    expect(inputs.map((i) => [i.MinCount, i.MaxCount, Buffer.from(i.UserData!, 'base64').toString()])).toEqual(apps.map((a) => [1, 1, a.userData]))
+    expect(inputs.map((i) => [i.MinCount, i.MaxCount, Buffer.from(i.UserData!, 'base64').toString()])).toEqual(
+      apps.map((a) => [1, 1, a.userData]),
+    )
     expect(new Set(inputs.map((i) => i.ClientToken)).size).toBe(3)
   })
 
@@ -179,7 +246,16 @@ describe('create', () => {
     const nodes = [request('app1', 'appserver', 1), request('app2', 'appserver', 2)]
     const first = await provider().create(nodes)
     const retried = await provider().create([...nodes].reverse())
-    const [a, b] = [runInputs().slice(0, 2).map((i) => i.ClientToken).sort(), runInputs().slice(2).map((i) => i.ClientToken).sort()]
+    const [a, b] = [
+      runInputs()
+        .slice(0, 2)
+        .map((i) => i.ClientToken)
+        .sort(),
+      runInputs()
+        .slice(2)
+        .map((i) => i.ClientToken)
+        .sort(),
+    ]
     expect(b).toEqual(a)
     expect(fleet.size).toBe(2)
     expect(retried.map((r) => r.id).sort()).toEqual(first.map((r) => r.id).sort())
@@ -187,7 +263,11 @@ describe('create', () => {
 
   it('moves to the next ClientToken when the token only brings back terminated instances (deleted, then created again)', async () => {
     const gone = clientToken('foobar', 'appserver', ['app1'], 0)
-    ec2Mock.on(RunInstancesCommand).callsFake((input: RunInstancesCommandInput) => launchInto(input, input.ClientToken === gone ? 'terminated' : 'pending'))
+    ec2Mock
+      .on(RunInstancesCommand)
+      .callsFake((input: RunInstancesCommandInput) =>
+        launchInto(input, input.ClientToken === gone ? 'terminated' : 'pending'),
+      )
     const [record] = await provider().create([request('app1', 'appserver', 1)])
     expect(runInputs().map((i) => i.ClientToken)).toEqual([gone, clientToken('foobar', 'appserver', ['app1'], 1)])
     expect(record.state).toBe('running')
@@ -200,15 +280,26 @@ describe('create', () => {
       if (input.ClientToken === first) throw awsError('IdempotentParameterMismatch')
       return launchInto(input)
     })
-    ec2Mock.on(DescribeInstancesCommand, {Filters: [{Name: 'client-token', Values: [first]}, {Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped']}]}).resolves({Reservations: []})
+    ec2Mock
+      .on(DescribeInstancesCommand, {
+        Filters: [
+          {Name: 'client-token', Values: [first]},
+          {Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped']},
+        ],
+      })
+      .resolves({Reservations: []})
     await provider().create([request('app1', 'appserver', 1)])
     expect(runInputs().map((i) => i.ClientToken)).toEqual([first, clientToken('foobar', 'appserver', ['app1'], 1)])
   })
 
   it('refuses a parameter mismatch while the first launch is alive, naming the nodes', async () => {
     ec2Mock.on(RunInstancesCommand).rejects(awsError('IdempotentParameterMismatch'))
-    ec2Mock.on(DescribeInstancesCommand).resolves({Reservations: [{Instances: [{InstanceId: 'i-0aaa', State: {Name: 'running'}}]}]})
-    const error = await provider().create([request('app1', 'appserver', 1)]).catch((e: unknown) => e)
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolves({Reservations: [{Instances: [{InstanceId: 'i-0aaa', State: {Name: 'running'}}]}]})
+    const error = await provider()
+      .create([request('app1', 'appserver', 1)])
+      .catch((e: unknown) => e)
     expect(error).toBeInstanceOf(Ec2Error)
     expect((error as Ec2Error).code).toBe('IdempotentParameterMismatch')
     expect((error as Error).message).toMatch(/nodes app1 were already launched by an earlier run with other settings/)
@@ -217,9 +308,13 @@ describe('create', () => {
 
   it('refuses user data over 16 KB before any API call, naming the node; 16 KB exactly is fine', async () => {
     const big = request('app2.foobar.com', 'appserver', 2, 'é'.repeat(USER_DATA_LIMIT / 2 + 1))
-    const error = await provider().create([request('app1.foobar.com', 'appserver', 1), big]).catch((e: unknown) => e)
+    const error = await provider()
+      .create([request('app1.foobar.com', 'appserver', 1), big])
+      .catch((e: unknown) => e)
     expect(error).toBeInstanceOf(Ec2Error)
-    expect((error as Error).message).toMatch(/user data of node app2\.foobar\.com is 16386 bytes; EC2 takes at most 16384/)
+    expect((error as Error).message).toMatch(
+      /user data of node app2\.foobar\.com is 16386 bytes; EC2 takes at most 16384/,
+    )
     expect(ec2Mock.calls()).toHaveLength(0)
 
     await provider().create([request('app3', 'appserver', 3, 'x'.repeat(USER_DATA_LIMIT))])
@@ -229,8 +324,12 @@ describe('create', () => {
   it('never puts the user data (which carries the token) in an error', async () => {
     const req = request('app1', 'appserver', 1, '#!/bin/sh\nNODESET_TOKEN=s3cr3t-t0ken-value\n')
     const base64 = Buffer.from(req.userData).toString('base64')
-    ec2Mock.on(RunInstancesCommand).rejects(awsError('InvalidParameterValue', `bad UserData ${base64} / ${req.userData}`))
-    const error = (await provider().create([req]).catch((e: unknown) => e)) as Error
+    ec2Mock
+      .on(RunInstancesCommand)
+      .rejects(awsError('InvalidParameterValue', `bad UserData ${base64} / ${req.userData}`))
+    const error = (await provider()
+      .create([req])
+      .catch((e: unknown) => e)) as Error
     expect(error.message).toMatch(/^EC2 RunInstances failed \(InvalidParameterValue\): bad UserData \*{8} \/ \*{8}$/)
     expect(error.message).not.toContain('s3cr3t')
   })
@@ -241,24 +340,44 @@ describe('create', () => {
       return launchInto(input)
     })
     const big = {...request('db1', 'service:db', 1), size: {kind: 'id', value: 'c7i.48xlarge'} as const}
-    const error = (await provider().create([request('app1', 'appserver', 1), big]).catch((e: unknown) => e)) as Error
-    expect(error.message).toMatch(/no spare capacity for c7i\.48xlarge.*launched before the failure, and reused by the next run: app1\)$/)
+    const error = (await provider()
+      .create([request('app1', 'appserver', 1), big])
+      .catch((e: unknown) => e)) as Error
+    expect(error.message).toMatch(
+      /no spare capacity for c7i\.48xlarge.*launched before the failure, and reused by the next run: app1\)$/,
+    )
   })
 })
 
 describe('waiting', () => {
   it('reports a node that never reaches running, with EC2 state reason', async () => {
     ec2Mock.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => ({
-      Reservations: [{Instances: input.InstanceIds!.map((id) => ({...fleet.get(id)!, State: {Name: 'terminated'}, StateReason: {Code: 'Server.InternalError', Message: 'Server.InternalError: Internal error on launch'}}))}],
+      Reservations: [
+        {
+          Instances: input.InstanceIds!.map((id) => ({
+            ...fleet.get(id)!,
+            State: {Name: 'terminated'},
+            StateReason: {Code: 'Server.InternalError', Message: 'Server.InternalError: Internal error on launch'},
+          })),
+        },
+      ],
     }))
-    const error = (await provider().create([request('app1', 'appserver', 1)]).catch((e: unknown) => e)) as Error
-    expect(error.message).toMatch(/did not become running and never will: app1 \(i-\w+\) is terminated: Server\.InternalError: Internal error on launch/)
+    const error = (await provider()
+      .create([request('app1', 'appserver', 1)])
+      .catch((e: unknown) => e)) as Error
+    expect(error.message).toMatch(
+      /did not become running and never will: app1 \(i-\w+\) is terminated: Server\.InternalError: Internal error on launch/,
+    )
   })
 
   it('gives up after the waiter time and says so', async () => {
-    ec2Mock.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => ({Reservations: [{Instances: input.InstanceIds!.map((id) => fleet.get(id))}]}))
+    ec2Mock.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => ({
+      Reservations: [{Instances: input.InstanceIds!.map((id) => fleet.get(id))}],
+    }))
     const started = Date.now()
-    const error = (await provider({waiter: {minDelay: 0.01, maxDelay: 0.02, maxWaitTime: 0.3}}).create([request('app1', 'appserver', 1)]).catch((e: unknown) => e)) as Error
+    const error = (await provider({waiter: {minDelay: 0.01, maxDelay: 0.02, maxWaitTime: 0.3}})
+      .create([request('app1', 'appserver', 1)])
+      .catch((e: unknown) => e)) as Error
     expect(Date.now() - started).toBeLessThan(3000)
     expect(error.message).toMatch(/did not become running within 0\.3 s: app1 \(i-\w+\) is pending/)
   })
@@ -277,20 +396,33 @@ describe('images and sizes', () => {
     await p.create([request('app1', 'appserver', 1)])
     await p.create([request('app2', 'appserver', 2)])
     expect(ec2Mock.commandCalls(DescribeImagesCommand).map((c) => c.args[0].input)).toEqual([
-      {Owners: ['136693071363'], Filters: [{Name: 'name', Values: ['debian-12-amd64-*']}, {Name: 'state', Values: ['available']}]},
+      {
+        Owners: ['136693071363'],
+        Filters: [
+          {Name: 'name', Values: ['debian-12-amd64-*']},
+          {Name: 'state', Values: ['available']},
+        ],
+      },
     ])
     expect(runInputs().map((i) => i.ImageId)).toEqual(['ami-00000000000000003', 'ami-00000000000000003'])
   })
 
   it("searches only the account's own and Amazon's images when no owners are given", async () => {
-    ec2Mock.on(DescribeImagesCommand).resolves({Images: [{ImageId: 'ami-00000000000000009', CreationDate: '2025-01-01T00:00:00.000Z'}]})
+    ec2Mock
+      .on(DescribeImagesCommand)
+      .resolves({Images: [{ImageId: 'ami-00000000000000009', CreationDate: '2025-01-01T00:00:00.000Z'}]})
     await provider({image: {kind: 'name', pattern: 'al2023-ami-*'}}).create([request('app1', 'appserver', 1)])
     expect(ec2Mock.commandCalls(DescribeImagesCommand)[0].args[0].input.Owners).toEqual(['self', 'amazon'])
   })
 
   it('fails with the pattern named when no image matches, before launching anything', async () => {
     ec2Mock.on(DescribeImagesCommand).resolves({Images: []})
-    const error = (await provider({image: {kind: 'name', pattern: 'debain-12-*', owners: ['136693071363']}, region: 'eu-west-1'}).create([request('a', 'appserver', 1)]).catch((e: unknown) => e)) as Error
+    const error = (await provider({
+      image: {kind: 'name', pattern: 'debain-12-*', owners: ['136693071363']},
+      region: 'eu-west-1',
+    })
+      .create([request('a', 'appserver', 1)])
+      .catch((e: unknown) => e)) as Error
     expect(error.message).toMatch(/no available image named "debain-12-\*" owned by 136693071363 in region eu-west-1/)
     expect(runInputs()).toHaveLength(0)
   })
@@ -311,7 +443,11 @@ describe('images and sizes', () => {
       {InstanceType: 'c7i.large', MemoryInfo: {SizeInMiB: 4096}, VCpuInfo: {DefaultVCpus: 2}},
       {InstanceType: 'r7i.large', MemoryInfo: {SizeInMiB: 16384}, VCpuInfo: {DefaultVCpus: 2}},
       {InstanceType: 't3.medium', MemoryInfo: {SizeInMiB: 4096}, VCpuInfo: {DefaultVCpus: 2}},
-      {InstanceType: 'x9.weird' as InstanceTypeInfo['InstanceType'], MemoryInfo: {SizeInMiB: 2048}, VCpuInfo: {DefaultVCpus: 8}},
+      {
+        InstanceType: 'x9.weird' as InstanceTypeInfo['InstanceType'],
+        MemoryInfo: {SizeInMiB: 2048},
+        VCpuInfo: {DefaultVCpus: 8},
+      },
     ],
   ]
 
@@ -344,7 +480,10 @@ describe('images and sizes', () => {
 
   it('launches a node sized by ram with the type it found', async () => {
     mockTypePages()
-    await provider({size: {kind: 'ram', megabytes: 4096}}).create([request('a', 'appserver', 1), {...request('b', 'balancer', 1), size: {kind: 'ram', megabytes: 256}}])
+    await provider({size: {kind: 'ram', megabytes: 4096}}).create([
+      request('a', 'appserver', 1),
+      {...request('b', 'balancer', 1), size: {kind: 'ram', megabytes: 256}},
+    ])
     expect(runInputs().map((i) => [i.TagSpecifications![0].Tags![0].Value, i.InstanceType])).toEqual([
       ['a', 'c7i.large'],
       ['b', 't3.micro'],
@@ -353,12 +492,14 @@ describe('images and sizes', () => {
 
   it('says so when no type has enough memory', async () => {
     mockTypePages()
-    await expect(provider().resolveSize({kind: 'ram', megabytes: 32768})).rejects.toThrow(/no current-generation x86_64 instance type has 32768 MB of memory or more/)
+    await expect(provider().resolveSize({kind: 'ram', megabytes: 32768})).rejects.toThrow(
+      /no current-generation x86_64 instance type has 32768 MB of memory or more/,
+    )
   })
 })
 
 describe('list', () => {
-  it('reads every page of the deployment\'s instances and maps them to nodes', async () => {
+  it("reads every page of the deployment's instances and maps them to nodes", async () => {
     const seen: DescribeInstancesCommandInput[] = []
     const tags = (name: string, role: string, index: number) => [
       {Key: 'Name', Value: name},
@@ -371,13 +512,45 @@ describe('list', () => {
       if (!input.NextToken) {
         return {
           NextToken: 'next-1',
-          Reservations: [{Instances: [{InstanceId: 'i-02', State: {Name: 'running'}, PublicIpAddress: '203.0.113.2', PrivateIpAddress: '10.0.0.2', Tags: tags('app2', 'appserver', 2)}]}],
+          Reservations: [
+            {
+              Instances: [
+                {
+                  InstanceId: 'i-02',
+                  State: {Name: 'running'},
+                  PublicIpAddress: '203.0.113.2',
+                  PrivateIpAddress: '10.0.0.2',
+                  Tags: tags('app2', 'appserver', 2),
+                },
+              ],
+            },
+          ],
         }
       }
       return {
         Reservations: [
-          {Instances: [{InstanceId: 'i-01', State: {Name: 'stopping'}, PrivateIpAddress: '10.0.0.1', Tags: tags('app1', 'appserver', 1)}]},
-          {Instances: [{InstanceId: 'i-09', State: {Name: 'pending'}, Tags: [{Key: 'nodeset:deployment', Value: 'foobar'}, {Key: 'nodeset:role', Value: 'appserver'}]}]},
+          {
+            Instances: [
+              {
+                InstanceId: 'i-01',
+                State: {Name: 'stopping'},
+                PrivateIpAddress: '10.0.0.1',
+                Tags: tags('app1', 'appserver', 1),
+              },
+            ],
+          },
+          {
+            Instances: [
+              {
+                InstanceId: 'i-09',
+                State: {Name: 'pending'},
+                Tags: [
+                  {Key: 'nodeset:deployment', Value: 'foobar'},
+                  {Key: 'nodeset:role', Value: 'appserver'},
+                ],
+              },
+            ],
+          },
         ],
       }
     })
@@ -395,20 +568,43 @@ describe('list', () => {
       // An instance of a multi-node launch that was never named shows by its id.
       {...base, name: 'i-09', index: 0, id: 'i-09', address: undefined, privateAddress: undefined, state: 'pending'},
       {...base, name: 'app1', index: 1, id: 'i-01', address: '10.0.0.1', privateAddress: '10.0.0.1', state: 'stopped'},
-      {...base, name: 'app2', index: 2, id: 'i-02', address: '203.0.113.2', privateAddress: '10.0.0.2', state: 'running'},
+      {
+        ...base,
+        name: 'app2',
+        index: 2,
+        id: 'i-02',
+        address: '203.0.113.2',
+        privateAddress: '10.0.0.2',
+        state: 'running',
+      },
     ])
   })
 })
 
 describe('destroy', () => {
   it('terminates in chunks of at most 1000 and waits until they are gone', async () => {
-    const nodes: NodeRecord[] = Array.from({length: 1500}, (_, i) => ({deployment: 'foobar', name: `n${i}`, role: 'appserver', index: i + 1, id: `i-${i}`, state: 'running'}))
+    const nodes: NodeRecord[] = Array.from({length: 1500}, (_, i) => ({
+      deployment: 'foobar',
+      name: `n${i}`,
+      role: 'appserver',
+      index: i + 1,
+      id: `i-${i}`,
+      state: 'running',
+    }))
     ec2Mock.on(TerminateInstancesCommand).resolves({})
-    ec2Mock.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => ({Reservations: [{Instances: input.InstanceIds!.map((id) => ({InstanceId: id, State: {Name: 'terminated'}}))}]}))
+    ec2Mock.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => ({
+      Reservations: [{Instances: input.InstanceIds!.map((id) => ({InstanceId: id, State: {Name: 'terminated'}}))}],
+    }))
     await provider().destroy(nodes)
     const ids = nodes.map((n) => n.id)
-    expect(ec2Mock.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input)).toEqual([{InstanceIds: ids.slice(0, 1000)}, {InstanceIds: ids.slice(1000)}])
-    expect(ec2Mock.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input)).toEqual([{InstanceIds: ids.slice(0, 1000)}, {InstanceIds: ids.slice(1000)}])
+    expect(ec2Mock.commandCalls(TerminateInstancesCommand).map((c) => c.args[0].input)).toEqual([
+      {InstanceIds: ids.slice(0, 1000)},
+      {InstanceIds: ids.slice(1000)},
+    ])
+    expect(ec2Mock.commandCalls(DescribeInstancesCommand).map((c) => c.args[0].input)).toEqual([
+      {InstanceIds: ids.slice(0, 1000)},
+      {InstanceIds: ids.slice(1000)},
+    ])
   })
 
   it('does nothing for no nodes', async () => {
@@ -418,9 +614,20 @@ describe('destroy', () => {
 
   it('reports a node that does not terminate', async () => {
     ec2Mock.on(TerminateInstancesCommand).resolves({})
-    ec2Mock.on(DescribeInstancesCommand).resolves({Reservations: [{Instances: [{InstanceId: 'i-7', State: {Name: 'shutting-down'}}]}]})
-    const node: NodeRecord = {deployment: 'foobar', name: 'db1', role: 'service:db', index: 1, id: 'i-7', state: 'running'}
-    await expect(provider({waiter: {minDelay: 0.01, maxDelay: 0.02, maxWaitTime: 0.2}}).destroy([node])).rejects.toThrow(/did not become terminated within 0\.2 s: db1 \(i-7\) is shutting-down/)
+    ec2Mock
+      .on(DescribeInstancesCommand)
+      .resolves({Reservations: [{Instances: [{InstanceId: 'i-7', State: {Name: 'shutting-down'}}]}]})
+    const node: NodeRecord = {
+      deployment: 'foobar',
+      name: 'db1',
+      role: 'service:db',
+      index: 1,
+      id: 'i-7',
+      state: 'running',
+    }
+    await expect(
+      provider({waiter: {minDelay: 0.01, maxDelay: 0.02, maxWaitTime: 0.2}}).destroy([node]),
+    ).rejects.toThrow(/did not become terminated within 0\.2 s: db1 \(i-7\) is shutting-down/)
   })
 })
 
@@ -428,7 +635,11 @@ describe('ClientToken', () => {
   const names = fc.uniqueArray(fc.string({minLength: 1, maxLength: 80}), {minLength: 1, maxLength: 20})
 
   it('is at most 64 printable ASCII characters, whatever the names', () => {
-    fc.assert(fc.property(fc.string(), fc.string(), names, fc.nat(30), (d, r, n, g) => /^[\x21-\x7e]{1,64}$/.test(clientToken(d, r, n, g))))
+    fc.assert(
+      fc.property(fc.string(), fc.string(), names, fc.nat(30), (d, r, n, g) =>
+        /^[\x21-\x7e]{1,64}$/.test(clientToken(d, r, n, g)),
+      ),
+    )
   })
 
   it('does not depend on the order of the names, and differs for another batch or generation', () => {
@@ -446,12 +657,27 @@ describe('ClientToken', () => {
 })
 
 describe('error mapping', () => {
-  const context = {operation: 'RunInstances', region: 'eu-west-1', image: AMI, instanceType: 't3.small', keyName: 'ops', subnetId: 'subnet-0abc', securityGroupIds: ['sg-01'], nodes: ['app1']}
+  const context = {
+    operation: 'RunInstances',
+    region: 'eu-west-1',
+    image: AMI,
+    instanceType: 't3.small',
+    keyName: 'ops',
+    subnetId: 'subnet-0abc',
+    securityGroupIds: ['sg-01'],
+    nodes: ['app1'],
+  }
   const cases: [string, RegExp][] = [
     ['UnauthorizedOperation', /may not call ec2:RunInstances\. Grant it to the IAM user or role/],
-    ['InvalidAMIID.NotFound', /image ami-0123456789abcdef0 does not exist in region eu-west-1\. AMI ids differ from region to region/],
+    [
+      'InvalidAMIID.NotFound',
+      /image ami-0123456789abcdef0 does not exist in region eu-west-1\. AMI ids differ from region to region/,
+    ],
     ['InvalidAMIID.Malformed', /image "ami-0123456789abcdef0" is not an AMI id/],
-    ['InsufficientInstanceCapacity', /no spare capacity for t3\.small .*Try again in a few minutes, choose another size, or a subnet in another availability zone/],
+    [
+      'InsufficientInstanceCapacity',
+      /no spare capacity for t3\.small .*Try again in a few minutes, choose another size, or a subnet in another availability zone/,
+    ],
     ['VcpuLimitExceeded', /vCPU quota for t3\.small's family is used up\. Ask for a higher .* quota in Service Quotas/],
     ['InvalidKeyPair.NotFound', /key pair "ops" does not exist in region eu-west-1\. Import your public key/],
     ['InvalidSubnetID.NotFound', /subnet subnet-0abc does not exist in region eu-west-1\. Fix subnet in \[provider\]/],
@@ -468,33 +694,51 @@ describe('error mapping', () => {
   })
 
   it('says throttling outlasted the SDK retries', () => {
-    expect(explainEc2Error(awsError('RequestLimitExceeded', 'Request limit exceeded.', 3), context).message).toMatch(/throttled the requests even after 3 attempts\. Wait a minute and run the command again/)
+    expect(explainEc2Error(awsError('RequestLimitExceeded', 'Request limit exceeded.', 3), context).message).toMatch(
+      /throttled the requests even after 3 attempts\. Wait a minute and run the command again/,
+    )
   })
 
   it('explains missing credentials and region from the SDK chain', () => {
-    const noCredentials = Object.assign(new Error('Could not load credentials from any providers'), {name: 'CredentialsProviderError'})
-    expect(explainEc2Error(noCredentials).message).toMatch(/no AWS credentials found\. Set "profile = NAME" in \[provider\]/)
-    expect(explainEc2Error(new Error('Region is missing')).message).toMatch(/no AWS region is set\. Set "region = eu-west-1"/)
+    const noCredentials = Object.assign(new Error('Could not load credentials from any providers'), {
+      name: 'CredentialsProviderError',
+    })
+    expect(explainEc2Error(noCredentials).message).toMatch(
+      /no AWS credentials found\. Set "profile = NAME" in \[provider\]/,
+    )
+    expect(explainEc2Error(new Error('Region is missing')).message).toMatch(
+      /no AWS region is set\. Set "region = eu-west-1"/,
+    )
   })
 
   it('keeps EC2 message for codes it does not know', () => {
-    expect(explainEc2Error(awsError('InvalidParameterValue', "Invalid value 't3.smal' for InstanceType."), context).message).toBe("EC2 RunInstances failed (InvalidParameterValue): Invalid value 't3.smal' for InstanceType.")
+    expect(
+      explainEc2Error(awsError('InvalidParameterValue', "Invalid value 't3.smal' for InstanceType."), context).message,
+    ).toBe("EC2 RunInstances failed (InvalidParameterValue): Invalid value 't3.smal' for InstanceType.")
   })
 
   it('maps a refusal met by the provider, naming the operation', async () => {
     ec2Mock.on(RunInstancesCommand).rejects(awsError('InvalidKeyPair.NotFound'))
-    await expect(provider({keyName: 'laptop', region: 'us-east-2'}).create([request('a', 'appserver', 1)])).rejects.toThrow(/EC2 RunInstances failed \(InvalidKeyPair\.NotFound\): key pair "laptop" does not exist in region us-east-2/)
+    await expect(
+      provider({keyName: 'laptop', region: 'us-east-2'}).create([request('a', 'appserver', 1)]),
+    ).rejects.toThrow(
+      /EC2 RunInstances failed \(InvalidKeyPair\.NotFound\): key pair "laptop" does not exist in region us-east-2/,
+    )
     ec2Mock.on(DescribeInstancesCommand).rejects(awsError('UnauthorizedOperation'))
     await expect(provider().list('foobar')).rejects.toThrow(/may not call ec2:DescribeInstances/)
     ec2Mock.on(TerminateInstancesCommand).rejects(awsError('UnauthorizedOperation'))
-    await expect(provider().destroy([{deployment: 'foobar', name: 'a', role: 'appserver', index: 1, id: 'i-1', state: 'running'}])).rejects.toThrow(/may not call ec2:TerminateInstances/)
+    await expect(
+      provider().destroy([{deployment: 'foobar', name: 'a', role: 'appserver', index: 1, id: 'i-1', state: 'running'}]),
+    ).rejects.toThrow(/may not call ec2:TerminateInstances/)
   })
 })
 
 describe('options and [provider] settings', () => {
   it('rejects malformed ids when the provider is made', () => {
     expect(() => provider({image: {kind: 'id', value: 'ubuntu'}})).toThrow(/image id "ubuntu" is not an AMI id/)
-    expect(() => provider({securityGroupIds: ['default']})).toThrow(/security group "default" is not a group id: use sg-… ids, not names/)
+    expect(() => provider({securityGroupIds: ['default']})).toThrow(
+      /security group "default" is not a group id: use sg-… ids, not names/,
+    )
     expect(() => provider({subnetId: 'my-subnet'})).toThrow(/subnet "my-subnet" is not a subnet id/)
   })
 
@@ -527,13 +771,20 @@ describe('options and [provider] settings', () => {
       },
       sshKey: '/work/keys/laptop.pem',
     })
-    expect(ec2Settings({image: {value: 'ami-0123456789abcdef0', source: at(1)}}).options.image).toEqual({kind: 'id', value: 'ami-0123456789abcdef0'})
+    expect(ec2Settings({image: {value: 'ami-0123456789abcdef0', source: at(1)}}).options.image).toEqual({
+      kind: 'id',
+      value: 'ami-0123456789abcdef0',
+    })
   })
 
   it('reports every bad key at once with its line', () => {
     let error: unknown
     try {
-      ec2Settings({image: {value: 'id ami-xyz', source: at(5)}, security_groups: {value: 'default', source: at(9)}, size: {value: 'ram lots', source: at(7)}})
+      ec2Settings({
+        image: {value: 'id ami-xyz', source: at(5)},
+        security_groups: {value: 'default', source: at(9)},
+        size: {value: 'ram lots', source: at(7)},
+      })
     } catch (e) {
       error = e
     }
@@ -547,6 +798,8 @@ describe('options and [provider] settings', () => {
 
   it('asks for an image, and for a form it understands', () => {
     expect(() => ec2Settings({})).toThrow(/the ec2 provider needs an image/)
-    expect(() => ec2Settings({image: {value: 'debian 12', source: at(5)}})).toThrow(/image "debian 12" says neither which AMI nor which name/)
+    expect(() => ec2Settings({image: {value: 'debian 12', source: at(5)}})).toThrow(
+      /image "debian 12" says neither which AMI nor which name/,
+    )
   })
 })

@@ -27,7 +27,9 @@ function bruteForceCyclic(vertices: string[], edges: Edge[]): Set<string> {
 const graphs = fc.integer({min: 1, max: 12}).chain((n) =>
   fc.record({
     vertices: fc.constant(Array.from({length: n}, (_, i) => `v${i}`)),
-    edges: fc.array(fc.record({from: fc.integer({min: 0, max: n - 1}), to: fc.integer({min: 0, max: n - 1})}), {maxLength: 30}).map((es) => es.map((e) => ({from: `v${e.from}`, to: `v${e.to}`}))),
+    edges: fc
+      .array(fc.record({from: fc.integer({min: 0, max: n - 1}), to: fc.integer({min: 0, max: n - 1})}), {maxLength: 30})
+      .map((es) => es.map((e) => ({from: `v${e.from}`, to: `v${e.to}`}))),
   }),
 )
 
@@ -71,7 +73,15 @@ describe('the dependency graph', () => {
   })
 
   it('reports a self-reference as a cycle of one edge', () => {
-    expect(findCycles(['a', 'b'], [{from: 'a', to: 'b'}, {from: 'b', to: 'b'}])).toEqual([[{from: 'b', to: 'b'}]])
+    expect(
+      findCycles(
+        ['a', 'b'],
+        [
+          {from: 'a', to: 'b'},
+          {from: 'b', to: 'b'},
+        ],
+      ),
+    ).toEqual([[{from: 'b', to: 'b'}]])
   })
 
   it('handles a long chain without recursion limits', () => {

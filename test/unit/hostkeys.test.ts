@@ -20,7 +20,7 @@ import {
   UnknownHostKeyError,
   type HostKey,
   type KnownKeys,
-} from '../../src/setup/hostkeys.js'
+} from '../../src/ssh/hostkeys.js'
 
 // Vectors made with OpenSSH: ssh-keygen -t …, ssh-keygen -lf, ssh-keygen -H.
 const ED25519 = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMyK0mxgIKFBMZJskxCst6zd0jT2c4CqxAj1s+3hWINj vec'
@@ -75,7 +75,12 @@ describe('host keys', () => {
   test('the offered algorithms put the held key types first', () => {
     expect(preferredHostKeyAlgorithms([parseHostKey(ECDSA)])).toEqual(['ecdsa-sha2-nistp256'])
     const rsaBlob = Buffer.concat([Buffer.from([0, 0, 0, 7]), Buffer.from('ssh-rsa'), randomBytes(20)])
-    expect(preferredHostKeyAlgorithms([{type: 'ssh-rsa', blob: rsaBlob}, parseHostKey(ED25519)])).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa', 'ssh-ed25519'])
+    expect(preferredHostKeyAlgorithms([{type: 'ssh-rsa', blob: rsaBlob}, parseHostKey(ED25519)])).toEqual([
+      'rsa-sha2-512',
+      'rsa-sha2-256',
+      'ssh-rsa',
+      'ssh-ed25519',
+    ])
   })
 })
 
@@ -124,7 +129,9 @@ describe('known_hosts files', () => {
     expect(on22.trusted.map((t) => fingerprint(t.key))).toEqual([ED25519_FINGERPRINT])
     expect(on22.trusted[0].source).toBe('kh:2')
     expect(on22.revoked.map(fingerprint)).toEqual([ECDSA_FINGERPRINT])
-    expect(keysFor(parseKnownHosts(HASHED), ['DB1.Example.COM'], 22, 'kh').trusted.map((t) => fingerprint(t.key))).toEqual([ED25519_FINGERPRINT])
+    expect(
+      keysFor(parseKnownHosts(HASHED), ['DB1.Example.COM'], 22, 'kh').trusted.map((t) => fingerprint(t.key)),
+    ).toEqual([ED25519_FINGERPRINT])
     const on2222 = keysFor(entries, ['10.9.9.9', 'db1.example.com'], 2222, 'kh')
     expect(on2222.trusted.map((t) => fingerprint(t.key))).toEqual([ECDSA_FINGERPRINT])
   })
@@ -133,7 +140,10 @@ describe('known_hosts files', () => {
 describe('judging an offered key', () => {
   const ed = parseHostKey(ED25519)
   const ec = parseHostKey(ECDSA)
-  const known = (keys: HostKey[], revoked: HostKey[] = []): KnownKeys => ({trusted: keys.map((key) => ({key, source: 'test'})), revoked})
+  const known = (keys: HostKey[], revoked: HostKey[] = []): KnownKeys => ({
+    trusted: keys.map((key) => ({key, source: 'test'})),
+    revoked,
+  })
 
   test('a known key is accepted, with where it is known from', () => {
     expect(judgeHostKey(ed, known([ec, ed]), false)).toEqual({accept: true, key: ed, source: 'test'})
@@ -193,13 +203,25 @@ describe('the pinned keys file', () => {
   test('any set of nodes round-trips through the file', () => {
     fc.assert(
       fc.property(
-        fc.uniqueArray(fc.record({name: fc.domain(), last: fc.integer({min: 1, max: 254}), keys: fc.integer({min: 1, max: 3}), port: fc.constantFrom(22, 2222)}), {
-          selector: (n) => n.name.toLowerCase(),
-          maxLength: 6,
-        }),
+        fc.uniqueArray(
+          fc.record({
+            name: fc.domain(),
+            last: fc.integer({min: 1, max: 254}),
+            keys: fc.integer({min: 1, max: 3}),
+            port: fc.constantFrom(22, 2222),
+          }),
+          {
+            selector: (n) => n.name.toLowerCase(),
+            maxLength: 6,
+          },
+        ),
         (nodes) => {
           const store = tempStore()
-          const pinned = nodes.map((n, i) => ({...n, address: `10.${i}.0.${n.last}`, lines: Array.from({length: n.keys}, randomEd25519)}))
+          const pinned = nodes.map((n, i) => ({
+            ...n,
+            address: `10.${i}.0.${n.last}`,
+            lines: Array.from({length: n.keys}, randomEd25519),
+          }))
           for (const n of pinned) store.pin(n.name, n.address, n.lines, n.port)
           for (const n of pinned) expect(store.lookup(n.name)!.keys.map(formatHostKey)).toEqual(n.lines)
           expect(store.list()).toHaveLength(pinned.length)
@@ -217,10 +239,14 @@ describe('policy and errors', () => {
     writeFileSync(knownHosts, HASHED + '\n')
     const host = {nodeName: 'db1.example.com', address: '10.0.0.9', port: 22}
     const fromStatic = trustedKeysFor({mode: 'static', store, knownHostsPaths: [knownHosts]}, host)
-    expect(fromStatic.trusted.map((t) => [fingerprint(t.key), t.source])).toEqual([[ED25519_FINGERPRINT, `${knownHosts}:1`]])
+    expect(fromStatic.trusted.map((t) => [fingerprint(t.key), t.source])).toEqual([
+      [ED25519_FINGERPRINT, `${knownHosts}:1`],
+    ])
     expect(trustedKeysFor({mode: 'pinned', store}, host).trusted).toEqual([])
     store.pin('db1.example.com', '10.0.0.9', [ECDSA])
-    expect(trustedKeysFor({mode: 'pinned', store}, host).trusted.map((t) => fingerprint(t.key))).toEqual([ECDSA_FINGERPRINT])
+    expect(trustedKeysFor({mode: 'pinned', store}, host).trusted.map((t) => fingerprint(t.key))).toEqual([
+      ECDSA_FINGERPRINT,
+    ])
   })
 
   test('a mismatch names the node, the address, both fingerprints and what to do', () => {
@@ -236,15 +262,29 @@ describe('policy and errors', () => {
     expect(error.message).toContain(`offered:  ${ECDSA_FINGERPRINT}`)
     expect(error.message).toContain(`expected: ${ED25519_FINGERPRINT} (ssh-ed25519, from /home/me/.ssh/known_hosts:4)`)
     expect(error.message).toContain('ssh-keygen -R [10.0.0.9]:2222')
-    expect(error).toMatchObject({nodeName: 'db1.example.com', offered: ECDSA_FINGERPRINT, expected: [ED25519_FINGERPRINT]})
+    expect(error).toMatchObject({
+      nodeName: 'db1.example.com',
+      offered: ECDSA_FINGERPRINT,
+      expected: [ED25519_FINGERPRINT],
+    })
   })
 
   test('an unknown key on a static node points at known_hosts and --trust-on-first-use', () => {
     const store = tempStore()
-    const error = new UnknownHostKeyError({nodeName: 'db1', address: '10.0.0.9', port: 22}, parseHostKey(ED25519), {trusted: [], revoked: []}, {mode: 'static', store})
+    const error = new UnknownHostKeyError(
+      {nodeName: 'db1', address: '10.0.0.9', port: 22},
+      parseHostKey(ED25519),
+      {trusted: [], revoked: []},
+      {mode: 'static', store},
+    )
     expect(error.message).toMatch(/db1 at 10\.0\.0\.9 is unknown: SHA256:IYVas/)
     expect(error.message).toContain('--trust-on-first-use')
-    const pinned = new UnknownHostKeyError({nodeName: 'db1', address: '10.0.0.9', port: 22}, parseHostKey(ED25519), {trusted: [], revoked: []}, {mode: 'pinned', store})
+    const pinned = new UnknownHostKeyError(
+      {nodeName: 'db1', address: '10.0.0.9', port: 22},
+      parseHostKey(ED25519),
+      {trusted: [], revoked: []},
+      {mode: 'pinned', store},
+    )
     expect(pinned.message).toMatch(/phones home/)
     expect(pinned.message).not.toContain('--trust-on-first-use')
   })

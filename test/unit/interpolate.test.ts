@@ -5,12 +5,25 @@ import type {Merged, MergedValue} from '../../src/nodeset/merge.js'
 
 const value = (text: string, line = 1): MergedValue => ({value: text, source: {file: 'f.conf', line}})
 const sections = (entries: Record<string, Record<string, string>>): Merged =>
-  new Map(Object.entries(entries).map(([name, values]) => [name, {name, source: {file: 'f.conf', line: 1}, values: new Map(Object.entries(values).map(([k, v], i) => [k, value(v, i + 2)]))}]))
+  new Map(
+    Object.entries(entries).map(([name, values]) => [
+      name,
+      {
+        name,
+        source: {file: 'f.conf', line: 1},
+        values: new Map(Object.entries(values).map(([k, v], i) => [k, value(v, i + 2)])),
+      },
+    ]),
+  )
 
 const literal = fc.stringMatching(/^[a-z0-9 ./:_-]{0,8}$/)
 const name = fc.constantFrom('A', 'B', 'HOME', 'PATH_X')
 
-type Piece = {kind: 'text'; text: string} | {kind: 'env'; name: string; explicit: boolean} | {kind: 'default'; name: string; fallback: string} | {kind: 'dollar'}
+type Piece =
+  | {kind: 'text'; text: string}
+  | {kind: 'env'; name: string; explicit: boolean}
+  | {kind: 'default'; name: string; fallback: string}
+  | {kind: 'dollar'}
 const piece: fc.Arbitrary<Piece> = fc.oneof(
   literal.map((text) => ({kind: 'text' as const, text})),
   fc.record({kind: fc.constant('env' as const), name, explicit: fc.boolean()}),
@@ -22,9 +35,29 @@ describe('parse-time interpolation', () => {
   it('agrees with a direct substitution for any mix of text, ${VAR}, ${env:VAR}, ${VAR:-default} and $$', () => {
     fc.assert(
       fc.property(fc.array(piece, {maxLength: 8}), fc.dictionary(name, literal), (pieces, env) => {
-        const source = pieces.map((p) => (p.kind === 'text' ? p.text : p.kind === 'dollar' ? '$$' : p.kind === 'env' ? `\${${p.explicit ? 'env:' : ''}${p.name}}` : `\${${p.name}:-${p.fallback}}`)).join('')
+        const source = pieces
+          .map((p) =>
+            p.kind === 'text'
+              ? p.text
+              : p.kind === 'dollar'
+                ? '$$'
+                : p.kind === 'env'
+                  ? `\${${p.explicit ? 'env:' : ''}${p.name}}`
+                  : `\${${p.name}:-${p.fallback}}`,
+          )
+          .join('')
         const unset = pieces.some((p) => p.kind === 'env' && !env[p.name])
-        const expected = pieces.map((p) => (p.kind === 'text' ? p.text : p.kind === 'dollar' ? '$' : p.kind === 'env' ? (env[p.name] ?? '') : env[p.name] || p.fallback)).join('')
+        const expected = pieces
+          .map((p) =>
+            p.kind === 'text'
+              ? p.text
+              : p.kind === 'dollar'
+                ? '$'
+                : p.kind === 'env'
+                  ? (env[p.name] ?? '')
+                  : env[p.name] || p.fallback,
+          )
+          .join('')
         const interpolator = new Interpolator(new Map(), env)
         const result = interpolator.resolve(value(source))
         if (unset) expect(interpolator.problems.length).toBeGreaterThan(0)
@@ -41,12 +74,17 @@ describe('parse-time interpolation', () => {
     fc.assert(
       fc.property(fc.integer({min: 1, max: 12}), fc.boolean(), (length, loop) => {
         const values: Record<string, string> = {}
-        for (let i = 0; i < length; i++) values[`k${i}`] = i === length - 1 ? (loop ? '${s:k0}' : 'end') : `<\${s:k${i + 1}}>`
+        for (let i = 0; i < length; i++)
+          values[`k${i}`] = i === length - 1 ? (loop ? '${s:k0}' : 'end') : `<\${s:k${i + 1}}>`
         const merged = sections({s: values})
         const interpolator = new Interpolator(merged, {})
         const result = interpolator.resolve(merged.get('s')!.values.get('k0')!)
         if (loop) {
-          expect(interpolator.problems.some((p) => p.message.startsWith('interpolation loop') && p.source?.file === 'f.conf')).toBe(true)
+          expect(
+            interpolator.problems.some(
+              (p) => p.message.startsWith('interpolation loop') && p.source?.file === 'f.conf',
+            ),
+          ).toBe(true)
         } else {
           expect(interpolator.problems).toEqual([])
           expect(result).toBe('<'.repeat(length - 1) + 'end' + '>'.repeat(length - 1))

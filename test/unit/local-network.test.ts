@@ -38,9 +38,11 @@ describe('subnets', () => {
   })
 
   it('formats what it parses', () => {
-    fc.assert(fc.property(fc.integer({min: 0, max: 2 ** 32 - 1}), (n) => {
+    fc.assert(
+      fc.property(fc.integer({min: 0, max: 2 ** 32 - 1}), (n) => {
         expect(parseIpv4(formatIpv4(n))).toBe(n)
-      }))
+      }),
+    )
   })
 
   it('sees overlaps the way ranges do', () => {
@@ -50,12 +52,18 @@ describe('subnets', () => {
     expect(subnetsOverlap(a, parseSubnet('10.77.1.0/24'))).toBe(false)
     expect(networkOf('10.77.0.1', 24)?.cidr).toBe('10.77.0.0/24')
     fc.assert(
-      fc.property(fc.integer({min: 0, max: 2 ** 32 - 1}), fc.integer({min: 8, max: 29}), fc.integer({min: 0, max: 2 ** 32 - 1}), fc.integer({min: 8, max: 29}), (x, p, y, q) => {
-        const s = networkOf(formatIpv4(x), p)!
-        const t = networkOf(formatIpv4(y), q)!
-        const contains = (n: typeof s, v: number): boolean => v >= n.base && v < n.base + 2 ** (32 - n.prefix)
-        expect(subnetsOverlap(s, t)).toBe(contains(s, t.base) || contains(t, s.base))
-      }),
+      fc.property(
+        fc.integer({min: 0, max: 2 ** 32 - 1}),
+        fc.integer({min: 8, max: 29}),
+        fc.integer({min: 0, max: 2 ** 32 - 1}),
+        fc.integer({min: 8, max: 29}),
+        (x, p, y, q) => {
+          const s = networkOf(formatIpv4(x), p)!
+          const t = networkOf(formatIpv4(y), q)!
+          const contains = (n: typeof s, v: number): boolean => v >= n.base && v < n.base + 2 ** (32 - n.prefix)
+          expect(subnetsOverlap(s, t)).toBe(contains(s, t.base) || contains(t, s.base))
+        },
+      ),
     )
   })
 })
@@ -76,11 +84,15 @@ describe('MAC addresses', () => {
 describe('names', () => {
   it('keeps interface names within the 15 characters Linux allows, and apart for different inputs', () => {
     fc.assert(
-      fc.property(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,60}$/), fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,60}$/), (dep, node) => {
-        expect(bridgeName(dep)).toMatch(/^[a-z0-9-]{1,15}$/)
-        expect(hostVethName(dep, node)).toMatch(/^[a-z0-9]{1,15}$/)
-        expect(namespaceName(dep, node)).toMatch(/^nodeset-[a-z0-9-]+-[0-9a-f]{6}$/)
-      }),
+      fc.property(
+        fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,60}$/),
+        fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,60}$/),
+        (dep, node) => {
+          expect(bridgeName(dep)).toMatch(/^[a-z0-9-]{1,15}$/)
+          expect(hostVethName(dep, node)).toMatch(/^[a-z0-9]{1,15}$/)
+          expect(namespaceName(dep, node)).toMatch(/^nodeset-[a-z0-9-]+-[0-9a-f]{6}$/)
+        },
+      ),
     )
     expect(bridgeName('foobar.com')).toMatch(/^nsb-foobar-[0-9a-f]{4}$/)
     expect(namespaceName('a-b', 'c')).not.toBe(namespaceName('a', 'b-c'))

@@ -7,7 +7,10 @@ import {planNodeset} from '../../src/plan/plan.js'
 
 const examples = path.resolve(__dirname, '../../examples')
 const main = '/conf/main.conf'
-const io = (text: string, extra: Record<string, string> = {}): ReaderIO => ({readFile: (f) => ({[main]: text, ...extra})[f], env: {}})
+const io = (text: string, extra: Record<string, string> = {}): ReaderIO => ({
+  readFile: (f) => ({[main]: text, ...extra})[f],
+  env: {},
+})
 const plan = (text: string) => {
   const {nodeset, catalog} = readNodeset(main, io(text))
   return planNodeset(nodeset, catalog)
@@ -28,7 +31,11 @@ describe('planning', () => {
   it('plans the seed file: ten appservers, the mysql node and the balancer, with load balancing on', () => {
     const {nodeset, catalog} = readNodeset(path.join(examples, 'foobar.conf'))
     const {plan, analysis, loadBalancing} = planNodeset(nodeset, catalog)
-    expect(plan.nodes.map((n) => n.name)).toEqual([...Array.from({length: 10}, (_, i) => `app${i + 1}.foobar.com`), 'mysql.foobar.com', 'balancer.foobar.com'])
+    expect(plan.nodes.map((n) => n.name)).toEqual([
+      ...Array.from({length: 10}, (_, i) => `app${i + 1}.foobar.com`),
+      'mysql.foobar.com',
+      'balancer.foobar.com',
+    ])
     expect(loadBalancing).toBe(true)
     expect(nodeset.roles.find((r) => r.role === 'balancer')!.hostnames).toEqual(['foobar.com', 'baz.com'])
     expect(plan.nodes[0].size).toEqual({kind: 'ram', megabytes: 256})
@@ -37,19 +44,34 @@ describe('planning', () => {
 
   it('names nodes by default from base_domain', () => {
     const {plan: p} = plan(`${head}[appserver]\nnodes = 2\n[service:mysql]\n[balancer]\n[role:worker]\nnodes = 2\n`)
-    expect(p.nodes.map((n) => `${n.role} ${n.name}`)).toEqual(['appserver app1.shop.test', 'appserver app2.shop.test', 'service:mysql mysql.shop.test', 'balancer balancer.shop.test', 'worker worker1.shop.test', 'worker worker2.shop.test'])
+    expect(p.nodes.map((n) => `${n.role} ${n.name}`)).toEqual([
+      'appserver app1.shop.test',
+      'appserver app2.shop.test',
+      'service:mysql mysql.shop.test',
+      'balancer balancer.shop.test',
+      'worker worker1.shop.test',
+      'worker worker2.shop.test',
+    ])
   })
 
   it('infers load balancing from the node count and a [balancer] section', () => {
     expect(plan(`${head}[appserver]\nnodes = 1\n[balancer]\n`).loadBalancing).toBe(false)
     expect(plan(`${head}[appserver]\nnodes = 3\n`).loadBalancing).toBe(false)
     expect(plan(`${head}[appserver]\nnodes = 3\n[balancer]\n`).loadBalancing).toBe(true)
-    expect(refused(() => plan(`${head}[appserver]\nload_balancer = true\n`))).toContain('/conf/main.conf:7: load_balancer = true but there is no [balancer] section')
+    expect(refused(() => plan(`${head}[appserver]\nload_balancer = true\n`))).toContain(
+      '/conf/main.conf:7: load_balancer = true but there is no [balancer] section',
+    )
   })
 
   it('refuses duplicate names across roles and a node_name without {{n}} for several nodes', () => {
-    const text = refused(() => plan(`${head}[appserver]\nnodes = 2\nnode_name = web.shop.test\n[service:mysql]\nnode_name = balancer.shop.test\n[balancer]\n`))
-    expect(text).toContain('/conf/main.conf:8: node_name "web.shop.test" gives all 2 nodes of [appserver] the same name')
+    const text = refused(() =>
+      plan(
+        `${head}[appserver]\nnodes = 2\nnode_name = web.shop.test\n[service:mysql]\nnode_name = balancer.shop.test\n[balancer]\n`,
+      ),
+    )
+    expect(text).toContain(
+      '/conf/main.conf:8: node_name "web.shop.test" gives all 2 nodes of [appserver] the same name',
+    )
     expect(text).toContain('node name balancer.shop.test is used by [service:mysql] and [balancer]')
   })
 
@@ -57,7 +79,10 @@ describe('planning', () => {
     const {nodeset, catalog} = readNodeset(path.join(examples, 'interdependent.conf'))
     const {analysis, plan} = planNodeset(nodeset, catalog)
     expect(analysis.problems).toEqual([])
-    expect(analysis.edges.map((e) => `${e.from} -> ${e.to}`).sort()).toEqual(['i1.example.test/consume -> i2.example.test/produce', 'i2.example.test/consume -> i1.example.test/produce'])
+    expect(analysis.edges.map((e) => `${e.from} -> ${e.to}`).sort()).toEqual([
+      'i1.example.test/consume -> i2.example.test/produce',
+      'i2.example.test/consume -> i1.example.test/produce',
+    ])
     expect(plan.steps).toHaveLength(4)
   })
 
@@ -78,7 +103,9 @@ describe('planning', () => {
     const services = path.join(examples, 'services')
     const text = `[general]\nname = s\nservices_dir = ${services}\n[provider]\nprovider = local\n[role:solo]\nservices = consume\nconsume.peer_value = {{output "solo" "value"}}\n`
     const {analysis} = plan(text)
-    expect(analysis.problems.map((p) => `${p.source?.line}: ${p.message}`)).toEqual(['8: deadlock: solo1.s/consume waits for its own output'])
+    expect(analysis.problems.map((p) => `${p.source?.line}: ${p.message}`)).toEqual([
+      '8: deadlock: solo1.s/consume waits for its own output',
+    ])
   })
 
   it('refuses references to a role, service or output that nothing provides, with file:line', () => {

@@ -5,7 +5,7 @@ import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {parseOutputs, stepCommand} from '../../src/setup/commands.js'
 import {wiringScript} from '../../src/setup/runner.js'
-import {mergeHostsBlock, renderHostsBlock, renderRoleMap} from '../../src/setup/wiring.js'
+import {mergeHostsBlock, renderHostsBlock, renderRoleMap} from '../../src/plan/wiring.js'
 
 const members = [
   {name: 'balancer.x.test', role: 'balancer', index: 1, ip: '10.0.0.9'},
@@ -22,7 +22,9 @@ function runUnder(root: string, script: string, stdin = ''): string {
 
 describe('commands and files built as data', () => {
   it('writes the role map in the seed format, appservers first', () => {
-    expect(renderRoleMap(members)).toBe('appserver = app1.x.test 10.0.0.2\nappserver = app2.x.test 10.0.0.3\nservice.mysql = mysql.x.test 10.0.0.5\nbalancer = balancer.x.test 10.0.0.9\n')
+    expect(renderRoleMap(members)).toBe(
+      'appserver = app1.x.test 10.0.0.2\nappserver = app2.x.test 10.0.0.3\nservice.mysql = mysql.x.test 10.0.0.5\nbalancer = balancer.x.test 10.0.0.9\n',
+    )
   })
 
   it('replaces only its own block of a hosts file', () => {
@@ -30,17 +32,24 @@ describe('commands and files built as data', () => {
     const once = mergeHostsBlock(before, 'x', renderHostsBlock('x', members))
     const twice = mergeHostsBlock(once, 'x', renderHostsBlock('x', members.slice(0, 2)))
     expect(once.startsWith(before)).toBe(true)
-    expect(twice).toBe(before + '# BEGIN nodeset x\n10.0.0.3 app2.x.test app2\n10.0.0.9 balancer.x.test balancer\n# END nodeset x\n')
+    expect(twice).toBe(
+      before + '# BEGIN nodeset x\n10.0.0.3 app2.x.test app2\n10.0.0.9 balancer.x.test balancer\n# END nodeset x\n',
+    )
   })
 
   it('the wiring script rewrites its hosts block in place and leaves every other line', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-wiring-'))
     fs.mkdirSync(path.join(root, 'etc'))
     const hosts = path.join(root, 'etc/hosts')
-    fs.writeFileSync(hosts, '127.0.0.1 localhost\n# BEGIN nodeset x\n9.9.9.9 stale\n# END nodeset x\n::1 ip6-localhost\n')
+    fs.writeFileSync(
+      hosts,
+      '127.0.0.1 localhost\n# BEGIN nodeset x\n9.9.9.9 stale\n# END nodeset x\n::1 ip6-localhost\n',
+    )
     const inode = fs.statSync(hosts).ino
     runUnder(root, wiringScript('x', members, true))
-    expect(fs.readFileSync(hosts, 'utf8')).toBe('127.0.0.1 localhost\n::1 ip6-localhost\n' + renderHostsBlock('x', members))
+    expect(fs.readFileSync(hosts, 'utf8')).toBe(
+      '127.0.0.1 localhost\n::1 ip6-localhost\n' + renderHostsBlock('x', members),
+    )
     expect(fs.statSync(hosts).ino).toBe(inode)
     expect(fs.readFileSync(path.join(root, 'etc/nodeset/roles'), 'utf8')).toBe(renderRoleMap(members))
     runUnder(root, wiringScript('x', members, false))
@@ -50,15 +59,20 @@ describe('commands and files built as data', () => {
   it('runs a step once, records its hash and outputs, skips it unchanged, and reruns a failure', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-step-'))
     const env = {deployment: 'd', node: 'n1', role: 'r', service: 's'}
-    const script = 'echo "ran as $NODESET_NODE/$NODESET_SERVICE"\necho "port=5432" >> "$NODESET_OUTPUT"\necho "password=p w" >> "$NODESET_OUTPUT"\n'
+    const script =
+      'echo "ran as $NODESET_NODE/$NODESET_SERVICE"\necho "port=5432" >> "$NODESET_OUTPUT"\necho "password=p w" >> "$NODESET_OUTPUT"\n'
     const first = runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: false, marker: 'SKIPPED'}), script)
     expect(first).toBe('ran as n1/s\n')
     const again = runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: false, marker: 'SKIPPED'}), script)
     expect(again.split('\n')[0]).toBe('SKIPPED')
     expect(parseOutputs(again)).toEqual({port: '5432', password: 'p w'})
-    expect(runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: true, marker: 'SKIPPED'}), script)).toBe('ran as n1/s\n')
+    expect(runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: true, marker: 'SKIPPED'}), script)).toBe(
+      'ran as n1/s\n',
+    )
     const failing = 'echo trying\nexit 4\n'
-    expect(() => runUnder(root, stepCommand('t', 'b'.repeat(64), env, {force: false, marker: 'SKIPPED'}), failing)).toThrow()
+    expect(() =>
+      runUnder(root, stepCommand('t', 'b'.repeat(64), env, {force: false, marker: 'SKIPPED'}), failing),
+    ).toThrow()
     expect(fs.existsSync(path.join(root, 'var/lib/nodeset/steps/t.sha256'))).toBe(false)
     expect(fs.statSync(path.join(root, 'var/lib/nodeset/steps/s.out')).mode & 0o777).toBe(0o600)
   })

@@ -1,14 +1,25 @@
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
-import {checkUserDataSize, renderUserData, shellQuote, USER_DATA_LIMIT, type UserDataOptions} from '../../src/providers/userdata.js'
+import {
+  checkUserDataSize,
+  renderUserData,
+  shellQuote,
+  USER_DATA_LIMIT,
+  type UserDataOptions,
+} from '../../src/providers/userdata.js'
 
 const TOKEN = 'tok_Zq8v1-Xy2.Wk3~Lm4+Np5/Qr6='
-const base: UserDataOptions = {deployment: 'foobar', node: 'app1.foobar.com', token: TOKEN, serverUrl: 'http://10.77.0.1:4000/'}
+const base: UserDataOptions = {
+  deployment: 'foobar',
+  node: 'app1.foobar.com',
+  token: TOKEN,
+  serverUrl: 'http://10.77.0.1:4000/',
+}
 
 /** Reads one sh word made of '…' segments and \x escapes (what shellQuote produces) the way sh does. */
 function unquote(word: string): string {
   let out = ''
-  for (let i = 0; i < word.length; ) {
+  for (let i = 0; i < word.length;) {
     if (word[i] === "'") {
       const end = word.indexOf("'", i + 1)
       if (end < 0) throw new Error(`unterminated quote in ${word}`)
@@ -61,7 +72,8 @@ describe('renderUserData', () => {
     expect(uses.length).toBeGreaterThan(5)
     for (const line of uses) {
       expect(line).not.toMatch(/\b(log|fail|echo|set_state)\b[^;|&]*\$(NODE_)?TOKEN\b|\$LOG|>&2/)
-      if (line.includes('printf')) expect(line).toMatch(/^\s*printf '%s\\n' "\$NODE_TOKEN" \| write_atomic "\$NODE_TOKEN_FILE" 0600 /)
+      if (line.includes('printf'))
+        expect(line).toMatch(/^\s*printf '%s\\n' "\$NODE_TOKEN" \| write_atomic "\$NODE_TOKEN_FILE" 0600 /)
     }
     const headers = lines.filter((l) => l.includes('Bearer'))
     expect(headers).toHaveLength(2)
@@ -77,7 +89,9 @@ describe('renderUserData', () => {
     const script = renderUserData({...base, serverUrl: 'https://cs.example.com:8443', serverPubkeySha256: pin})
     expect(unquote(assigned(script, 'PIN'))).toBe(pin)
     expect(() => renderUserData({...base, serverPubkeySha256: pin})).toThrow(/needs an https:\/\/ server URL/)
-    expect(() => renderUserData({...base, serverUrl: 'https://x', serverPubkeySha256: 'short'})).toThrow(/base64 sha256/)
+    expect(() => renderUserData({...base, serverUrl: 'https://x', serverPubkeySha256: 'short'})).toThrow(
+      /base64 sha256/,
+    )
   })
 
   it('carries extra facts as JSON members', () => {
@@ -110,14 +124,18 @@ describe('renderUserData', () => {
 describe('user data size', () => {
   it('accepts the limit and refuses one byte more, naming the node', () => {
     expect(() => checkUserDataSize('app1', 'x'.repeat(USER_DATA_LIMIT))).not.toThrow()
-    expect(() => checkUserDataSize('app1', 'x'.repeat(USER_DATA_LIMIT + 1))).toThrow(/user data for app1 is 16385 bytes, over the 16384-byte limit/)
+    expect(() => checkUserDataSize('app1', 'x'.repeat(USER_DATA_LIMIT + 1))).toThrow(
+      /user data for app1 is 16385 bytes, over the 16384-byte limit/,
+    )
     // Bytes, not characters.
     expect(() => checkUserDataSize('app1', 'é'.repeat(USER_DATA_LIMIT / 2 + 1))).toThrow(/16386 bytes/)
   })
 
   it('leaves room for facts, and refuses rendering when extra facts make it too big', () => {
     expect(Buffer.byteLength(renderUserData(base))).toBeLessThan(USER_DATA_LIMIT - 2048)
-    expect(() => renderUserData({...base, extraFacts: {blob: 'x'.repeat(8000)}})).toThrow(/user data for app1.foobar.com is \d+ bytes/)
+    expect(() => renderUserData({...base, extraFacts: {blob: 'x'.repeat(8000)}})).toThrow(
+      /user data for app1.foobar.com is \d+ bytes/,
+    )
   })
 })
 

@@ -58,7 +58,10 @@ export function readSshConfig(path: string): SshConfigBlock[] {
 
 /** OpenSSH wildcards: `*` any run of characters, `?` exactly one; case-insensitive like host names. */
 export function globMatches(pattern: string, name: string): boolean {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.')
   return new RegExp(`^${source}$`, 'i').test(name)
 }
 

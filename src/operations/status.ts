@@ -4,7 +4,17 @@ import {table} from '../plan/render.js'
 
 export function statusText(status: DeploymentStatus): string {
   const rows = status.instances.flatMap((i) =>
-    (i.services.length ? i.services : [{name: '-', status: '-' as string, waitingFor: undefined as string[] | undefined, exitCode: undefined as number | undefined}]).map((s, k) => [
+    (i.services.length
+      ? i.services
+      : [
+          {
+            name: '-',
+            status: '-' as string,
+            waitingFor: undefined as string[] | undefined,
+            exitCode: undefined as number | undefined,
+          },
+        ]
+    ).map((s, k) => [
       k === 0 ? i.id : '',
       k === 0 ? (i.address ?? '-') : '',
       k === 0 ? (i.lastContact ?? 'never') : '',
@@ -13,5 +23,9 @@ export function statusText(status: DeploymentStatus): string {
       s.waitingFor?.join('; ') ?? '',
     ]),
   )
-  return [`deployment ${status.deployment}: ${status.state}${status.reason ? ` — ${status.reason}` : ''}`, '', table(['NODE', 'ADDRESS', 'LAST PHONE-HOME', 'SERVICE', 'STATE', 'WAITING FOR'], rows)].join('\n')
+  return [
+    `deployment ${status.deployment}: ${status.state}${status.reason ? ` — ${status.reason}` : ''}`,
+    '',
+    table(['NODE', 'ADDRESS', 'LAST PHONE-HOME', 'SERVICE', 'STATE', 'WAITING FOR'], rows),
+  ].join('\n')
 }

@@ -2,19 +2,22 @@
  * `nodeset up`: create-node, setup-node and update of each app, in one go, over one config server.
  * Each phase is the same code its own command runs; a phase that fails stops the rest.
  */
-import {UserError} from '../cli/base.js'
+import {UserError} from '../core/errors.js'
 import {progressView} from '../cli/progress.js'
 import type {DeploymentState} from '../configserver/protocol.js'
-import {createNodes, BootTimeoutError} from '../operator/nodes.js'
-import {setupVars} from '../operator/setup.js'
+import {createNodes, BootTimeoutError} from './nodes.js'
+import {setupVars} from '../plan/vars.js'
 import {setupNodes, type StepReport} from '../setup/runner.js'
-import {connect} from '../setup/ssh.js'
-import type {OpenedDeployment} from './context.js'
+import {connect} from '../ssh/ssh.js'
+import type {OpenedDeployment} from './deploy-context.js'
 
 export async function createPhase(opened: OpenedDeployment, opts: {json: boolean; secrets: string[]}): Promise<void> {
   const {deployment, server} = opened
   const {plan} = deployment.result
-  const progress = progressView(plan.nodes.map((n) => n.name), {json: opts.json, secrets: opts.secrets})
+  const progress = progressView(
+    plan.nodes.map((n) => n.name),
+    {json: opts.json, secrets: opts.secrets},
+  )
   try {
     const rows = await createNodes({
       plan,
@@ -40,7 +43,10 @@ export async function createPhase(opened: OpenedDeployment, opts: {json: boolean
   }
 }
 
-export async function setupPhase(opened: OpenedDeployment, opts: {json: boolean; secrets: string[]}): Promise<StepReport[]> {
+export async function setupPhase(
+  opened: OpenedDeployment,
+  opts: {json: boolean; secrets: string[]},
+): Promise<StepReport[]> {
   const {deployment, server} = opened
   const {plan} = deployment.result
   const records = (await deployment.provider.list(plan.deployment)).filter((r) => r.state !== 'terminated')
@@ -52,7 +58,11 @@ export async function setupPhase(opened: OpenedDeployment, opts: {json: boolean;
       catalog: deployment.catalog,
       records,
       server: server.client,
-      connect: (record) => connect(deployment.sshTarget(record), {hostKeys: {mode: 'pinned', store: deployment.hostKeys}, retryForMs: 60_000}),
+      connect: (record) =>
+        connect(deployment.sshTarget(record), {
+          hostKeys: {mode: 'pinned', store: deployment.hostKeys},
+          retryForMs: 60_000,
+        }),
       logFile: (node, step) => deployment.workspace.logFile(node, step),
       vars: setupVars(deployment.nodeset),
       setEtcHosts: deployment.nodeset.general.setEtcHosts,
@@ -70,8 +80,12 @@ export async function setupPhase(opened: OpenedDeployment, opts: {json: boolean;
     }
     const failed = reports.filter((r) => r.status === 'failed')
     if (failed.length) {
-      const detail = failed.map((r) => `${r.node} ${r.step}: ${r.message ?? 'failed'}${r.tail ? `\n${r.tail}` : ''}`).join('\n')
-      throw new UserError(`setup did not complete, so no app was deployed:\n${detail}\nfix the cause and run nodeset up again (finished steps are skipped)`)
+      const detail = failed
+        .map((r) => `${r.node} ${r.step}: ${r.message ?? 'failed'}${r.tail ? `\n${r.tail}` : ''}`)
+        .join('\n')
+      throw new UserError(
+        `setup did not complete, so no app was deployed:\n${detail}\nfix the cause and run nodeset up again (finished steps are skipped)`,
+      )
     }
     return reports
   } finally {

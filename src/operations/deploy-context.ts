@@ -5,13 +5,13 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import {UserError} from '../cli/base.js'
-import {openConfigServer, type ConfigServerHandle} from '../operator/connect.js'
-import type {Deployment} from '../operator/deployment.js'
-import {SessionPool} from '../setup/ssh.js'
-import type {AppConfig} from './appini.js'
-import {resolveTargets} from './targets.js'
-import type {DeployContext, DeployEvent} from './update.js'
+import {UserError} from '../core/errors.js'
+import {openConfigServer, type ConfigServerHandle} from './connect.js'
+import type {Deployment} from './deployment.js'
+import {SessionPool} from '../ssh/ssh.js'
+import type {AppConfig} from '../deploy/appini.js'
+import {resolveTargets} from '../deploy/targets.js'
+import type {DeployContext, DeployEvent} from '../deploy/update.js'
 
 export interface OpenedDeployment {
   deployment: Deployment
@@ -38,12 +38,24 @@ export interface AppContextInput {
 }
 
 /** Everything `update`, `rollback` and `releases` act on for one app; close() ends the SSH sessions. */
-export async function appContext(opened: OpenedDeployment, input: AppContextInput): Promise<{ctx: DeployContext; close(): Promise<void>}> {
+export async function appContext(
+  opened: OpenedDeployment,
+  input: AppContextInput,
+): Promise<{ctx: DeployContext; close(): Promise<void>}> {
   const {deployment, server} = opened
   const {plan, loadBalancing} = deployment.result
   const records = await deployment.provider.list(plan.deployment)
   const state = await server.client.state()
-  const targets = resolveTargets({nodeset: deployment.nodeset, plan, loadBalancing, records, state, app: input.app, services: input.services.map((s) => s.name), file: input.file})
+  const targets = resolveTargets({
+    nodeset: deployment.nodeset,
+    plan,
+    loadBalancing,
+    records,
+    state,
+    app: input.app,
+    services: input.services.map((s) => s.name),
+    file: input.file,
+  })
   const pool = new SessionPool({hostKeys: {mode: 'pinned', store: deployment.hostKeys}, retryForMs: 30_000})
   const ctx: DeployContext = {
     file: input.file,
@@ -69,7 +81,9 @@ export function lockApp(workspaceDir: string, app: string): () => void {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw error
       const pid = Number(fs.readFileSync(file, 'utf8').trim())
       if (pid && pid !== process.pid && processExists(pid)) {
-        throw new UserError(`another nodeset command (pid ${pid}) is deploying ${app} with this nodeset file; wait for it to finish (or remove ${file} if it is gone)`)
+        throw new UserError(
+          `another nodeset command (pid ${pid}) is deploying ${app} with this nodeset file; wait for it to finish (or remove ${file} if it is gone)`,
+        )
       }
       fs.rmSync(file, {force: true})
     }

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs'
 import path from 'node:path'
-import {UserError} from '../cli/base.js'
+import {UserError} from '../core/errors.js'
 import {ConfigServerClient} from '../configserver/client.js'
 import {startConfigServer} from '../configserver/server.js'
 import type {Nodeset} from '../nodeset/types.js'
@@ -22,23 +22,34 @@ export interface ConfigServerHandle {
   close(): Promise<void>
 }
 
-export async function openConfigServer(nodeset: Nodeset, workspace: Workspace, operatorAddress?: string): Promise<ConfigServerHandle> {
+export async function openConfigServer(
+  nodeset: Nodeset,
+  workspace: Workspace,
+  operatorAddress?: string,
+): Promise<ConfigServerHandle> {
   const deployment = nodeset.general.name
   if (nodeset.general.configServer !== 'embedded') {
     const url = nodeset.general.configServer
     const tokenFile = path.join(workspace.dir, 'admin-token')
-    const adminToken = process.env.NODESET_ADMIN_TOKEN ?? (fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : '')
-    if (!adminToken) throw new UserError(`the config server at ${url} needs its admin token: set NODESET_ADMIN_TOKEN, or put it in ${tokenFile} (mode 0600)`)
+    const adminToken =
+      process.env.NODESET_ADMIN_TOKEN ?? (fs.existsSync(tokenFile) ? fs.readFileSync(tokenFile, 'utf8').trim() : '')
+    if (!adminToken)
+      throw new UserError(
+        `the config server at ${url} needs its admin token: set NODESET_ADMIN_TOKEN, or put it in ${tokenFile} (mode 0600)`,
+      )
     const client = new ConfigServerClient({url, deployment, token: adminToken})
     return {client, nodeUrl: url, adminToken, embedded: false, close: async () => client.close()}
   }
   if (!operatorAddress) {
-    throw new UserError(`provider ${nodeset.provider.kind} cannot reach a config server embedded in this command: run one where the nodes reach it (nodeset config-server) and set [general] config_server = URL`)
+    throw new UserError(
+      `provider ${nodeset.provider.kind} cannot reach a config server embedded in this command: run one where the nodes reach it (nodeset config-server) and set [general] config_server = URL`,
+    )
   }
   workspace.ensure()
   const settings = workspace.readSettings()
   const saved = typeof settings.configServerPort === 'number' ? settings.configServerPort : 0
-  const listen = async (port: number) => startConfigServer({listen: {host: operatorAddress, port}, stateDir: workspace.configServerDir, logger: false})
+  const listen = async (port: number) =>
+    startConfigServer({listen: {host: operatorAddress, port}, stateDir: workspace.configServerDir, logger: false})
   let server
   try {
     server = await listen(saved)

@@ -17,8 +17,12 @@ export function roleKey(role: string): string {
 }
 
 function ordered(members: RoleMember[]): RoleMember[] {
-  const rank = (role: string): number => (role === 'appserver' ? 0 : role.startsWith('service:') ? 1 : role === 'balancer' ? 3 : 2)
-  return [...members].sort((a, b) => rank(a.role) - rank(b.role) || a.role.localeCompare(b.role) || a.index - b.index || a.name.localeCompare(b.name))
+  const rank = (role: string): number =>
+    role === 'appserver' ? 0 : role.startsWith('service:') ? 1 : role === 'balancer' ? 3 : 2
+  return [...members].sort(
+    (a, b) =>
+      rank(a.role) - rank(b.role) || a.role.localeCompare(b.role) || a.index - b.index || a.name.localeCompare(b.name),
+  )
 }
 
 /** `appserver = app1.foobar.com 10.4.3.2`, one line per node; a node with no address yet has none. */
@@ -40,7 +44,11 @@ export const hostsMarkers = (deployment: string): {begin: string; end: string} =
 })
 
 /** The managed block: markers around `IP name [short]` lines for every node with an address. */
-export function renderHostsBlock(deployment: string, members: RoleMember[], extraNames: Record<string, string[]> = {}): string {
+export function renderHostsBlock(
+  deployment: string,
+  members: RoleMember[],
+  extraNames: Record<string, string[]> = {},
+): string {
   const {begin, end} = hostsMarkers(deployment)
   const lines = ordered(members)
     .filter((m) => m.ip)

@@ -26,10 +26,10 @@ import {
   type HostKeyVerdict,
   type KnownKeys,
 } from './hostkeys.js'
-import {expandSshPath, readSshConfig, resolveSshConfig, type SshConfigBlock} from './ssh-config.js'
-import {asRoot, shellQuote, withEnv, withTimeout} from './ssh-shell.js'
+import {expandSshPath, readSshConfig, resolveSshConfig, type SshConfigBlock} from './config.js'
+import {asRoot, shellQuote, withEnv, withTimeout} from './shell.js'
 
-export {asRoot, shellJoin, shellQuote, withEnv, withTimeout} from './ssh-shell.js'
+export {asRoot, shellJoin, shellQuote, withEnv, withTimeout} from './shell.js'
 
 const {Client, utils} = ssh2
 
@@ -138,10 +138,15 @@ const describeTarget = (target: {nodeName: string; user: string; host: string; p
  */
 export function resolveTarget(target: SshTarget, config: SshConfigBlock[], homeDir = homedir()): ResolvedTarget {
   const fromConfig = resolveSshConfig(config, [...new Set([target.nodeName, target.host])])
-  const host = target.host === target.nodeName && fromConfig.hostName ? fromConfig.hostName.replace(/%h/g, target.nodeName) : target.host
+  const host =
+    target.host === target.nodeName && fromConfig.hostName
+      ? fromConfig.hostName.replace(/%h/g, target.nodeName)
+      : target.host
   const user = target.user ?? fromConfig.user ?? 'root'
   const tokens = {home: homeDir, host, alias: target.nodeName, remoteUser: user}
-  const identityFiles = [...(target.privateKeyPath ? [target.privateKeyPath] : []), ...fromConfig.identityFiles].map((path) => expandSshPath(path, tokens))
+  const identityFiles = [...(target.privateKeyPath ? [target.privateKeyPath] : []), ...fromConfig.identityFiles].map(
+    (path) => expandSshPath(path, tokens),
+  )
   return {
     nodeName: target.nodeName,
     host,
@@ -162,18 +167,31 @@ interface AuthPlan {
 }
 
 /** The keys to offer: the explicit key, then IdentityFile keys, then the agent, then the default keys. */
-export function planAuth(target: ResolvedTarget, explicitKey: string | undefined, agentSocket: string | null, homeDir: string): AuthPlan {
+export function planAuth(
+  target: ResolvedTarget,
+  explicitKey: string | undefined,
+  agentSocket: string | null,
+  homeDir: string,
+): AuthPlan {
   const plan: AuthPlan = {methods: [], tried: [], skipped: []}
   const addKeyFile = (path: string, required: boolean): void => {
     if (!existsSync(path)) {
-      if (required) throw new SshKeyError(`SSH key ${path} for ${describeTarget(target)} does not exist: fix ssh_key in the nodeset file`)
+      if (required)
+        throw new SshKeyError(
+          `SSH key ${path} for ${describeTarget(target)} does not exist: fix ssh_key in the nodeset file`,
+        )
       return
     }
     const key = readFileSync(path)
     const parsed = utils.parseKey(key)
     if (parsed instanceof Error) {
-      const why = /encrypted/i.test(parsed.message) ? 'is protected by a passphrase' : `cannot be read (${parsed.message})`
-      if (required) throw new SshKeyError(`SSH key ${path} ${why}: load it into ssh-agent (ssh-add ${path}) and leave ssh_key unset, or use a key without a passphrase`)
+      const why = /encrypted/i.test(parsed.message)
+        ? 'is protected by a passphrase'
+        : `cannot be read (${parsed.message})`
+      if (required)
+        throw new SshKeyError(
+          `SSH key ${path} ${why}: load it into ssh-agent (ssh-add ${path}) and leave ssh_key unset, or use a key without a passphrase`,
+        )
       plan.skipped.push(`${path} (${why})`)
       return
     }
@@ -200,24 +218,47 @@ export function planAuth(target: ResolvedTarget, explicitKey: string | undefined
   return plan
 }
 
-const RETRYABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'EPIPE', 'EAI_AGAIN'])
+const RETRYABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EHOSTDOWN',
+  'EPIPE',
+  'EAI_AGAIN',
+])
 
 class ClosedBeforeReadyError extends Error {}
 
 function isRetryable(error: Error & {code?: string; level?: string}): boolean {
-  return error instanceof ClosedBeforeReadyError || RETRYABLE_CODES.has(error.code ?? '') || error.level === 'client-timeout'
+  return (
+    error instanceof ClosedBeforeReadyError || RETRYABLE_CODES.has(error.code ?? '') || error.level === 'client-timeout'
+  )
 }
 
-const DEFAULT_HOST_KEY_ALGORITHMS: ServerHostKeyAlgorithm[] = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']
+const DEFAULT_HOST_KEY_ALGORITHMS: ServerHostKeyAlgorithm[] = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+]
 
 interface Attempt {
   client: InstanceType<typeof Client>
   verdict: Extract<HostKeyVerdict, {accept: true}>
 }
 
-
 /** One connection attempt: resolves once logged in, with the verdict on the host key. */
-function attemptConnection(target: ResolvedTarget, auth: AuthPlan, policy: HostKeyPolicy, timeoutMs: number): Promise<Attempt> {
+function attemptConnection(
+  target: ResolvedTarget,
+  auth: AuthPlan,
+  policy: HostKeyPolicy,
+  timeoutMs: number,
+): Promise<Attempt> {
   const identity: HostIdentity = {nodeName: target.nodeName, address: target.host, port: target.port}
   const known: KnownKeys = trustedKeysFor(policy, identity)
   const trustOnFirstUse = policy.mode === 'static' && policy.trustOnFirstUse === true
@@ -242,7 +283,9 @@ function attemptConnection(target: ResolvedTarget, auth: AuthPlan, policy: HostK
       resolve({client, verdict})
     })
     client.on('error', fail)
-    client.on('close', () => fail(new ClosedBeforeReadyError(`connection to ${describeTarget(target)} closed before login`)))
+    client.on('close', () =>
+      fail(new ClosedBeforeReadyError(`connection to ${describeTarget(target)} closed before login`)),
+    )
 
     const config: ConnectConfig = {
       host: target.host,
@@ -290,8 +333,14 @@ export async function connect(target: SshTarget, opts: ConnectOptions): Promise<
   for (let attempt = 1; ; attempt++) {
     const remaining = deadline - Date.now()
     try {
-      const {client, verdict} = await attemptConnection(resolved, auth, opts.hostKeys, Math.max(1000, Math.min(opts.attemptTimeoutMs ?? 20_000, remaining)))
-      if (verdict.source === 'trust-on-first-use') opts.hostKeys.store.pin(resolved.nodeName, resolved.host, [formatHostKey(verdict.key)], resolved.port)
+      const {client, verdict} = await attemptConnection(
+        resolved,
+        auth,
+        opts.hostKeys,
+        Math.max(1000, Math.min(opts.attemptTimeoutMs ?? 20_000, remaining)),
+      )
+      if (verdict.source === 'trust-on-first-use')
+        opts.hostKeys.store.pin(resolved.nodeName, resolved.host, [formatHostKey(verdict.key)], resolved.port)
       return new SshSession(client, resolved, opts.become ?? true)
     } catch (error) {
       const err = error as Error & {level?: string}
@@ -299,12 +348,16 @@ export async function connect(target: SshTarget, opts: ConnectOptions): Promise<
       if (err.level === 'client-authentication' || tooManyKeys) {
         throw new SshAuthError(
           `Login to ${describeTarget(resolved)} failed; tried ${auth.tried.join(', ')}${auth.skipped.length ? ` (skipped ${auth.skipped.join(', ')})` : ''}. ` +
-            (tooManyKeys ? 'The server stopped after too many keys: set ssh_key to the right one, or IdentitiesOnly yes in ~/.ssh/config. ' : '') +
+            (tooManyKeys
+              ? 'The server stopped after too many keys: set ssh_key to the right one, or IdentitiesOnly yes in ~/.ssh/config. '
+              : '') +
             `Check ssh_user and ssh_key, and that the public key is in ~${resolved.user}/.ssh/authorized_keys on the node.`,
         )
       }
       if ((err as {code?: string}).code === 'ENOTFOUND') {
-        throw new SshUnreachableError(`Cannot resolve ${resolved.host} for ${describeTarget(resolved)}: give the node's address in the nodeset file, or a HostName for it in ~/.ssh/config.`)
+        throw new SshUnreachableError(
+          `Cannot resolve ${resolved.host} for ${describeTarget(resolved)}: give the node's address in the nodeset file, or a HostName for it in ~/.ssh/config.`,
+        )
       }
       if (!isRetryable(err)) throw err
       const left = deadline - Date.now()
@@ -323,7 +376,9 @@ export async function connect(target: SshTarget, opts: ConnectOptions): Promise<
 
 function exitCode(code: number | null | undefined, signal: string | undefined): number {
   if (typeof code === 'number') return code
-  const number = signal ? (osConstants.signals as Record<string, number>)[`SIG${signal.replace(/^SIG/, '')}`] : undefined
+  const number = signal
+    ? (osConstants.signals as Record<string, number>)[`SIG${signal.replace(/^SIG/, '')}`]
+    : undefined
   return 128 + (number ?? 0)
 }
 
@@ -351,7 +406,12 @@ export class SshSession {
   /** Run a command; resolves with its exit code and output whatever the code. */
   async exec(command: string, opts: ExecOptions = {}): Promise<ExecResult> {
     const raw = await this.execRaw(command, opts)
-    return {code: raw.code, signal: raw.signal, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8')}
+    return {
+      code: raw.code,
+      signal: raw.signal,
+      stdout: raw.stdout.toString('utf8'),
+      stderr: raw.stderr.toString('utf8'),
+    }
   }
 
   /** Like `exec`, but a non-zero exit is a `RemoteCommandError` with the command's stderr. */
@@ -359,7 +419,10 @@ export class SshSession {
     const result = await this.exec(command, opts)
     if (result.code !== 0) {
       const stderr = result.stderr.trim().split('\n').slice(-20).join('\n')
-      throw new RemoteCommandError(`${opts.label ?? 'command'} failed on ${describeTarget(this.target)} with exit code ${result.code}${stderr ? `:\n${stderr}` : ''}`, result)
+      throw new RemoteCommandError(
+        `${opts.label ?? 'command'} failed on ${describeTarget(this.target)} with exit code ${result.code}${stderr ? `:\n${stderr}` : ''}`,
+        result,
+      )
     }
     return result
   }
@@ -373,12 +436,20 @@ export class SshSession {
       `mkdir -p -- ${shellQuote(posix.dirname(path))} && (umask 077 && cat > ${temporary}) && ` +
       `chmod ${mode.toString(8).padStart(4, '0')} ${temporary} && mv -f -- ${temporary} ${file} || { rc=$?; rm -f -- ${temporary}; exit $rc; }`
     const result = await this.execRaw(script, {stdin: content})
-    if (result.code !== 0) throw new RemoteCommandError(`upload of ${path} to ${describeTarget(this.target)} failed: ${result.stderr.toString().trim()}`, decode(result))
+    if (result.code !== 0)
+      throw new RemoteCommandError(
+        `upload of ${path} to ${describeTarget(this.target)} failed: ${result.stderr.toString().trim()}`,
+        decode(result),
+      )
   }
 
   async download(path: string): Promise<Buffer> {
     const result = await this.execRaw(`cat -- ${shellQuote(path)}`, {})
-    if (result.code !== 0) throw new RemoteCommandError(`download of ${path} from ${describeTarget(this.target)} failed: ${result.stderr.toString().trim()}`, decode(result))
+    if (result.code !== 0)
+      throw new RemoteCommandError(
+        `download of ${path} from ${describeTarget(this.target)} failed: ${result.stderr.toString().trim()}`,
+        decode(result),
+      )
     return result.stdout
   }
 
@@ -406,7 +477,13 @@ function decode(raw: RawResult): ExecResult {
   return {code: raw.code, signal: raw.signal, stdout: raw.stdout.toString('utf8'), stderr: raw.stderr.toString('utf8')}
 }
 
-function collect(channel: ClientChannel, opts: ExecOptions, what: string, resolve: (r: RawResult) => void, reject: (e: Error) => void): void {
+function collect(
+  channel: ClientChannel,
+  opts: ExecOptions,
+  what: string,
+  resolve: (r: RawResult) => void,
+  reject: (e: Error) => void,
+): void {
   const chunks = {stdout: [] as Buffer[], stderr: [] as Buffer[]}
   const decoders = {stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8')}
   const onChunk = (stream: 'stdout' | 'stderr') => (chunk: Buffer) => {
@@ -436,7 +513,12 @@ function collect(channel: ClientChannel, opts: ExecOptions, what: string, resolv
       if (rest) opts.onOutput!(rest, stream)
     }
     if (!exit) return reject(new SshClosedError(`${what}: the connection closed before the command exited`))
-    resolve({code: exitCode(exit.code, exit.signal), signal: exit.signal, stdout: Buffer.concat(chunks.stdout), stderr: Buffer.concat(chunks.stderr)})
+    resolve({
+      code: exitCode(exit.code, exit.signal),
+      signal: exit.signal,
+      stdout: Buffer.concat(chunks.stdout),
+      stderr: Buffer.concat(chunks.stderr),
+    })
   })
   channel.end(opts.stdin)
 }

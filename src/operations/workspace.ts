@@ -58,7 +58,11 @@ export class Workspace {
     this.ensure()
     const privateKeyPath = path.join(this.dir, 'id_ed25519')
     if (!fs.existsSync(privateKeyPath)) {
-      execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `nodeset-${this.deployment}`, '-f', privateKeyPath], {stdio: 'ignore'})
+      execFileSync(
+        'ssh-keygen',
+        ['-q', '-t', 'ed25519', '-N', '', '-C', `nodeset-${this.deployment}`, '-f', privateKeyPath],
+        {stdio: 'ignore'},
+      )
     }
     return {privateKeyPath, publicKey: fs.readFileSync(`${privateKeyPath}.pub`, 'utf8').trim()}
   }

@@ -8,8 +8,8 @@ import type {DeploymentStatus} from '../configserver/protocol.js'
 import type {Plan, NodePlan} from '../plan/types.js'
 import type {NodeRecord, NodeRequest, Provider} from '../providers/provider.js'
 import {renderUserData} from '../providers/userdata.js'
-import {HostKeyStore} from '../setup/hostkeys.js'
-import {registrationFor} from './registration.js'
+import {HostKeyStore} from '../ssh/hostkeys.js'
+import {registrationFor} from '../configserver/registration.js'
 
 export interface Reconciliation {
   missing: NodePlan[]
@@ -83,7 +83,12 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
   const started = Date.now()
   const records = await provider.list(plan.deployment)
   const rec = reconcile(plan, records)
-  emit({type: 'plan', missing: rec.missing.map((n) => n.name), existing: rec.existing.map((e) => e.node.name), extras: rec.extras.map((r) => r.name)})
+  emit({
+    type: 'plan',
+    missing: rec.missing.map((n) => n.name),
+    existing: rec.existing.map((e) => e.node.name),
+    extras: rec.extras.map((r) => r.name),
+  })
 
   // No start-up deadline yet: booting has its own (boot_timeout, below); setup-node sets one for the services.
   const {tokens} = await server.register(registrationFor(plan, {reissueTokens: rec.missing.map((n) => n.name)}))
@@ -92,7 +97,20 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
   const requests: NodeRequest[] = rec.missing.map((node) => {
     const token = tokens[node.name]
     if (!token) throw new Error(`the config server issued no token for ${node.name}`)
-    return {deployment: plan.deployment, name: node.name, role: node.role, index: node.index, size: node.size, userData: renderUserData({deployment: plan.deployment, node: node.name, token, serverUrl: ctx.nodeUrl, bootDeadlineSec: Math.max(ctx.bootTimeoutSec * 4, 3600)})}
+    return {
+      deployment: plan.deployment,
+      name: node.name,
+      role: node.role,
+      index: node.index,
+      size: node.size,
+      userData: renderUserData({
+        deployment: plan.deployment,
+        node: node.name,
+        token,
+        serverUrl: ctx.nodeUrl,
+        bootDeadlineSec: Math.max(ctx.bootTimeoutSec * 4, 3600),
+      }),
+    }
   })
   const created = requests.length > 0 ? await provider.create(requests) : []
   for (const r of created) emit({type: 'created', node: r.name, id: r.id, address: r.address})
@@ -119,7 +137,7 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
         for (const r of created) emit({type: 'rolled-back', node: r.name})
         message += `; rolled back the ${created.length} node${created.length === 1 ? '' : 's'} this run created`
       } else {
-        message += '; check each node\'s /var/log/nodeset-agent.log, re-run to wait again, or use --rollback-on-failure'
+        message += "; check each node's /var/log/nodeset-agent.log, re-run to wait again, or use --rollback-on-failure"
       }
       throw new BootTimeoutError(message, table)
     }
@@ -127,7 +145,8 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
     await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 500))
     const before = new Set(waiting)
     status = await server.status()
-    for (const i of status.instances) if (before.has(i.id) && i.firstContact) emit({type: 'phoned-home', node: i.id, address: i.address})
+    for (const i of status.instances)
+      if (before.has(i.id) && i.firstContact) emit({type: 'phoned-home', node: i.id, address: i.address})
   }
   await pinHostKeys(server, ctx.hostKeys, all)
   return rows(plan, all, status, createdNames)
@@ -139,7 +158,11 @@ function notPhonedHome(status: DeploymentStatus, plan: Plan): string[] {
 }
 
 /** Pin the SSH host keys each node reported over its authenticated phone-home. */
-export async function pinHostKeys(server: ConfigServerClient, store: HostKeyStore, records: NodeRecord[]): Promise<void> {
+export async function pinHostKeys(
+  server: ConfigServerClient,
+  store: HostKeyStore,
+  records: NodeRecord[],
+): Promise<void> {
   const state = await server.state()
   for (const record of records) {
     const instance = state.instances.find((i) => i.id === record.name)
@@ -149,12 +172,25 @@ export async function pinHostKeys(server: ConfigServerClient, store: HostKeyStor
   }
 }
 
-function rows(plan: Plan, records: NodeRecord[], status: DeploymentStatus | undefined, createdNow: Set<string>): NodeRow[] {
+function rows(
+  plan: Plan,
+  records: NodeRecord[],
+  status: DeploymentStatus | undefined,
+  createdNow: Set<string>,
+): NodeRow[] {
   const byName = new Map(records.map((r) => [r.name, r]))
   return plan.nodes.map((n) => {
     const r = byName.get(n.name)
     const s = status?.instances.find((i) => i.id === n.name)
-    return {name: n.name, role: n.role, id: r?.id, address: r?.address, state: r?.state ?? 'missing', phonedHome: s?.lastContact, createdNow: createdNow.has(n.name)}
+    return {
+      name: n.name,
+      role: n.role,
+      id: r?.id,
+      address: r?.address,
+      state: r?.state ?? 'missing',
+      phonedHome: s?.lastContact,
+      createdNow: createdNow.has(n.name),
+    }
   })
 }
 
@@ -163,7 +199,10 @@ function rows(plan: Plan, records: NodeRecord[], status: DeploymentStatus | unde
  * server goes first: an embedded one listens on the local provider's bridge, which goes with the
  * last node.
  */
-export async function destroyNodes(ctx: {provider: Provider; server?: ConfigServerClient; hostKeys: HostKeyStore}, nodes: NodeRecord[]): Promise<void> {
+export async function destroyNodes(
+  ctx: {provider: Provider; server?: ConfigServerClient; hostKeys: HostKeyStore},
+  nodes: NodeRecord[],
+): Promise<void> {
   if (nodes.length === 0) return
   for (const node of nodes) {
     if (ctx.server) {

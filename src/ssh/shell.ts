@@ -24,7 +24,8 @@ export function withEnv(command: string, env: Record<string, string>): string {
   const names = Object.keys(env)
   if (names.length === 0) return command
   for (const name of names) {
-    if (!ENV_NAME.test(name)) throw new Error(`environment variable name "${name}" is not valid in sh: use letters, digits and _`)
+    if (!ENV_NAME.test(name))
+      throw new Error(`environment variable name "${name}" is not valid in sh: use letters, digits and _`)
   }
   return `export ${names.map((name) => `${name}=${shellQuote(env[name])}`).join(' ')}; ${command}`
 }

@@ -4,9 +4,9 @@
  */
 import {progressView} from '../cli/progress.js'
 import {table} from '../plan/render.js'
-import type {AppConfig} from './appini.js'
-import {appContext, lockApp, type OpenedDeployment} from './context.js'
-import {type DeployContext, type DeployEvent, type DeployResult} from './update.js'
+import type {AppConfig} from '../deploy/appini.js'
+import {appContext, lockApp, type OpenedDeployment} from './deploy-context.js'
+import {type DeployContext, type DeployEvent, type DeployResult} from '../deploy/update.js'
 
 export interface RunInput {
   file: string
@@ -20,7 +20,12 @@ export interface RunInput {
   progress?: boolean
 }
 
-export async function withAppContext<T>(opened: OpenedDeployment, input: RunInput, work: (ctx: DeployContext) => Promise<T>, done?: (result: T) => Map<string, {ok: boolean; text: string}>): Promise<T> {
+export async function withAppContext<T>(
+  opened: OpenedDeployment,
+  input: RunInput,
+  work: (ctx: DeployContext) => Promise<T>,
+  done?: (result: T) => Map<string, {ok: boolean; text: string}>,
+): Promise<T> {
   const unlock = input.lock ? lockApp(opened.deployment.workspace.dir, input.app) : () => undefined
   let progress: ReturnType<typeof progressView> | undefined
   const onEvent = (event: DeployEvent): void => {
@@ -29,7 +34,13 @@ export async function withAppContext<T>(opened: OpenedDeployment, input: RunInpu
     else progress?.update(event.node, event.text)
   }
   try {
-    const {ctx, close} = await appContext(opened, {file: input.file, app: input.app, services: input.services, secrets: input.secrets, onEvent})
+    const {ctx, close} = await appContext(opened, {
+      file: input.file,
+      app: input.app,
+      services: input.services,
+      secrets: input.secrets,
+      onEvent,
+    })
     const serviceNodes = Object.values(ctx.targets.services).flatMap((nodes) => nodes.map((n) => n.name))
     const items = [...new Set([input.app, ...ctx.targets.appservers.map((n) => n.name), ...serviceNodes])]
     if (input.progress !== false) progress = progressView(items, {json: input.json, secrets: input.secrets})
@@ -42,7 +53,8 @@ export async function withAppContext<T>(opened: OpenedDeployment, input: RunInpu
       }
       return result
     } catch (error) {
-      for (const item of items) progress?.done(item, false, item === input.app ? (error as Error).message.split('\n')[0] : 'stopped')
+      for (const item of items)
+        progress?.done(item, false, item === input.app ? (error as Error).message.split('\n')[0] : 'stopped')
       throw error
     } finally {
       await progress?.finish()
@@ -56,10 +68,18 @@ export async function withAppContext<T>(opened: OpenedDeployment, input: RunInpu
 /** Per progress item: how the deploy ended there. */
 export function deployOutcomes(result: DeployResult): Map<string, {ok: boolean; text: string}> {
   const outcomes = new Map<string, {ok: boolean; text: string}>()
-  outcomes.set(result.app, {ok: result.ok, text: result.ok ? `${result.release} is active` : `${result.release} failed at ${result.failure?.step} on ${result.failure?.node}`})
+  outcomes.set(result.app, {
+    ok: result.ok,
+    text: result.ok
+      ? `${result.release} is active`
+      : `${result.release} failed at ${result.failure?.step} on ${result.failure?.node}`,
+  })
   for (const n of result.nodes) {
     const ok = n.outcome === 'activated' || (!result.ok && (n.outcome === 'reverted' || n.outcome === 'not switched'))
-    outcomes.set(n.node, {ok, text: `${n.outcome}: runs ${n.release ?? 'nothing'}${n.inRotation ? '' : ', out of rotation'}`})
+    outcomes.set(n.node, {
+      ok,
+      text: `${n.outcome}: runs ${n.release ?? 'nothing'}${n.inRotation ? '' : ', out of rotation'}`,
+    })
   }
   return outcomes
 }

@@ -7,7 +7,7 @@ import {createHash, createHmac} from 'node:crypto'
 import {chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
 import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
-import {matchesPatternList} from './ssh-config.js'
+import {matchesPatternList} from './config.js'
 
 /** Key types a server can offer and ssh2 can verify, with the signature algorithms that use each. */
 const KEY_TYPE_ALGORITHMS: Record<string, string[]> = {
@@ -44,10 +44,13 @@ export function hostKeyFromBlob(blob: Buffer): HostKey {
 export function parseHostKey(line: string): HostKey {
   const [type, base64] = line.trim().split(/\s+/)
   const fail = (why: string): never => {
-    throw new InvalidHostKeyError(`host key "${line.trim().slice(0, 40)}…" ${why}; expected "TYPE BASE64" as in /etc/ssh/ssh_host_ed25519_key.pub`)
+    throw new InvalidHostKeyError(
+      `host key "${line.trim().slice(0, 40)}…" ${why}; expected "TYPE BASE64" as in /etc/ssh/ssh_host_ed25519_key.pub`,
+    )
   }
   if (!type || !base64) return fail('has no key data')
-  if (!(type in KEY_TYPE_ALGORITHMS)) return fail(`has an unsupported type (${Object.keys(KEY_TYPE_ALGORITHMS).join(', ')})`)
+  if (!(type in KEY_TYPE_ALGORITHMS))
+    return fail(`has an unsupported type (${Object.keys(KEY_TYPE_ALGORITHMS).join(', ')})`)
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) return fail('is not base64')
   const blob = Buffer.from(base64, 'base64')
   if (blobType(blob) !== type) return fail(`does not encode a ${type} key`)
@@ -95,7 +98,8 @@ export function parseKnownHosts(text: string): KnownHostsEntry[] {
     const fields = raw.trim().split(/\s+/)
     if (fields[0] === '' || fields[0].startsWith('#')) return
     let marker: KnownHostsEntry['marker']
-    if (fields[0] === '@revoked' || fields[0] === '@cert-authority') marker = fields.shift()!.slice(1) as KnownHostsEntry['marker']
+    if (fields[0] === '@revoked' || fields[0] === '@cert-authority')
+      marker = fields.shift()!.slice(1) as KnownHostsEntry['marker']
     if (fields.length < 3) return
     try {
       entries.push({marker, hosts: fields[0], key: parseHostKey(`${fields[1]} ${fields[2]}`), line: i + 1})
@@ -199,8 +203,12 @@ export class HostKeyStore {
 
   /** Pin a node's keys, replacing what it had; the address stops naming any other node. */
   pin(nodeName: string, address: string, keys: string[], port = 22): void {
-    for (const [what, value] of [['node name', nodeName], ['address', address]]) {
-      if (!HOST_NAME_PATTERN.test(value)) throw new Error(`cannot pin host keys: ${what} "${value}" is not a host name or IP address`)
+    for (const [what, value] of [
+      ['node name', nodeName],
+      ['address', address],
+    ]) {
+      if (!HOST_NAME_PATTERN.test(value))
+        throw new Error(`cannot pin host keys: ${what} "${value}" is not a host name or IP address`)
     }
     if (keys.length === 0) throw new Error(`cannot pin host keys of ${nodeName}: it reported none`)
     const parsed = keys.map(parseHostKey)
@@ -276,7 +284,10 @@ export interface HostIdentity {
 
 export function trustedKeysFor(policy: HostKeyPolicy, host: HostIdentity): KnownKeys {
   const pinned = policy.store.lookup(host.nodeName)
-  const result: KnownKeys = {trusted: (pinned?.keys ?? []).map((key) => ({key, source: policy.store.path})), revoked: []}
+  const result: KnownKeys = {
+    trusted: (pinned?.keys ?? []).map((key) => ({key, source: policy.store.path})),
+    revoked: [],
+  }
   if (policy.mode === 'static') {
     const names = [...new Set([host.nodeName, host.address])]
     for (const path of policy.knownHostsPaths ?? defaultKnownHostsPaths()) {
@@ -363,7 +374,10 @@ export class UnknownHostKeyError extends HostKeyError {
       host,
       offered,
       known,
-      [`Host key of node ${host.nodeName} at ${where} is unknown: ${fingerprint(offered)} (${offered.type}); refusing to connect.`, advice].join('\n'),
+      [
+        `Host key of node ${host.nodeName} at ${where} is unknown: ${fingerprint(offered)} (${offered.type}); refusing to connect.`,
+        advice,
+      ].join('\n'),
     )
     this.name = 'UnknownHostKeyError'
   }

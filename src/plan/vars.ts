@@ -16,7 +16,13 @@ export function appLocations(nodeset: Nodeset, basePort = 8080): LocationVar[] {
     r.locations.map((l) => {
       if (!apps.includes(l.app)) apps.push(l.app)
       const url = new URL(l.url)
-      return {url: l.url, host: url.hostname, path: url.pathname || '/', app: l.app, port: basePort + apps.indexOf(l.app)}
+      return {
+        url: l.url,
+        host: url.hostname,
+        path: url.pathname || '/',
+        app: l.app,
+        port: basePort + apps.indexOf(l.app),
+      }
     }),
   )
 }

@@ -1,10 +1,19 @@
 /** `setup-node --etc-hosts`: the deployment's block in the operator's own /etc/hosts. */
 import fs from 'node:fs'
 import type {DeploymentState} from '../configserver/protocol.js'
-import {hostsMarkers, mergeHostsBlock, renderHostsBlock} from '../setup/wiring.js'
+import {hostsMarkers, mergeHostsBlock, renderHostsBlock} from '../plan/wiring.js'
 
-export function applyOperatorEtcHosts(deployment: string, instances: DeploymentState['instances'], file = '/etc/hosts'): void {
-  const members = instances.map((i) => ({name: i.id, role: i.role, index: i.index ?? 1, ip: typeof i.facts.ip === 'string' ? i.facts.ip : undefined}))
+export function applyOperatorEtcHosts(
+  deployment: string,
+  instances: DeploymentState['instances'],
+  file = '/etc/hosts',
+): void {
+  const members = instances.map((i) => ({
+    name: i.id,
+    role: i.role,
+    index: i.index ?? 1,
+    ip: typeof i.facts.ip === 'string' ? i.facts.ip : undefined,
+  }))
   const current = fs.readFileSync(file, 'utf8')
   const next = mergeHostsBlock(current, deployment, renderHostsBlock(deployment, members))
   if (next !== current) fs.writeFileSync(file, next)

@@ -1,8 +1,11 @@
 /** Plan → the config server's registration body. Pure. */
-import type {ParamSpec, RegisterRequest} from '../configserver/protocol.js'
+import type {ParamSpec, RegisterRequest} from './protocol.js'
 import type {Plan} from '../plan/types.js'
 
-export function registrationFor(plan: Plan, opts: {startupTimeoutSec?: number; reissueTokens?: string[]} = {}): RegisterRequest {
+export function registrationFor(
+  plan: Plan,
+  opts: {startupTimeoutSec?: number; reissueTokens?: string[]} = {},
+): RegisterRequest {
   return {
     startupTimeoutSec: opts.startupTimeoutSec,
     reissueTokens: opts.reissueTokens ?? [],
@@ -18,7 +21,12 @@ export function registrationFor(plan: Plan, opts: {startupTimeoutSec?: number; r
           provides: s.provides,
           after: s.after,
           params: Object.fromEntries(
-            s.params.map((p): [string, ParamSpec] => [p.name, p.value.includes('{{') ? {template: p.value, secret: p.secret, source: p.source} : {value: p.value, secret: p.secret, source: p.source}]),
+            s.params.map((p): [string, ParamSpec] => [
+              p.name,
+              p.value.includes('{{')
+                ? {template: p.value, secret: p.secret, source: p.source}
+                : {value: p.value, secret: p.secret, source: p.source},
+            ]),
           ),
         })),
     })),
