@@ -8,6 +8,7 @@ export interface Ec2ErrorContext {
   keyName?: string
   subnetId?: string
   securityGroupIds?: string[]
+  iamInstanceProfile?: string
   /** Node names the failing call was about. */
   nodes?: string[]
   /** Texts that must never reach a message (user data carries a node's token). */
@@ -31,8 +32,11 @@ type Explain = (context: Ec2ErrorContext, awsMessage: string, attempts: number) 
 
 const EXPLANATIONS: Record<string, Explain> = {
   UnauthorizedOperation: (c) =>
-    `the AWS credentials in use may not call ec2:${c.operation ?? 'this action'}. ` +
-    'Grant it to the IAM user or role (docs/ec2.md lists the actions nodeset calls), or pick other credentials with "profile = NAME" in [provider]',
+    `the AWS credentials in use may not call ec2:${c.operation ?? 'this action'}` +
+    (c.operation === 'RunInstances' && c.iamInstanceProfile
+      ? `, or may not pass the role of instance profile ${c.iamInstanceProfile} (iam:PassRole)`
+      : '') +
+    '. Grant it to the IAM user or role (docs/ec2.md lists the actions nodeset calls), or pick other credentials with "profile = NAME" in [provider]',
   AuthFailure: () =>
     'AWS did not accept the credentials. Check the access key, refresh an expired session ("aws sso login"), or pick other credentials with "profile = NAME" in [provider]',
   ExpiredToken: () =>
@@ -106,4 +110,18 @@ export function mask(text: string, secrets: readonly string[]): string {
   const forms = secrets.flatMap((s) => [s, Buffer.from(s, 'utf8').toString('base64')]).filter((s) => s.length >= 8)
   for (const secret of forms.sort((a, b) => b.length - a.length)) out = out.split(secret).join('********')
   return out
+}
+
+/** The error of a failed create, naming the nodes launched before it failed. */
+export function withLaunchedNote(reason: unknown, launched: string[]): Error {
+  const error = reason instanceof Error ? reason : new Error(String(reason))
+  if (launched.length)
+    error.message += ` (launched before the failure, and reused by the next run: ${launched.join(', ')})`
+  return error
+}
+
+/** EC2's error code of an SDK error. */
+export function errorCode(error: unknown): string | undefined {
+  const e = error as {Code?: string; name?: string} | undefined
+  return e?.Code ?? e?.name
 }

@@ -105,6 +105,13 @@ function slug(text: string): string {
     .replace(/^-+|-+$/g, '')
 }
 
+/** Why a bridge name the user gave cannot be one (Linux: at most 15 characters), or undefined. */
+export function bridgeNameProblem(name: string): string | undefined {
+  return /^[A-Za-z0-9_.-]{1,15}$/.test(name)
+    ? undefined
+    : `bridge name ${JSON.stringify(name)} must be 1-15 letters, digits, _ . or -`
+}
+
 /** A bridge per deployment, e.g. `nsb-foobar-1a2b` (at most 15 characters). */
 export function bridgeName(deployment: string): string {
   return `nsb-${slug(deployment).slice(0, 6).replace(/-+$/, '')}-${shortHash(deployment, 4)}`.replace('--', '-')

@@ -1,12 +1,14 @@
 /**
- * The local provider's contact with the machine: running commands, checking what it needs,
- * a lock between processes, and finding and ending processes.
+ * The local provider's contact with the machine: the one place its commands (local-commands.ts) are
+ * run, checking what it needs, a lock between processes, and finding and ending processes.
  */
-import {execFile} from 'node:child_process'
+import {execFile, spawn, type ChildProcess} from 'node:child_process'
 import {constants as fsConstants, readFileSync} from 'node:fs'
-import {access, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
+import {access, mkdir, open, readFile, rm, stat, writeFile} from 'node:fs/promises'
+import {createConnection} from 'node:net'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {promisify} from 'node:util'
+import {namespacePids as namespacePidsCommand, type Command} from './local-commands.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -30,7 +32,7 @@ export class CommandError extends Error {
 }
 
 /** Run a command (no shell) and return its stdout; throws CommandError with its stderr. */
-export async function run(argv: string[], opts: {timeoutMs?: number} = {}): Promise<string> {
+export async function run({argv}: Command, opts: {timeoutMs?: number} = {}): Promise<string> {
   const [file, ...args] = argv
   try {
     const {stdout} = await execFileAsync(file, args, {
@@ -46,13 +48,53 @@ export async function run(argv: string[], opts: {timeoutMs?: number} = {}): Prom
 }
 
 /** Like run, but a failure is an answer, not an error. */
-export async function tryRun(argv: string[]): Promise<boolean> {
+export async function tryRun(command: Command): Promise<boolean> {
   try {
-    await run(argv)
+    await run(command)
     return true
   } catch {
     return false
   }
+}
+
+/** Run commands one after the other; the first failure stops them. */
+export async function runAll(commands: Command[]): Promise<void> {
+  for (const command of commands) await run(command)
+}
+
+/** Start a long-lived process in its own session, output appended to a log file; nothing waits for it. */
+export async function spawnDetached({argv}: Command, logFile: string): Promise<ChildProcess & {pid: number}> {
+  const log = await open(logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND, 0o600)
+  try {
+    const child = spawn(argv[0], argv.slice(1), {
+      detached: true,
+      stdio: ['ignore', log.fd, log.fd],
+      env: SYSTEM_ENV,
+      cwd: '/',
+    })
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve)
+      child.once('error', reject)
+    })
+    child.unref()
+    return child as typeof child & {pid: number}
+  } finally {
+    await log.close()
+  }
+}
+
+/** True once something on address:22 sends an SSH banner. */
+export function sshGreets(address: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({host: address, port: 22, timeout: 1000})
+    const done = (ok: boolean): void => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.once('data', (chunk) => done(chunk.toString('latin1').startsWith('SSH-')))
+    socket.once('error', () => done(false))
+    socket.once('timeout', () => done(false))
+  })
 }
 
 const REQUIRED_TOOLS: Array<{names: string[]; what: string; pkg: string}> = [
@@ -143,10 +185,21 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/** Whether the process lives in the named network namespace (guards against reused pids). */
+export async function inNamespace(pid: number, namespace: string): Promise<boolean> {
+  if (!processAlive(pid)) return false
+  try {
+    const [proc, ns] = await Promise.all([stat(`/proc/${pid}/ns/net`), stat(`/run/netns/${namespace}`)])
+    return proc.ino === ns.ino && proc.dev === ns.dev
+  } catch {
+    return false
+  }
+}
+
 /** Pids of every process in a network namespace (`ip netns pids`); none when it is gone. */
 export async function namespacePids(namespace: string): Promise<number[]> {
   try {
-    const out = await run(['ip', 'netns', 'pids', namespace])
+    const out = await run(namespacePidsCommand(namespace))
     return out
       .split(/\s+/)
       .filter(Boolean)

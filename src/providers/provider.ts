@@ -1,4 +1,7 @@
 import type {SizeSpec} from '../core/source.js'
+import type {ProviderKind} from '../nodeset/types.js'
+import type {HostKeyPolicy, HostKeyStore} from '../ssh/hostkeys.js'
+import type {SshTarget} from '../ssh/ssh.js'
 
 /** What the CLI asks a provider to create: one node, with the user data that boots it. */
 export interface NodeRequest {
@@ -28,17 +31,55 @@ export interface NodeRecord {
   sshPort?: number
 }
 
+/** What a provider is opened with: the deployment and the operator's state for it. */
+export interface ProviderContext {
+  deployment: string
+  /** The operator's state directory for this deployment (0700), e.g. for the static provider's state. */
+  stateDir: string
+  /** Pinned host keys (src/ssh/hostkeys.ts HostKeyStore). */
+  hostKeys: HostKeyStore
+  /** The operator's key pair for nodes nodeset creates (generated on first use). */
+  sshKey(): {privateKeyPath: string; publicKey: string}
+  /** Static servers only: pin the key a server offers when none is known yet. */
+  trustOnFirstUse?: boolean
+  /** ec2 only: the command's --profile and --region, which win over `[provider] profile` and `region`. */
+  aws?: {profile?: string; region?: string}
+}
+
+/** The nodes of one deployment, as one kind of provider makes, finds, reaches and removes them. */
 export interface Provider {
-  readonly name: string
+  readonly kind: ProviderKind
   /**
    * Make ready what nodes need before any is created (the local provider's bridge), and say at which
    * address nodes reach the operator's machine, where an embedded config server listens.
    */
-  prepare?(deployment: string): Promise<{operatorAddress?: string}>
+  prepare(): Promise<{operatorAddress?: string}>
   /** Create these nodes (all missing ones of one run); a retried call must never create twice. */
   create(requests: NodeRequest[]): Promise<NodeRecord[]>
   /** Every node of the deployment that exists, found by its tags. */
-  list(deployment: string): Promise<NodeRecord[]>
+  list(): Promise<NodeRecord[]>
   /** Terminate these nodes and leave nothing of them behind. */
   destroy(nodes: NodeRecord[]): Promise<void>
+  /** How the operator logs in to a node over SSH. */
+  sshTarget(node: NodeRecord): SshTarget
+  /** How SSH connections to these nodes verify host keys (for create, setup and update alike). */
+  hostKeyPolicy(): HostKeyPolicy
+}
+
+/** Where a node nodeset created is reached: its address (else its name), its SSH port (else 22). */
+export function createdNodeTarget(node: NodeRecord, user: string, privateKeyPath?: string): SshTarget {
+  return {host: node.address ?? node.name, port: node.sshPort ?? 22, user, nodeName: node.name, privateKeyPath}
+}
+
+/** Refuse a request of another deployment than the one the provider was opened for. */
+export function checkDeployment(
+  kind: ProviderKind,
+  deployment: string,
+  items: Array<{deployment: string; name: string}>,
+): void {
+  const other = items.find((i) => i.deployment !== deployment)
+  if (other)
+    throw new Error(
+      `the ${kind} provider of deployment ${deployment} was asked about node ${other.name} of deployment ${other.deployment}`,
+    )
 }

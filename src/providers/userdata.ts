@@ -5,7 +5,10 @@
  */
 import {readFileSync} from 'node:fs'
 import Handlebars from 'handlebars'
+import {hostsMergeScript} from '../core/hostsblock.js'
 import {ID_PATTERN} from '../core/ids.js'
+import {USER_DATA_LIMIT} from '../core/limits.js'
+import {shellQuote} from '../core/quote.js'
 
 export interface UserDataOptions {
   deployment: string
@@ -25,8 +28,7 @@ export interface UserDataOptions {
   bootDeadlineSec?: number
 }
 
-/** EC2 refuses user data above 16 KB (before base64). */
-export const USER_DATA_LIMIT = 16_384
+export {USER_DATA_LIMIT} from '../core/limits.js'
 export const DEFAULT_BOOT_DEADLINE_SEC = 3600
 
 const TOKEN_PATTERN = /^[A-Za-z0-9._~+/=-]{16,1024}$/
@@ -40,18 +42,14 @@ let compiled: Handlebars.TemplateDelegate | undefined
 function agentTemplate(): Handlebars.TemplateDelegate {
   if (!compiled) {
     const hb = Handlebars.create()
-    hb.registerHelper('sh', (value: unknown) => shellQuote(String(value ?? '')))
+    // Always quoted: the settings at the top of the agent stay one plain `NAME='value'` form.
+    hb.registerHelper('sh', (value: unknown) => shellQuote(String(value ?? ''), {always: true}))
     compiled = hb.compile(readFileSync(new URL('userdata/agent.sh.hbs', templatesDir), 'utf8'), {
       noEscape: true,
       strict: true,
     })
   }
   return compiled
-}
-
-/** A single-quoted sh word that stands for exactly `value`. */
-export function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`
 }
 
 /** Render the agent for one node; throws on values that could not be carried safely, or when too big. */
@@ -68,6 +66,7 @@ export function renderUserData(opts: UserDataOptions): string {
     pin: opts.serverPubkeySha256 ?? '',
     deadline: opts.bootDeadlineSec ?? DEFAULT_BOOT_DEADLINE_SEC,
     extraFacts,
+    hostsMerge: hostsMergeScript(opts.deployment),
   })
   checkUserDataSize(opts.node, text)
   return text

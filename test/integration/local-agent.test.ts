@@ -16,6 +16,7 @@ import {localProviderProblem, processAlive} from '../../src/providers/local-syst
 import {LocalProvider} from '../../src/providers/local.js'
 import type {NodeRecord} from '../../src/providers/provider.js'
 import {renderUserData} from '../../src/providers/userdata.js'
+import {HostKeyStore} from '../../src/ssh/hostkeys.js'
 
 const execFile = promisify(execFileCb)
 const problem = await localProviderProblem()
@@ -47,11 +48,13 @@ describe.runIf(mustRun)('the agent on local nodes', () => {
     if (problem) throw new Error(problem)
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key])
     provider = new LocalProvider({
+      deployment,
+      hostKeys: HostKeyStore.inStateDir(work),
       subnet: '10.77.12.0/24',
       stateRoot: join(work, 'state'),
       authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')],
     })
-    const {operatorAddress} = await provider.prepare(deployment)
+    const {operatorAddress} = await provider.prepare()
     expect(operatorAddress).toBe('10.77.12.1')
     server = await startConfigServer({stateDir: join(work, 'server'), listen: {host: operatorAddress, port: 0}})
     admin = new ConfigServerClient({url: server.url, deployment, token: server.adminToken})
@@ -69,7 +72,7 @@ describe.runIf(mustRun)('the agent on local nodes', () => {
   })
 
   afterAll(async () => {
-    if (provider) await provider.destroy(await provider.list(deployment)).catch(() => undefined)
+    if (provider) await provider.destroy(await provider.list()).catch(() => undefined)
     admin?.close()
     await server?.close()
     rmSync(work, {recursive: true, force: true})
@@ -162,7 +165,7 @@ describe.runIf(mustRun)('the agent on local nodes', () => {
   })
 
   it('after a reboot the stored agent runs again with the node token it stored', async () => {
-    const [app] = (await provider.list(deployment)).filter((n) => n.name === APP)
+    const [app] = (await provider.list()).filter((n) => n.name === APP)
     const dir = provider.nodeDir(deployment, APP)
     const agentLog = () => readIfThere(join(dir, 'fs/var-log/nodeset-agent.log'))
     const nodeToken = readFileSync(join(dir, 'fs/var-lib/token'), 'utf8').trim()

@@ -13,6 +13,7 @@ import {hostVethName, namespaceName} from '../../src/providers/local-network.js'
 import {localProviderProblem, processAlive} from '../../src/providers/local-system.js'
 import {LocalProvider} from '../../src/providers/local.js'
 import type {NodeRecord, NodeRequest} from '../../src/providers/provider.js'
+import {HostKeyStore} from '../../src/ssh/hostkeys.js'
 import {processes} from '../helpers/sshd.js'
 
 const execFile = promisify(execFileCb)
@@ -35,6 +36,10 @@ const stateRoot = join(work, 'state')
 const key = join(work, 'id_ed25519')
 let provider: LocalProvider
 let existedBefore: Record<string, boolean>
+const hostKeys = new HostKeyStore(join(work, 'known_hosts'))
+/** A provider of this machine's nodes for one deployment, logged in to with the test's key. */
+const localProvider = (deployment: string, subnet: string): LocalProvider =>
+  new LocalProvider({deployment, subnet, stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')], hostKeys})
 
 /** ssh as the operator, checking the host key against exactly these known_hosts lines. */
 async function ssh(address: string, knownHosts: string, command: string): Promise<string> {
@@ -81,11 +86,11 @@ describe.runIf(mustRun)('local provider', () => {
     if (problem) throw new Error(problem)
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'operator@test', '-f', key])
     existedBefore = Object.fromEntries(HOST_DIRS.map((d) => [d, existsSync(d)]))
-    provider = new LocalProvider({subnet, stateRoot, authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')]})
+    provider = localProvider(deployment, subnet)
   })
 
   afterAll(async () => {
-    if (provider) await provider.destroy(await provider.list(deployment)).catch(() => undefined)
+    if (provider) await provider.destroy(await provider.list()).catch(() => undefined)
     rmSync(work, {recursive: true, force: true})
   })
 
@@ -158,20 +163,28 @@ describe.runIf(mustRun)('local provider', () => {
   })
 
   it('lists its nodes, and a retried create makes nothing twice', async () => {
-    const listed = await provider.list(deployment)
+    const listed = await provider.list()
     expect(listed.map((n) => [n.name, n.role, n.index, n.state, n.address])).toEqual(
       [...nodes.values()]
         .map((n) => [n.name, n.role, n.index, 'running', n.address])
         .sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
     )
-    const pidsBefore = [...nodes.values()].map((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}))
+    // What runs in the nodes for good: each one's sshd and the service its user data started. (The
+    // namespaces' whole pid lists are not compared: sessions of the tests before may still be ending.)
+    const running = async () => ({
+      sshd: await Promise.all([...nodes.values()].map((n) => provider.enterCommand(n))),
+      services: processes()
+        .filter((p) => p.commandLine === `sleep ${SERVICE_MARK}`)
+        .map((p) => p.pid)
+        .sort(),
+    })
+    const before = await running()
+    expect(before.services).toHaveLength(2)
     const again = await provider.create(requests)
     expect(again.map((n) => [n.name, n.address, n.id])).toEqual(
       [...nodes.values()].map((n) => [n.name, n.address, n.id]),
     )
-    expect([...nodes.values()].map((n) => execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}))).toEqual(
-      pidsBefore,
-    )
+    expect(await running()).toEqual(before)
     expect(
       netnsList()
         .split('\n')
@@ -202,11 +215,7 @@ describe.runIf(mustRun)('local provider', () => {
   })
 
   it('refuses a subnet that another interface of the host already uses', async () => {
-    const other = new LocalProvider({
-      subnet: '10.77.11.128/25',
-      stateRoot,
-      authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')],
-    })
+    const other = localProvider('lt-clash', '10.77.11.128/25')
     await expect(
       other.create([{deployment: 'lt-clash', name: 'x1', role: 'appserver', index: 1, userData: ''}]),
     ).rejects.toThrow(
@@ -216,23 +225,19 @@ describe.runIf(mustRun)('local provider', () => {
   })
 
   it('removes a prepared bridge that got no node', async () => {
-    const other = new LocalProvider({
-      subnet: '10.77.13.0/24',
-      stateRoot,
-      authorizedKeys: [readFileSync(`${key}.pub`, 'utf8')],
-    })
-    const {bridge, hostAddress} = await other.prepareNetwork('lt-empty')
+    const other = localProvider('lt-empty', '10.77.13.0/24')
+    const {bridge, hostAddress} = await other.prepareNetwork()
     expect(hostAddress).toBe('10.77.13.1')
     expect(execFileSync('ip', ['-o', '-4', 'addr', 'show', 'dev', bridge], {encoding: 'utf8'})).toContain(
       '10.77.13.1/24',
     )
-    await other.release('lt-empty')
+    await other.release()
     expect(links()).not.toContain(bridge)
     expect(existsSync(join(stateRoot, 'lt-empty'))).toBe(false)
   })
 
   it('destroys everything it made: processes, namespaces, links, bridge, overlays and files', async () => {
-    const listed = await provider.list(deployment)
+    const listed = await provider.list()
     const pids = listed.flatMap((n) =>
       execFileSync('ip', ['netns', 'pids', n.id], {encoding: 'utf8'}).split(/\s+/).filter(Boolean).map(Number),
     )
@@ -242,7 +247,7 @@ describe.runIf(mustRun)('local provider', () => {
         .filter((p) => p.commandLine === `sleep ${SERVICE_MARK}`)
         .map((p) => p.pid)
     expect(services()).toHaveLength(2)
-    const bridge = provider.bridgeFor(deployment)
+    const bridge = provider.bridge
     expect(links()).toContain(bridge)
 
     await provider.destroy(listed)
@@ -256,7 +261,7 @@ describe.runIf(mustRun)('local provider', () => {
     }
     expect(links()).not.toContain(bridge)
     expect(existsSync(join(stateRoot, deployment))).toBe(false)
-    expect(await provider.list(deployment)).toEqual([])
+    expect(await provider.list()).toEqual([])
     // The host directories it made go with the last local node on this machine.
     const otherNodes = existsSync('/etc/netns') && execFileSync('ls', ['/etc/netns'], {encoding: 'utf8'}).trim() !== ''
     if (!otherNodes) {

@@ -4,14 +4,9 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
-import {
-  installScript,
-  parseStaticHosts,
-  StaticProvider,
-  staticLayout,
-  uninstallScript,
-  type StaticHost,
-} from '../../src/providers/static.js'
+import {StaticProvider} from '../../src/providers/static.js'
+import {installScript, staticLayout, uninstallScript} from '../../src/providers/static-scripts.js'
+import {parseStaticHosts, type StaticHost} from '../../src/providers/static-settings.js'
 import type {NodeRequest} from '../../src/providers/provider.js'
 import {fingerprint, HostKeyStore, parseHostKey} from '../../src/ssh/hostkeys.js'
 import {freePort, processes, shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
@@ -94,21 +89,18 @@ wait
 
   const provider = (
     hosts: StaticHost[],
-    extra: {trustOnFirstUse?: boolean; retryForMs?: number} = {},
+    extra: {trustOnFirstUse?: boolean; retryForMs?: number; deployment?: string} = {},
   ): StaticProvider =>
     new StaticProvider({
+      deployment: extra.deployment ?? 'demo',
       hosts,
       stateDir,
+      hostKeys: HostKeyStore.inStateDir(stateDir),
       remoteRoot,
       trustOnFirstUse: extra.trustOnFirstUse,
       knownHostsPaths: [join(dir, 'known_hosts')],
-      ssh: (host) => ({
-        nodeName: host.name,
-        host: host.address,
-        port: host.port,
-        user: 'root',
-        privateKeyPath: sshd.clientKeyPath,
-      }),
+      sshUser: 'root',
+      sshKey: sshd.clientKeyPath,
       connectOptions: {sshConfigPath: null, agentSocket: null, homeDir: dir, retryForMs: extra.retryForMs ?? 3000},
     })
   // The server is this machine: the agent's shell and its sleep show in the process table.
@@ -161,13 +153,13 @@ wait
       /web1\.static\.test: Host key of node web1\.static\.test .* is unknown.*\n.*--trust-on-first-use/,
     )
     expect(existsSync(join(remoteRoot, 'var', 'lib', 'nodeset'))).toBe(false)
-    expect(await provider([web1()]).list('demo')).toEqual([])
+    expect(await provider([web1()]).list()).toEqual([])
   })
 
   test('the operator address is where the server sees us come from', async () => {
     writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${sshd.port} ${sshd.hostKeyLine}\n`)
     try {
-      expect(await provider([web1()]).prepare('demo')).toEqual({operatorAddress: '127.0.0.1'})
+      expect(await provider([web1()]).prepare()).toEqual({operatorAddress: '127.0.0.1'})
     } finally {
       writeFileSync(join(dir, 'known_hosts'), '')
     }
@@ -202,8 +194,8 @@ wait
     expect(() => process.kill(pid, 0)).not.toThrow()
     expect(agentProcesses()).toHaveLength(2)
 
-    expect(await provider([web1()]).list('demo')).toEqual(records)
-    expect(await provider([web1()]).list('other')).toEqual([])
+    expect(await provider([web1()]).list()).toEqual(records)
+    expect(await provider([web1()], {deployment: 'other'}).list()).toEqual([])
     expect(statSync(join(stateDir, 'static-nodes.json')).mode & 0o777).toBe(0o600)
     const pinned = HostKeyStore.inStateDir(stateDir).lookup('web1.static.test')
     expect(pinned!.keys.map(fingerprint)).toEqual([fingerprint(parseHostKey(sshd.hostKeyLine))])
@@ -218,7 +210,7 @@ wait
     expect(after).not.toBe(before)
     await waitFor(() => agentProcesses().length === 2, 'one agent and its child')
     expect(() => process.kill(before, 0)).toThrow()
-    expect(await provider([web1()]).list('demo')).toHaveLength(1)
+    expect(await provider([web1()]).list()).toHaveLength(1)
   })
 
   test('a host not in hosts is refused by name; a host that cannot be reached fails alone, the others are installed', async () => {
@@ -233,7 +225,7 @@ wait
     expect((error as Error).message).toMatch(
       /1 of 2 nodes failed\ndown\.static\.test: Cannot reach node down\.static\.test/,
     )
-    expect((await provider(hosts).list('demo')).map((n) => n.name)).toEqual(['web1.static.test'])
+    expect((await provider(hosts).list()).map((n) => n.name)).toEqual(['web1.static.test'])
   })
 
   test('destroy stops the agent and removes everything it installed and the hosts block, and forgets the node', async () => {
@@ -242,7 +234,7 @@ wait
     mkdirSync(join(remoteRoot, 'var', 'log'), {recursive: true})
     writeFileSync(join(remoteRoot, 'var', 'log', 'nodeset-agent.log'), 'complete\n')
     const p = provider([web1()])
-    await p.destroy(await p.list('demo'))
+    await p.destroy(await p.list())
     expect(agentProcesses()).toEqual([])
     expect(existsSync(lib)).toBe(false)
     expect(existsSync(join(remoteRoot, 'etc', 'nodeset'))).toBe(false)
@@ -251,7 +243,7 @@ wait
     expect(readFileSync(join(remoteRoot, 'etc', 'hosts'), 'utf8')).toBe(
       '127.0.0.1 localhost\n# BEGIN nodeset other\n10.0.0.9 x.other\n# END nodeset other\n',
     )
-    expect(await p.list('demo')).toEqual([])
+    expect(await p.list()).toEqual([])
     // The server itself is untouched and still answers.
     expect(existsSync(join(remoteRoot, 'etc', 'hosts'))).toBe(true)
   })

@@ -9,6 +9,7 @@ import {EC2Client} from '@aws-sdk/client-ec2'
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest'
 
 import {clientToken, Ec2Error, Ec2Provider} from '../../src/providers/ec2.js'
+import {HostKeyStore} from '../../src/ssh/hostkeys.js'
 
 type Reply = {status: number; body: string}
 let answer: (action: string, params: URLSearchParams) => Reply
@@ -23,6 +24,12 @@ const ec2Error = (status: number, code: string, message: string): Reply => ({
     `<Response><Errors><Error><Code>${code}</Code><Message>${message}</Message></Error></Errors><RequestID>req-1</RequestID></Response>`,
   ),
 })
+const imagesXml = xml(
+  '<DescribeImagesResponse><requestId>r</requestId><imagesSet><item><imageId>ami-0123456789abcdef0</imageId>' +
+    '<rootDeviceType>ebs</rootDeviceType><rootDeviceName>/dev/xvda</rootDeviceName><blockDeviceMapping><item>' +
+    '<deviceName>/dev/xvda</deviceName><ebs><snapshotId>snap-0123456789abcdef0</snapshotId><volumeSize>8</volumeSize></ebs>' +
+    '</item></blockDeviceMapping></item></imagesSet></DescribeImagesResponse>',
+)
 const instanceXml = (state: string) =>
   `<item><instanceId>i-0abc</instanceId><amiLaunchIndex>0</amiLaunchIndex><instanceState><code>${state === 'running' ? 16 : 0}</code><name>${state}</name></instanceState>` +
   `<privateIpAddress>10.0.0.5</privateIpAddress>${state === 'running' ? '<ipAddress>203.0.113.5</ipAddress>' : ''}</item>`
@@ -56,6 +63,8 @@ function provider(): Ec2Provider {
     maxAttempts: 2,
   })
   return new Ec2Provider({
+    deployment: 'foobar',
+    hostKeys: new HostKeyStore('/nonexistent/known_hosts'),
     image: {kind: 'id', value: 'ami-0123456789abcdef0'},
     keyName: 'ops',
     client,
@@ -74,19 +83,21 @@ const node = {
 describe('ec2 over HTTP', () => {
   it('sends RunInstances with the tags, token and base64 user data, waits, and reads the addresses', async () => {
     answer = (action) =>
-      action === 'RunInstances'
-        ? {
-            status: 200,
-            body: xml(
-              `<RunInstancesResponse><requestId>r</requestId><reservationId>r-1</reservationId><instancesSet>${instanceXml('pending')}</instancesSet></RunInstancesResponse>`,
-            ),
-          }
-        : {
-            status: 200,
-            body: xml(
-              `<DescribeInstancesResponse><requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet>${instanceXml('running')}</instancesSet></item></reservationSet></DescribeInstancesResponse>`,
-            ),
-          }
+      action === 'DescribeImages'
+        ? {status: 200, body: imagesXml}
+        : action === 'RunInstances'
+          ? {
+              status: 200,
+              body: xml(
+                `<RunInstancesResponse><requestId>r</requestId><reservationId>r-1</reservationId><instancesSet>${instanceXml('pending')}</instancesSet></RunInstancesResponse>`,
+              ),
+            }
+          : {
+              status: 200,
+              body: xml(
+                `<DescribeInstancesResponse><requestId>r</requestId><reservationSet><item><reservationId>r-1</reservationId><instancesSet>${instanceXml('running')}</instancesSet></item></reservationSet></DescribeInstancesResponse>`,
+              ),
+            }
     const [record] = await provider().create([node])
     expect(record).toMatchObject({
       id: 'i-0abc',
@@ -111,6 +122,15 @@ describe('ec2 over HTTP', () => {
       'TagSpecification.1.Tag.4.Key': 'nodeset:index',
       'TagSpecification.1.Tag.4.Value': '1',
       'TagSpecification.2.ResourceType': 'volume',
+      'MetadataOptions.HttpTokens': 'required',
+      'MetadataOptions.HttpPutResponseHopLimit': '1',
+      'MetadataOptions.HttpEndpoint': 'enabled',
+      'BlockDeviceMapping.1.DeviceName': '/dev/xvda',
+      'BlockDeviceMapping.1.Ebs.Encrypted': 'true',
+      'BlockDeviceMapping.1.Ebs.DeleteOnTermination': 'true',
+    })
+    expect(Object.fromEntries(received.find((p) => p.get('Action') === 'DescribeImages')!)).toMatchObject({
+      'ImageId.1': 'ami-0123456789abcdef0',
     })
     expect(received.filter((p) => p.get('Action') === 'DescribeInstances').map((p) => p.get('InstanceId.1'))).toEqual([
       'i-0abc',
@@ -133,7 +153,7 @@ describe('ec2 over HTTP', () => {
   it('reports throttling once the SDK has used its retries', async () => {
     answer = () => ec2Error(503, 'RequestLimitExceeded', 'Request limit exceeded.')
     const error = (await provider()
-      .list('foobar')
+      .list()
       .catch((e: unknown) => e)) as Ec2Error
     expect(received).toHaveLength(2)
     expect(error.message).toMatch(

@@ -8,6 +8,7 @@ import {
   RunInstancesCommand,
   TerminateInstancesCommand,
   type DescribeInstancesCommandInput,
+  type Image,
   type Instance,
   type InstanceTypeInfo,
   type RunInstancesCommandInput,
@@ -27,10 +28,27 @@ import {
 } from '../../src/providers/ec2.js'
 import {ec2Settings} from '../../src/providers/ec2-settings.js'
 import type {NodeRecord, NodeRequest} from '../../src/providers/provider.js'
+import {HostKeyStore} from '../../src/ssh/hostkeys.js'
 
 const ec2Mock = mockClient(EC2Client)
 const FAST = {minDelay: 0.01, maxDelay: 0.02, maxWaitTime: 5}
 const AMI = 'ami-0123456789abcdef0'
+const SUBNET = 'subnet-0abc1234'
+const GROUPS = ['sg-0123abcd', 'sg-0456cdef']
+/** What launches send unless told otherwise: IMDSv2 only, one hop; the root volume encrypted and deleted with the node. */
+const METADATA = {HttpEndpoint: 'enabled', HttpTokens: 'required', HttpPutResponseHopLimit: 1}
+const ROOT = [{DeviceName: '/dev/xvda', Ebs: {Encrypted: true, DeleteOnTermination: true}}]
+
+/** An EBS-backed image as DescribeImages shows it (Debian's: root /dev/xvda, an 8 GB snapshot). */
+function image(id: string, extra: Partial<Image> = {}): Image {
+  return {
+    ImageId: id,
+    RootDeviceName: '/dev/xvda',
+    RootDeviceType: 'ebs',
+    BlockDeviceMappings: [{DeviceName: '/dev/xvda', Ebs: {SnapshotId: 'snap-0123456789abcdef0', VolumeSize: 8}}],
+    ...extra,
+  }
+}
 
 /** What EC2 "has": instances by id, so the waiter and DescribeInstances see what RunInstances made. */
 let fleet: Map<string, Instance>
@@ -38,6 +56,8 @@ let nextId: number
 
 function provider(options: Partial<Ec2ProviderOptions> = {}): Ec2Provider {
   return new Ec2Provider({
+    deployment: 'foobar',
+    hostKeys: new HostKeyStore('/nonexistent/known_hosts'),
     image: {kind: 'id', value: AMI},
     client: new EC2Client({region: 'eu-west-1'}),
     waiter: FAST,
@@ -99,6 +119,9 @@ beforeEach(() => {
   ec2Mock.on(RunInstancesCommand).callsFake((input) => launchInto(input))
   ec2Mock.on(DescribeInstancesCommand).callsFake(describeRunning)
   ec2Mock.on(CreateTagsCommand).resolves({})
+  ec2Mock
+    .on(DescribeImagesCommand)
+    .callsFake((input) => ({Images: (input.ImageIds ?? []).map((id: string) => image(id))}))
 })
 
 afterAll(() => ec2Mock.restore())
@@ -107,8 +130,8 @@ describe('create', () => {
   it('launches a node with its name, tags, user data, key, subnet and groups, and reports its addresses', async () => {
     const p = provider({
       keyName: 'ops',
-      subnetId: 'subnet-0abc',
-      securityGroupIds: ['sg-01', 'sg-02'],
+      subnetId: SUBNET,
+      securityGroupIds: GROUPS,
       sshUser: 'admin',
       size: {kind: 'id', value: 't3.small'},
     })
@@ -130,8 +153,10 @@ describe('create', () => {
         ClientToken: clientToken('foobar', 'appserver', ['app1.foobar.com']),
         UserData: Buffer.from(req.userData, 'utf8').toString('base64'),
         KeyName: 'ops',
-        SubnetId: 'subnet-0abc',
-        SecurityGroupIds: ['sg-01', 'sg-02'],
+        SubnetId: SUBNET,
+        SecurityGroupIds: GROUPS,
+        MetadataOptions: METADATA,
+        BlockDeviceMappings: ROOT,
         TagSpecifications: [
           {ResourceType: 'instance', Tags: tags},
           {ResourceType: 'volume', Tags: tags},
@@ -349,6 +374,108 @@ describe('create', () => {
   })
 })
 
+describe('launch settings', () => {
+  it('sends the instance profile, root volume, public address and metadata options the options ask for', async () => {
+    ec2Mock.on(DescribeImagesCommand).resolves({Images: [image(AMI)]})
+    const req = request('app1.foobar.com', 'appserver', 1)
+    await provider({
+      subnetId: SUBNET,
+      securityGroupIds: GROUPS,
+      iamInstanceProfile: 'nodeset-app',
+      disk: {sizeGb: 20, type: 'gp3'},
+      associatePublicIp: true,
+      imds: 'optional',
+      imdsHopLimit: 2,
+    }).create([req])
+    const tags = [
+      {Key: 'Name', Value: 'app1.foobar.com'},
+      {Key: 'nodeset:deployment', Value: 'foobar'},
+      {Key: 'nodeset:role', Value: 'appserver'},
+      {Key: 'nodeset:index', Value: '1'},
+    ]
+    expect(runInputs()).toEqual([
+      {
+        ImageId: AMI,
+        InstanceType: 't3.micro',
+        MinCount: 1,
+        MaxCount: 1,
+        ClientToken: clientToken('foobar', 'appserver', ['app1.foobar.com']),
+        UserData: Buffer.from(req.userData, 'utf8').toString('base64'),
+        // A public address is asked for on the primary interface, which then carries the subnet and groups.
+        NetworkInterfaces: [
+          {DeviceIndex: 0, AssociatePublicIpAddress: true, DeleteOnTermination: true, SubnetId: SUBNET, Groups: GROUPS},
+        ],
+        IamInstanceProfile: {Name: 'nodeset-app'},
+        MetadataOptions: {HttpEndpoint: 'enabled', HttpTokens: 'optional', HttpPutResponseHopLimit: 2},
+        BlockDeviceMappings: [
+          {
+            DeviceName: '/dev/xvda',
+            Ebs: {VolumeSize: 20, VolumeType: 'gp3', Encrypted: true, DeleteOnTermination: true},
+          },
+        ],
+        TagSpecifications: [
+          {ResourceType: 'instance', Tags: tags},
+          {ResourceType: 'volume', Tags: tags},
+        ],
+      },
+    ])
+  })
+
+  it('passes an instance profile ARN as an ARN, turns metadata off, and keeps encryption as the image has it', async () => {
+    const arn = 'arn:aws:iam::123456789012:instance-profile/ops/nodeset-app'
+    await provider({iamInstanceProfile: arn, imds: 'disabled', disk: {sizeGb: 30, encrypted: false}}).create([
+      request('a', 'appserver', 1),
+    ])
+    const input = runInputs()[0]
+    expect([input.IamInstanceProfile, input.MetadataOptions, input.BlockDeviceMappings]).toEqual([
+      {Arn: arn},
+      {HttpEndpoint: 'disabled'},
+      [{DeviceName: '/dev/xvda', Ebs: {VolumeSize: 30, DeleteOnTermination: true}}],
+    ])
+  })
+
+  it('asks for no public address with associate_public_ip = false, even without a subnet', async () => {
+    await provider({associatePublicIp: false}).create([request('a', 'appserver', 1)])
+    const input = runInputs()[0]
+    expect(input.NetworkInterfaces).toEqual([
+      {DeviceIndex: 0, AssociatePublicIpAddress: false, DeleteOnTermination: true},
+    ])
+    expect('SubnetId' in input || 'SecurityGroupIds' in input).toBe(false)
+  })
+
+  it("refuses, before launching, a disk smaller than the image's root snapshot and a disk on an instance-store image", async () => {
+    await expect(provider({disk: {sizeGb: 4}}).create([request('a', 'appserver', 1)])).rejects.toThrow(
+      /disk = 4GB is smaller than the root snapshot of image ami-0123456789abcdef0 \(8 GB\): write disk = 8GB or more/,
+    )
+    ec2Mock.on(DescribeImagesCommand).resolves({Images: [image(AMI, {RootDeviceType: 'instance-store'})]})
+    await expect(provider().create([request('a', 'appserver', 1)])).rejects.toThrow(
+      /image ami-0123456789abcdef0 has no EBS root volume.*"disk = unencrypted"/,
+    )
+    expect(runInputs()).toHaveLength(0)
+  })
+
+  it('makes its EC2 client on the first call to AWS, not when it is built', async () => {
+    let made = 0
+    const p = provider({
+      client: () => {
+        made++
+        return new EC2Client({region: 'eu-west-1'})
+      },
+    })
+    expect(made).toBe(0)
+    await p.list()
+    await p.list()
+    expect(made).toBe(1)
+  })
+
+  it('names iam:PassRole when RunInstances is refused with an instance profile', async () => {
+    ec2Mock.on(RunInstancesCommand).rejects(awsError('UnauthorizedOperation'))
+    await expect(provider({iamInstanceProfile: 'app'}).create([request('a', 'appserver', 1)])).rejects.toThrow(
+      /may not call ec2:RunInstances, or may not pass the role of instance profile app \(iam:PassRole\)/,
+    )
+  })
+})
+
 describe('waiting', () => {
   it('reports a node that never reaches running, with EC2 state reason', async () => {
     ec2Mock.on(DescribeInstancesCommand).callsFake((input: DescribeInstancesCommandInput) => ({
@@ -387,9 +514,9 @@ describe('images and sizes', () => {
   it('picks the newest available image matching the name, from the given owners', async () => {
     ec2Mock.on(DescribeImagesCommand).resolves({
       Images: [
-        {ImageId: 'ami-00000000000000001', CreationDate: '2025-01-10T00:00:00.000Z'},
-        {ImageId: 'ami-00000000000000003', CreationDate: '2025-06-01T00:00:00.000Z'},
-        {ImageId: 'ami-00000000000000002', CreationDate: '2025-03-15T00:00:00.000Z'},
+        image('ami-00000000000000001', {CreationDate: '2025-01-10T00:00:00.000Z'}),
+        image('ami-00000000000000003', {CreationDate: '2025-06-01T00:00:00.000Z', RootDeviceName: '/dev/sda1'}),
+        image('ami-00000000000000002', {CreationDate: '2025-03-15T00:00:00.000Z'}),
       ],
     })
     const p = provider({image: {kind: 'name', pattern: 'debian-12-amd64-*', owners: ['136693071363']}})
@@ -405,14 +532,20 @@ describe('images and sizes', () => {
       },
     ])
     expect(runInputs().map((i) => i.ImageId)).toEqual(['ami-00000000000000003', 'ami-00000000000000003'])
+    // The root volume is the found image's own root device.
+    expect(runInputs().map((i) => i.BlockDeviceMappings?.[0].DeviceName)).toEqual(['/dev/sda1', '/dev/sda1'])
   })
 
-  it("searches only the account's own and Amazon's images when no owners are given", async () => {
+  it("searches only the account's own, Amazon's and Debian's images when no owners are given", async () => {
     ec2Mock
       .on(DescribeImagesCommand)
-      .resolves({Images: [{ImageId: 'ami-00000000000000009', CreationDate: '2025-01-01T00:00:00.000Z'}]})
-    await provider({image: {kind: 'name', pattern: 'al2023-ami-*'}}).create([request('app1', 'appserver', 1)])
-    expect(ec2Mock.commandCalls(DescribeImagesCommand)[0].args[0].input.Owners).toEqual(['self', 'amazon'])
+      .resolves({Images: [image('ami-00000000000000009', {CreationDate: '2025-01-01T00:00:00.000Z'})]})
+    await provider({image: {kind: 'name', pattern: 'debian-12-amd64-*'}}).create([request('app1', 'appserver', 1)])
+    expect(ec2Mock.commandCalls(DescribeImagesCommand)[0].args[0].input.Owners).toEqual([
+      'self',
+      'amazon',
+      '136693071363',
+    ])
   })
 
   it('fails with the pattern named when no image matches, before launching anything', async () => {
@@ -427,10 +560,22 @@ describe('images and sizes', () => {
     expect(runInputs()).toHaveLength(0)
   })
 
-  it('uses an AMI id as is, without looking it up', async () => {
+  it('looks an AMI id up by id only for its root device, and not at all when the root volume is left as it is', async () => {
     await provider().create([request('a', 'appserver', 1)])
-    expect(ec2Mock.commandCalls(DescribeImagesCommand)).toHaveLength(0)
+    expect(ec2Mock.commandCalls(DescribeImagesCommand).map((c) => c.args[0].input)).toEqual([{ImageIds: [AMI]}])
     expect(runInputs()[0].ImageId).toBe(AMI)
+    ec2Mock.resetHistory()
+    await provider({disk: {encrypted: false}}).create([request('b', 'appserver', 2)])
+    expect(ec2Mock.commandCalls(DescribeImagesCommand)).toHaveLength(0)
+    expect('BlockDeviceMappings' in runInputs()[0]).toBe(false)
+  })
+
+  it('says so when the AMI id does not exist in the region, before launching', async () => {
+    ec2Mock.on(DescribeImagesCommand).resolves({Images: []})
+    await expect(provider({region: 'eu-west-1'}).create([request('a', 'appserver', 1)])).rejects.toThrow(
+      /image ami-0123456789abcdef0 does not exist in region eu-west-1\. AMI ids differ from region to region/,
+    )
+    expect(runInputs()).toHaveLength(0)
   })
 
   const TYPES: InstanceTypeInfo[][] = [
@@ -554,7 +699,7 @@ describe('list', () => {
         ],
       }
     })
-    const nodes = await provider({sshUser: 'admin'}).list('foobar')
+    const nodes = await provider({sshUser: 'admin'}).list()
     const filters = [
       {Name: 'tag:nodeset:deployment', Values: ['foobar']},
       {Name: 'instance-state-name', Values: ['pending', 'running', 'stopping', 'stopped', 'shutting-down']},
@@ -663,8 +808,8 @@ describe('error mapping', () => {
     image: AMI,
     instanceType: 't3.small',
     keyName: 'ops',
-    subnetId: 'subnet-0abc',
-    securityGroupIds: ['sg-01'],
+    subnetId: SUBNET,
+    securityGroupIds: [GROUPS[0]],
     nodes: ['app1'],
   }
   const cases: [string, RegExp][] = [
@@ -680,8 +825,11 @@ describe('error mapping', () => {
     ],
     ['VcpuLimitExceeded', /vCPU quota for t3\.small's family is used up\. Ask for a higher .* quota in Service Quotas/],
     ['InvalidKeyPair.NotFound', /key pair "ops" does not exist in region eu-west-1\. Import your public key/],
-    ['InvalidSubnetID.NotFound', /subnet subnet-0abc does not exist in region eu-west-1\. Fix subnet in \[provider\]/],
-    ['InvalidGroup.NotFound', /security group sg-01 was not found in the subnet's VPC\. Fix security_groups/],
+    [
+      'InvalidSubnetID.NotFound',
+      /subnet subnet-0abc1234 does not exist in region eu-west-1\. Fix subnet in \[provider\]/,
+    ],
+    ['InvalidGroup.NotFound', /security group sg-0123abcd was not found in the subnet's VPC\. Fix security_groups/],
   ]
 
   it.each(cases)('%s says what to do', (code, expected) => {
@@ -725,7 +873,7 @@ describe('error mapping', () => {
       /EC2 RunInstances failed \(InvalidKeyPair\.NotFound\): key pair "laptop" does not exist in region us-east-2/,
     )
     ec2Mock.on(DescribeInstancesCommand).rejects(awsError('UnauthorizedOperation'))
-    await expect(provider().list('foobar')).rejects.toThrow(/may not call ec2:DescribeInstances/)
+    await expect(provider().list()).rejects.toThrow(/may not call ec2:DescribeInstances/)
     ec2Mock.on(TerminateInstancesCommand).rejects(awsError('UnauthorizedOperation'))
     await expect(
       provider().destroy([{deployment: 'foobar', name: 'a', role: 'appserver', index: 1, id: 'i-1', state: 'running'}]),
@@ -753,8 +901,8 @@ describe('options and [provider] settings', () => {
       image_owners: {value: '136693071363, self', source: at(6)},
       size: {value: 'ram 2GB', source: at(7)},
       key_name: {value: 'laptop', source: at(8)},
-      subnet: {value: 'subnet-0abc', source: at(9)},
-      security_groups: {value: 'sg-01 sg-02', source: at(10)},
+      subnet: {value: SUBNET, source: at(9)},
+      security_groups: {value: GROUPS.join(' '), source: at(10)},
       ssh_user: {value: 'admin', source: at(11)},
       ssh_key: {value: 'keys/laptop.pem', source: at(12)},
     })
@@ -765,8 +913,8 @@ describe('options and [provider] settings', () => {
         image: {kind: 'name', pattern: 'debian-12-amd64-*', owners: ['136693071363', 'self']},
         size: {kind: 'ram', megabytes: 2048},
         keyName: 'laptop',
-        subnetId: 'subnet-0abc',
-        securityGroupIds: ['sg-01', 'sg-02'],
+        subnetId: SUBNET,
+        securityGroupIds: GROUPS,
         sshUser: 'admin',
       },
       sshKey: '/work/keys/laptop.pem',
@@ -794,6 +942,157 @@ describe('options and [provider] settings', () => {
       [5, 'image id "ami-xyz" is not an AMI id (ami- and 8 or 17 hex digits)'],
       [9, 'security group "default" is not a group id: use sg-… ids, not names'],
     ])
+  })
+
+  it('reads the launch keys into options', () => {
+    const {options} = ec2Settings({
+      image: {value: `id ${AMI}`, source: at(5)},
+      iam_instance_profile: {value: 'nodeset-app', source: at(6)},
+      disk: {value: '20 GB gp3', source: at(7)},
+      associate_public_ip: {value: 'yes', source: at(8)},
+      imds: {value: 'optional', source: at(9)},
+      imds_hop_limit: {value: '2', source: at(10)},
+    })
+    expect(options).toEqual({
+      image: {kind: 'id', value: AMI},
+      iamInstanceProfile: 'nodeset-app',
+      disk: {sizeGb: 20, type: 'gp3'},
+      associatePublicIp: true,
+      imds: 'optional',
+      imdsHopLimit: 2,
+    })
+    const disk = (value: string) => ec2Settings({image: {value: AMI, source: at(1)}, disk: {value, source: at(2)}})
+    expect(disk('1TB').options.disk).toEqual({sizeGb: 1024})
+    expect(disk('gp2 unencrypted').options.disk).toEqual({type: 'gp2', encrypted: false})
+  })
+
+  /** The problems of these settings, as [line, message, hint]. */
+  function refused(settings: Record<string, string>): Array<[number | undefined, string, string | undefined]> {
+    const keys = Object.keys(settings)
+    try {
+      ec2Settings(Object.fromEntries(keys.map((k, i) => [k, {value: settings[k], source: at(i + 1)}])), at(1))
+    } catch (error) {
+      if (!(error instanceof DiagnosticsError)) throw error
+      return error.diagnostics.map((d) => [d.source?.line, d.message, d.hint])
+    }
+    return []
+  }
+
+  it('refuses launch keys EC2 would refuse, each at its line with what to write', () => {
+    expect(
+      refused({
+        image: AMI,
+        disk: '20',
+        associate_public_ip: 'sometimes',
+        imds: 'v1',
+        imds_hop_limit: '0',
+        iam_instance_profile: 'arn:aws:iam::123456789012:role/app',
+      }).map(([line, message]) => [line, message]),
+    ).toEqual([
+      [2, 'disk size "20" has no unit: write 20GB'],
+      [3, 'associate_public_ip must be true or false, not "sometimes"'],
+      [4, 'imds must be required, optional, disabled, not "v1"'],
+      [6, 'iam_instance_profile "arn:aws:iam::123456789012:role/app" is a role\'s ARN, not an instance profile\'s'],
+      [5, 'imds_hop_limit must be a whole number from 1 to 64, not 0'],
+    ])
+    expect(refused({image: AMI, disk: '100GB io2'})[0][1]).toMatch(/io2 needs provisioned IOPS.*use gp3/)
+    expect(refused({image: AMI, disk: '20GB st1'})[0][1]).toBe('disk type st1 cannot be a root volume')
+    expect(refused({image: AMI, disk: '20000GB'})[0][1]).toBe('disk size 20000GB is outside 1 to 16384 GB')
+    expect(refused({image: AMI, disk: '2000GB standard'})[0][1]).toBe(
+      'disk size 2000GB is outside 1 to 1024 GB for standard',
+    )
+    expect(refused({image: AMI, disk: '512MB'})[0][1]).toMatch(/not a whole number of GB or TB/)
+  })
+
+  it('refuses region, id, owner, key pair and user forms that EC2 would refuse, before any call', () => {
+    expect(
+      refused({
+        image: 'name debian-12-amd64-*',
+        image_owners: 'debian',
+        region: 'eu-west-1a',
+        subnet: 'subnet-0abc',
+        security_groups: 'sg-0123abcd sg-12',
+        key_name: '~/.ssh/laptop.pem',
+        ssh_user: 'Admin User',
+        ssh_key: 'keys/laptop.pub',
+        size: 'id 1',
+      }),
+    ).toEqual([
+      [
+        2,
+        'image owner "debian" is neither a 12-digit account id nor one of self, amazon, aws-marketplace, aws-backup-vault',
+        'Debian publishes from 136693071363, Canonical (Ubuntu) from 099720109477',
+      ],
+      [
+        4,
+        'subnet "subnet-0abc" is not a subnet id (subnet- and 8 or 17 hex digits)',
+        'find the ids with "aws ec2 describe-subnets"',
+      ],
+      [
+        5,
+        'security group "sg-12" is not a group id (sg- and 8 or 17 hex digits)',
+        'find the ids with "aws ec2 describe-security-groups"',
+      ],
+      [
+        9,
+        'size "id 1" is not an EC2 instance type',
+        'name a type such as t3.small ("aws ec2 describe-instance-types"), or give the memory: "size = ram 2GB"',
+      ],
+      [
+        3,
+        'region "eu-west-1a" is an availability zone, not a region',
+        'write region = eu-west-1; the zone follows from the subnet',
+      ],
+      [
+        6,
+        'key_name "~/.ssh/laptop.pem" is a file, not the name of an EC2 key pair',
+        'write key_name = NAME as "aws ec2 describe-key-pairs" lists it, and the private key file as ssh_key = ~/.ssh/laptop.pem',
+      ],
+      [7, 'ssh_user "Admin User" is not a user name', 'admin on Debian, ubuntu on Ubuntu, ec2-user on Amazon Linux'],
+      [8, 'ssh_key "keys/laptop.pub" is a public key', 'name the private key: keys/laptop'],
+    ])
+    expect(refused({image: AMI, region: 'Ireland'})[0].slice(1)).toEqual([
+      'region "Ireland" is not an AWS region name',
+      'write a region such as eu-west-1 or us-east-1 ("aws ec2 describe-regions" lists them)',
+    ])
+    expect(refused({image: 'name ami-0123456789abcdef0'})[0][1]).toBe(
+      '"ami-0123456789abcdef0" is an AMI id, not a name pattern',
+    )
+    for (const region of ['us-east-1', 'eu-central-2', 'us-gov-west-1', 'ap-southeast-5', 'cn-north-1'])
+      expect(refused({image: AMI, region})).toEqual([])
+    expect(refused({image: 'name debian-12-*', image_owners: '136693071363 amazon aws-marketplace self'})).toEqual([])
+    expect(refused({image: AMI, subnet: 'subnet-0abc1234', security_groups: 'sg-0123456789abcdef0'})).toEqual([])
+  })
+
+  it('refuses keys the ec2 provider would ignore, saying what it uses instead', () => {
+    expect(
+      refused({
+        image: AMI,
+        username: 'AKIAEXAMPLE',
+        secret: 's3cr3t-value',
+        hosts: 'a=10.0.0.1',
+        bridge: 'nsb-x',
+      }),
+    ).toEqual([
+      [
+        2,
+        'the ec2 provider does not use username',
+        'remove username: the ec2 provider takes credentials from the AWS SDK\'s chain. Name a profile of ~/.aws/config with "profile = NAME" (or --profile), or set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY',
+      ],
+      [
+        3,
+        'the ec2 provider does not use secret',
+        expect.stringMatching(/^remove secret: the ec2 provider takes credentials/),
+      ],
+      [
+        4,
+        'hosts is a key of the static provider: the ec2 provider does not read it',
+        expect.stringMatching(/^remove it; the ec2 provider reads region, profile, image/),
+      ],
+      [5, 'bridge is a key of the local provider: the ec2 provider does not read it', expect.any(String)],
+    ])
+    // A secret never appears in what is said about it.
+    expect(JSON.stringify(refused({image: AMI, secret: 's3cr3t-value'}))).not.toContain('s3cr3t')
   })
 
   it('asks for an image, and for a form it understands', () => {

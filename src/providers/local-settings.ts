@@ -1,0 +1,39 @@
+/** The local provider's `[provider]` settings: `subnet` and `bridge`, checked before anything is made. */
+import {type Diagnostic, DiagnosticsError} from '../core/diagnostics.js'
+import type {Nodeset} from '../nodeset/types.js'
+import {bridgeNameProblem, parseSubnet} from './local-network.js'
+import {ignoredKeyProblems} from './provider-keys.js'
+
+export interface LocalSettings {
+  subnet?: string
+  bridge?: string
+}
+
+/** Read the settings. Throws DiagnosticsError with every problem and its file:line. */
+export function localSettings(nodeset: Nodeset): LocalSettings {
+  const settings = nodeset.provider.settings
+  const text = (key: string) => settings[key]?.value.trim() || undefined
+  const problems: Diagnostic[] = ignoredKeyProblems('local', settings, nodeset.provider.source)
+  const subnet = text('subnet')
+  if (subnet !== undefined) {
+    try {
+      parseSubnet(subnet)
+    } catch (error) {
+      problems.push({
+        message: (error as Error).message,
+        source: settings.subnet.source,
+        hint: 'write subnet = 10.77.0.0/24, a network no other interface of this machine uses',
+      })
+    }
+  }
+  const bridge = text('bridge')
+  const badBridge = bridge === undefined ? undefined : bridgeNameProblem(bridge)
+  if (badBridge)
+    problems.push({
+      message: badBridge,
+      source: settings.bridge.source,
+      hint: 'remove bridge to use the name derived from the deployment',
+    })
+  if (problems.length > 0) throw new DiagnosticsError(problems)
+  return {subnet, bridge}
+}
