@@ -1,7 +1,8 @@
 /** `setup-node --etc-hosts`: the deployment's block in the operator's own /etc/hosts. */
 import fs from 'node:fs'
 import type {DeploymentState} from '../configserver/protocol.js'
-import {hostsMarkers, mergeHostsBlock, renderHostsBlock} from '../plan/wiring.js'
+import {hasHostsBlock as hasBlock, mergeHostsBlock} from '../core/hostsblock.js'
+import {renderHostsBlock} from '../plan/wiring.js'
 
 export function applyOperatorEtcHosts(
   deployment: string,
@@ -22,7 +23,7 @@ export function applyOperatorEtcHosts(
 /** Whether the operator's hosts file has the deployment's block (written by `setup-node --etc-hosts`). */
 export function hasHostsBlock(deployment: string, file = '/etc/hosts'): boolean {
   try {
-    return fs.readFileSync(file, 'utf8').split('\n').includes(hostsMarkers(deployment).begin)
+    return hasBlock(fs.readFileSync(file, 'utf8'), deployment)
   } catch {
     return false
   }

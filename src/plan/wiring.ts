@@ -2,7 +2,11 @@
  * The files that wire nodes together, built as data: the role map (`/etc/nodeset/roles`, the
  * silverlining format, and `roles.json`) and the managed block of `/etc/hosts`. Pure functions,
  * used by the config server (for the agent), by setup-node and by `--etc-hosts` on the operator's machine.
+ * The block's markers and its merge into a hosts file are core/hostsblock.ts.
  */
+import {hostsMarkers} from '../core/hostsblock.js'
+
+export {hostsMarkers, mergeHostsBlock, removeHostsBlock} from '../core/hostsblock.js'
 
 export interface RoleMember {
   name: string
@@ -38,11 +42,6 @@ export function renderRolesJson(members: RoleMember[]): string {
   return JSON.stringify(roles, null, 2) + '\n'
 }
 
-export const hostsMarkers = (deployment: string): {begin: string; end: string} => ({
-  begin: `# BEGIN nodeset ${deployment}`,
-  end: `# END nodeset ${deployment}`,
-})
-
 /** The managed block: markers around `IP name [short]` lines for every node with an address. */
 export function renderHostsBlock(
   deployment: string,
@@ -59,27 +58,4 @@ export function renderHostsBlock(
       return `${m.ip} ${names.join(' ')}`
     })
   return [begin, ...lines, end].join('\n') + '\n'
-}
-
-/**
- * Replace (or append) the deployment's block in an existing hosts file, leaving every line outside
- * the block exactly as it was.
- */
-export function mergeHostsBlock(existing: string, deployment: string, block: string): string {
-  const {begin, end} = hostsMarkers(deployment)
-  const lines = existing.split('\n')
-  const start = lines.indexOf(begin)
-  const stop = start >= 0 ? lines.indexOf(end, start) : -1
-  if (start >= 0 && stop > start) {
-    const before = lines.slice(0, start).join('\n')
-    const after = lines.slice(stop + 1).join('\n')
-    return (before ? before + '\n' : '') + block + after
-  }
-  const base = existing === '' || existing.endsWith('\n') ? existing : existing + '\n'
-  return base + block
-}
-
-/** Remove the deployment's block, for destroy. */
-export function removeHostsBlock(existing: string, deployment: string): string {
-  return mergeHostsBlock(existing, deployment, '')
 }

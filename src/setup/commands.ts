@@ -3,7 +3,7 @@
  * Every step keeps its script, the hash of what it ran and its outputs under /var/lib/nodeset/steps.
  */
 import {createHash} from 'node:crypto'
-import {shellQuote} from '../ssh/shell.js'
+import {shellQuote} from '../core/quote.js'
 
 export const STEPS_DIR = '/var/lib/nodeset/steps'
 

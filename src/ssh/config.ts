@@ -1,62 +1,265 @@
 /**
- * The part of OpenSSH's client configuration (`~/.ssh/config`) that nodeset honours: `Host` blocks
- * with `HostName`, `Port`, `User`, `IdentityFile` and `IdentitiesOnly`. As in OpenSSH, the first
- * value found for a keyword wins and `IdentityFile` accumulates. `Match` blocks and `Include` are
- * not evaluated (their options are ignored), which errs on the side of fewer options, never wrong ones.
+ * OpenSSH's client configuration, as OpenSSH itself evaluates it: `ssh -G` reads ~/.ssh/config and
+ * /etc/ssh/ssh_config (Host and Match blocks, Include, tokens, the first value of a keyword wins) and
+ * prints the options that apply to one host, which is all nodeset parses. nodeset never interprets
+ * the configuration files itself, so what applies is what `ssh HOST` would use.
  */
-import {readFileSync} from 'node:fs'
-import {homedir, userInfo} from 'node:os'
+import {execFile} from 'node:child_process'
+import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {homedir, hostname as localHostName, tmpdir, userInfo} from 'node:os'
+import {join} from 'node:path'
 
-export interface SshConfigBlock {
-  /** `Host` patterns; `null` for a `Match` block, which is never applied. */
-  patterns: string[] | null
-  options: Array<{keyword: string; value: string; line: number}>
-}
-
-export interface SshHostConfig {
-  hostName?: string
-  port?: number
+/** The options OpenSSH settles on for one host (the ones nodeset uses). */
+export interface HostOptions {
+  /** The name asked for (`%n`): a node's name, or a jump host as written in ProxyJump. */
+  alias: string
+  /** What is connected to: HostName, else the name asked for. */
+  hostName: string
+  port: number
+  /** Undefined when nothing set it (OpenSSH would then log in as the local user). */
   user?: string
-  /** Raw paths, tokens (`~`, `%d`, `%h`, `%r`, `%u`, `%n`) not yet expanded: see `expandSshPath`. */
+  /** As written, `~` and `%` tokens not expanded (see `expandSshPath`); only those the configuration gives. */
   identityFiles: string[]
-  identitiesOnly?: boolean
+  certificateFiles: string[]
+  identitiesOnly: boolean
+  /** UserKnownHostsFile, expanded by OpenSSH; undefined when nothing set it. */
+  userKnownHostsFiles?: string[]
+  /** GlobalKnownHostsFile, likewise. */
+  globalKnownHostsFiles?: string[]
+  hostKeyAlias?: string
+  /** `[user@]host[:port]` hops, comma-separated, as written. */
+  proxyJump?: string
+  /** Tokens (`%h`, `%p`, `%r`, `%n`) not expanded yet. */
+  proxyCommand?: string
 }
 
-/** One line into keyword and value: `Key value`, `Key=value`, `Key "quoted value"`. */
-function splitLine(line: string): {keyword: string; value: string} | undefined {
-  const match = /^\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*?)\s*$/.exec(line)
-  if (!match) return undefined
-  let value = match[2]
-  if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1)
-  return {keyword: match[1].toLowerCase(), value}
+export interface HostQuery {
+  /** The name looked up: `Host` patterns match it. */
+  host: string
+  /** An address to connect to instead (as `ssh -o HostName=…`): `Match host` sees it, HostName in the files does not apply. */
+  hostName?: string
+  /** As `ssh -l`: wins over User in the files. */
+  user?: string
+  /** As `ssh -p`: wins over Port in the files. */
+  port?: number
+  /** As `ssh -J`: wins over ProxyJump and ProxyCommand in the files. */
+  proxyJump?: string
 }
 
-export function parseSshConfig(text: string): SshConfigBlock[] {
-  // Options before the first Host line apply to every host.
-  const blocks: SshConfigBlock[] = [{patterns: ['*'], options: []}]
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.trim()
-    if (line === '' || line.startsWith('#')) return
-    const parsed = splitLine(line)
-    if (!parsed) return
-    if (parsed.keyword === 'host') blocks.push({patterns: parsed.value.split(/\s+/).filter(Boolean), options: []})
-    else if (parsed.keyword === 'match') blocks.push({patterns: null, options: []})
-    else blocks[blocks.length - 1].options.push({keyword: parsed.keyword, value: parsed.value, line: i + 1})
-  })
-  return blocks
+export interface SshConfigSource {
+  /** The user's configuration file; `null` reads none (and no system file either). */
+  path: string | null
+  /** Also /etc/ssh/ssh_config, after the user's file, as OpenSSH does unless `ssh -F` names a file. */
+  system: boolean
+  /** The ssh binary. Default `ssh` on $PATH. */
+  ssh?: string
 }
 
-/** A missing file is an empty configuration. */
-export function readSshConfig(path: string): SshConfigBlock[] {
-  try {
-    return parseSshConfig(readFileSync(path, 'utf8'))
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
-    throw error
+export class SshConfigError extends Error {
+  override name = 'SshConfigError'
+}
+
+export const SYSTEM_SSH_CONFIG = '/etc/ssh/ssh_config'
+export const defaultSshConfigPath = (home = homedir()): string => `${home}/.ssh/config`
+
+// Appended after everything else: first value wins, so they show only what nothing else set.
+const NO_USER = 'nodeset-no-user-given'
+const NO_IDENTITY = '/nonexistent/nodeset-no-identity-file'
+const NO_KNOWN_HOSTS = '/nonexistent/nodeset-no-known-hosts-file'
+
+/** The configuration `ssh -G` reads: the user's file, the system's, then the markers of unset values. */
+export function wrapperConfig(source: SshConfigSource): string {
+  const quote = (path: string) => `"${path}"`
+  return [
+    ...(source.path ? [`Include ${quote(source.path)}`] : []),
+    ...(source.system ? [`Include ${SYSTEM_SSH_CONFIG}`] : []),
+    'Host *',
+    `  User ${NO_USER}`,
+    `  IdentityFile ${NO_IDENTITY}`,
+    `  UserKnownHostsFile ${NO_KNOWN_HOSTS}`,
+    `  GlobalKnownHostsFile ${NO_KNOWN_HOSTS}`,
+    '',
+  ].join('\n')
+}
+
+/** `ssh -G` output: keyword → its values, in order (repeated keywords such as identityfile add up). */
+export function parseSshG(text: string): Map<string, string[]> {
+  const options = new Map<string, string[]>()
+  for (const line of text.split('\n')) {
+    const match = /^([a-z0-9]+) (.*)$/.exec(line.replace(/\r$/, ''))
+    if (!match) continue
+    const values = options.get(match[1]) ?? []
+    values.push(match[2])
+    options.set(match[1], values)
+  }
+  return options
+}
+
+/** The options nodeset uses, from `ssh -G` output for `alias` made with `wrapperConfig`. */
+export function hostOptions(alias: string, text: string): HostOptions {
+  const options = parseSshG(text)
+  const one = (key: string): string | undefined => options.get(key)?.[0]
+  const list = (key: string): string[] => (options.get(key) ?? []).flatMap((v) => v.split(' ')).filter(Boolean)
+  const user = one('user')
+  const port = Number(one('port') ?? 22)
+  const knownHosts = (paths: string[]) =>
+    paths.length === 0 || paths.includes(NO_KNOWN_HOSTS) ? undefined : paths.filter((p) => p !== 'none')
+  const noneToUndefined = (value: string | undefined) => (value === undefined || value === 'none' ? undefined : value)
+  return {
+    alias,
+    hostName: one('hostname') ?? alias,
+    port: Number.isInteger(port) && port > 0 ? port : 22,
+    user: user === NO_USER ? undefined : user,
+    identityFiles: (options.get('identityfile') ?? []).filter((path) => path !== NO_IDENTITY),
+    certificateFiles: options.get('certificatefile') ?? [],
+    identitiesOnly: one('identitiesonly') === 'yes',
+    userKnownHostsFiles: knownHosts(list('userknownhostsfile')),
+    globalKnownHostsFiles: knownHosts(list('globalknownhostsfile')),
+    hostKeyAlias: noneToUndefined(one('hostkeyalias')),
+    proxyJump: noneToUndefined(one('proxyjump')),
+    proxyCommand: noneToUndefined(one('proxycommand')),
   }
 }
 
-/** OpenSSH wildcards: `*` any run of characters, `?` exactly one; case-insensitive like host names. */
+/** What a host gets when no configuration is read: OpenSSH's defaults. */
+export function defaultHostOptions(query: HostQuery): HostOptions {
+  return {
+    alias: query.host,
+    hostName: query.hostName ?? query.host,
+    port: query.port ?? 22,
+    user: query.user,
+    identityFiles: [],
+    certificateFiles: [],
+    identitiesOnly: false,
+    proxyJump: query.proxyJump === 'none' ? undefined : query.proxyJump,
+  }
+}
+
+/** Whether there is any configuration to read (else OpenSSH's defaults apply and no ssh is needed). */
+export function hasSshConfig(source: SshConfigSource): boolean {
+  return (source.path !== null && existsSync(source.path)) || (source.system && existsSync(SYSTEM_SSH_CONFIG))
+}
+
+/** The `ssh -G` argument vector for a query, with the configuration (`wrapperConfig`) in `configFile`. */
+export function sshGArgs(query: HostQuery, configFile: string): string[] {
+  return [
+    '-G',
+    '-F',
+    configFile,
+    ...(query.user ? ['-l', query.user] : []),
+    ...(query.port ? ['-p', String(query.port)] : []),
+    ...(query.hostName ? ['-o', `HostName=${query.hostName}`] : []),
+    ...(query.proxyJump ? ['-J', query.proxyJump] : []),
+    '--',
+    query.host,
+  ]
+}
+
+/** Ask OpenSSH which options apply to a host. */
+export async function lookupHost(query: HostQuery, source: SshConfigSource): Promise<HostOptions> {
+  if (!hasSshConfig(source)) return defaultHostOptions(query)
+  const ssh = source.ssh ?? 'ssh'
+  const dir = mkdtempSync(join(tmpdir(), 'nodeset-ssh-'))
+  const configFile = join(dir, 'config')
+  writeFileSync(configFile, wrapperConfig(source), {mode: 0o600})
+  const text = await new Promise<string>((resolve, reject) => {
+    execFile(ssh, sshGArgs(query, configFile), {timeout: 10_000, maxBuffer: 1024 * 1024}, (error, stdout, stderr) => {
+      if (!error) return resolve(stdout)
+      const code = (error as NodeJS.ErrnoException).code
+      if (code === 'ENOENT')
+        return reject(
+          new SshConfigError(
+            `${source.path ?? SYSTEM_SSH_CONFIG} is read by OpenSSH itself (ssh -G), but ${ssh} is not installed: install openssh-client`,
+          ),
+        )
+      const why = stderr
+        .split('\n')
+        .filter(
+          (line) =>
+            line.trim() && !/^Pseudo-terminal will not be allocated|: terminating, \d+ bad configuration/.test(line),
+        )
+        .join('; ')
+      reject(new SshConfigError(`OpenSSH refused the SSH configuration for ${query.host}: ${why || error.message}`))
+    })
+  }).finally(() => rmSync(dir, {recursive: true, force: true}))
+  return hostOptions(query.host, text)
+}
+
+export interface PathTokens {
+  home?: string
+  /** The host name connected to (`%h`). */
+  host: string
+  /** The name the host was asked for (`%n`). */
+  alias: string
+  /** The remote user (`%r`). */
+  remoteUser: string
+  /** `%p`. */
+  port?: number
+}
+
+/** Expand `~` and the `%` tokens OpenSSH allows in IdentityFile, CertificateFile and ProxyCommand. */
+export function expandSshPath(path: string, tokens: PathTokens): string {
+  const home = tokens.home ?? homedir()
+  const withHome = path === '~' ? home : path.startsWith('~/') ? home + path.slice(1) : path
+  return expandTokens(withHome, tokens, home)
+}
+
+function expandTokens(text: string, tokens: PathTokens, home: string): string {
+  return text.replace(/%([%dhilLnpru])/g, (_, token: string) => {
+    switch (token) {
+      case '%':
+        return '%'
+      case 'd':
+        return home
+      case 'h':
+        return tokens.host
+      case 'i':
+        return String(process.getuid?.() ?? '')
+      case 'l':
+        return localHostName()
+      case 'L':
+        return localHostName().split('.')[0]
+      case 'n':
+        return tokens.alias
+      case 'p':
+        return String(tokens.port ?? 22)
+      case 'r':
+        return tokens.remoteUser
+      default:
+        return userInfo().username
+    }
+  })
+}
+
+/** A ProxyCommand with its tokens expanded (no `~`: the shell sees it as written). */
+export function expandProxyCommand(command: string, tokens: PathTokens): string {
+  return expandTokens(command, tokens, tokens.home ?? homedir())
+}
+
+export interface JumpSpec {
+  user?: string
+  host: string
+  port?: number
+}
+
+/** One ProxyJump hop: `[user@]host[:port]`, `ssh://[user@]host[:port]`, IPv6 in brackets. */
+export function parseJump(spec: string): JumpSpec {
+  const text = spec.trim().replace(/^ssh:\/\//, '')
+  const at = text.lastIndexOf('@')
+  const user = at >= 0 ? text.slice(0, at) : undefined
+  const rest = at >= 0 ? text.slice(at + 1) : text
+  let host = rest
+  let port: number | undefined
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(rest)
+  const withPort = /^([^:]+):(\d+)$/.exec(rest)
+  if (bracketed) [host, port] = [bracketed[1], bracketed[2] ? Number(bracketed[2]) : undefined]
+  else if (withPort) [host, port] = [withPort[1], Number(withPort[2])]
+  if (!host || (user !== undefined && !user) || (port !== undefined && !(port >= 1 && port <= 65535)))
+    throw new SshConfigError(`ProxyJump hop "${spec}" is not [user@]host[:port]`)
+  return {user, host, port}
+}
+
+/** Pattern matching of OpenSSH (known_hosts host fields): `*` any run, `?` one character, case-insensitive. */
 export function globMatches(pattern: string, name: string): boolean {
   const source = pattern
     .replace(/[.+^${}()|[\]\\]/g, '\\$&')
@@ -74,69 +277,4 @@ export function matchesPatternList(patterns: string[], name: string): boolean {
     } else if (globMatches(pattern, name)) matched = true
   }
   return matched
-}
-
-/** The options that apply to a host known by any of `names` (the node's name, its address). */
-export function resolveSshConfig(blocks: SshConfigBlock[], names: string[]): SshHostConfig {
-  const resolved: SshHostConfig = {identityFiles: []}
-  for (const block of blocks) {
-    if (!block.patterns || !names.some((name) => matchesPatternList(block.patterns!, name))) continue
-    for (const {keyword, value, line} of block.options) {
-      switch (keyword) {
-        case 'hostname':
-          resolved.hostName ??= value
-          break
-        case 'port': {
-          const port = Number(value)
-          if (!Number.isInteger(port) || port < 1 || port > 65535) {
-            throw new Error(`ssh config line ${line}: Port ${value} is not a port number (1-65535); fix or remove it`)
-          }
-          resolved.port ??= port
-          break
-        }
-        case 'user':
-          resolved.user ??= value
-          break
-        case 'identityfile':
-          if (value.toLowerCase() !== 'none') resolved.identityFiles.push(value)
-          break
-        case 'identitiesonly':
-          resolved.identitiesOnly ??= value.toLowerCase() === 'yes'
-          break
-      }
-    }
-  }
-  return resolved
-}
-
-export interface PathTokens {
-  home?: string
-  /** The host name connected to (`%h`). */
-  host: string
-  /** The name the host was asked for (`%n`): the node's name. */
-  alias: string
-  /** The remote user (`%r`). */
-  remoteUser: string
-}
-
-/** Expand `~` and the `%` tokens OpenSSH allows in IdentityFile. */
-export function expandSshPath(path: string, tokens: PathTokens): string {
-  const home = tokens.home ?? homedir()
-  const withHome = path === '~' ? home : path.startsWith('~/') ? home + path.slice(1) : path
-  return withHome.replace(/%([%dhnru])/g, (_, token: string) => {
-    switch (token) {
-      case '%':
-        return '%'
-      case 'd':
-        return home
-      case 'h':
-        return tokens.host
-      case 'n':
-        return tokens.alias
-      case 'r':
-        return tokens.remoteUser
-      default:
-        return userInfo().username
-    }
-  })
 }

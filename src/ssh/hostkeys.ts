@@ -1,168 +1,24 @@
 /**
- * SSH host keys: parsing, fingerprints, OpenSSH known_hosts files (plain and hashed entries), the
- * pinned keys of a deployment's nodes (`.nodeset/known_hosts`), and the policy that decides whether
- * a key a server offers is trusted. Nothing here ever accepts a key it cannot vouch for.
+ * Which host keys a node is trusted with: the pinned keys of a deployment's nodes
+ * (`.nodeset/known_hosts`), and the policy that decides whether a key a server offers is trusted.
+ * Nothing here ever accepts a key it cannot vouch for. Keys and known_hosts files are knownhosts.ts.
  */
-import {createHash, createHmac} from 'node:crypto'
-import {chmodSync, mkdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
-import {homedir} from 'node:os'
+import {chmodSync, mkdirSync, renameSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
-import {matchesPatternList} from './config.js'
+import {
+  defaultKnownHostsPaths,
+  fingerprint,
+  formatHostKey,
+  keysFor,
+  knownHostName,
+  parseHostKey,
+  readKnownHosts,
+  sameKey,
+  type HostKey,
+  type KnownKeys,
+} from './knownhosts.js'
 
-/** Key types a server can offer and ssh2 can verify, with the signature algorithms that use each. */
-const KEY_TYPE_ALGORITHMS: Record<string, string[]> = {
-  'ssh-ed25519': ['ssh-ed25519'],
-  'ecdsa-sha2-nistp256': ['ecdsa-sha2-nistp256'],
-  'ecdsa-sha2-nistp384': ['ecdsa-sha2-nistp384'],
-  'ecdsa-sha2-nistp521': ['ecdsa-sha2-nistp521'],
-  'ssh-rsa': ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'],
-}
-
-export interface HostKey {
-  type: string
-  /** The key in SSH wire format, as the server sends it. */
-  blob: Buffer
-}
-
-export class InvalidHostKeyError extends Error {}
-
-/** The type name a wire-format key starts with. */
-function blobType(blob: Buffer): string | undefined {
-  if (blob.length < 4) return undefined
-  const length = blob.readUInt32BE(0)
-  if (length === 0 || length > 64 || blob.length < 4 + length) return undefined
-  return blob.subarray(4, 4 + length).toString('latin1')
-}
-
-export function hostKeyFromBlob(blob: Buffer): HostKey {
-  const type = blobType(blob)
-  if (!type) throw new InvalidHostKeyError('the server offered a malformed host key')
-  return {type, blob}
-}
-
-/** `ssh-ed25519 AAAA… [comment]`, as in a `.pub` file or as a node reports its keys when it phones home. */
-export function parseHostKey(line: string): HostKey {
-  const [type, base64] = line.trim().split(/\s+/)
-  const fail = (why: string): never => {
-    throw new InvalidHostKeyError(
-      `host key "${line.trim().slice(0, 40)}…" ${why}; expected "TYPE BASE64" as in /etc/ssh/ssh_host_ed25519_key.pub`,
-    )
-  }
-  if (!type || !base64) return fail('has no key data')
-  if (!(type in KEY_TYPE_ALGORITHMS))
-    return fail(`has an unsupported type (${Object.keys(KEY_TYPE_ALGORITHMS).join(', ')})`)
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(base64)) return fail('is not base64')
-  const blob = Buffer.from(base64, 'base64')
-  if (blobType(blob) !== type) return fail(`does not encode a ${type} key`)
-  return {type, blob}
-}
-
-export function formatHostKey(key: HostKey): string {
-  return `${key.type} ${key.blob.toString('base64')}`
-}
-
-/** `SHA256:…`, the form `ssh-keygen -lf` and OpenSSH's warnings print. */
-export function fingerprint(key: HostKey): string {
-  return 'SHA256:' + createHash('sha256').update(key.blob).digest('base64').replace(/=+$/, '')
-}
-
-export function sameKey(a: HostKey, b: HostKey): boolean {
-  return a.blob.equals(b.blob)
-}
-
-/** Host key algorithms to offer first so the server presents a key of a type we hold. */
-export function preferredHostKeyAlgorithms(keys: HostKey[]): string[] {
-  return [...new Set(keys.flatMap((key) => KEY_TYPE_ALGORITHMS[key.type] ?? []))]
-}
-
-/** The name known_hosts stores for a host: `host`, or `[host]:port` when the port is not 22. */
-export function knownHostName(host: string, port = 22): string {
-  return port === 22 ? host : `[${host}]:${port}`
-}
-
-// ---------------------------------------------------------------------------------------------
-// OpenSSH known_hosts files
-
-export interface KnownHostsEntry {
-  marker?: 'revoked' | 'cert-authority'
-  /** The host field as written: a pattern list, or one hashed `|1|salt|hash` name. */
-  hosts: string
-  key: HostKey
-  line: number
-}
-
-/** Every well-formed line; others are ignored, as OpenSSH ignores them. */
-export function parseKnownHosts(text: string): KnownHostsEntry[] {
-  const entries: KnownHostsEntry[] = []
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const fields = raw.trim().split(/\s+/)
-    if (fields[0] === '' || fields[0].startsWith('#')) return
-    let marker: KnownHostsEntry['marker']
-    if (fields[0] === '@revoked' || fields[0] === '@cert-authority')
-      marker = fields.shift()!.slice(1) as KnownHostsEntry['marker']
-    if (fields.length < 3) return
-    try {
-      entries.push({marker, hosts: fields[0], key: parseHostKey(`${fields[1]} ${fields[2]}`), line: i + 1})
-    } catch (error) {
-      if (!(error instanceof InvalidHostKeyError)) throw error
-    }
-  })
-  return entries
-}
-
-/** Whether a host field names `name`: hashed (`|1|salt|hmac-sha1`) or a pattern list. */
-export function hostFieldMatches(hosts: string, name: string): boolean {
-  if (hosts.startsWith('|1|')) {
-    const [, , salt, hash] = hosts.split('|')
-    if (!salt || !hash) return false
-    const digest = createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64')
-    return digest === hash
-  }
-  return matchesPatternList(hosts.split(','), name)
-}
-
-/** A known_hosts line whose host field is hashed, as `ssh-keygen -H` writes it. */
-export function hashedKnownHostsLine(name: string, key: HostKey, salt: Buffer): string {
-  const hash = createHmac('sha1', salt).update(name).digest('base64')
-  return `|1|${salt.toString('base64')}|${hash} ${formatHostKey(key)}`
-}
-
-export interface KnownKeys {
-  trusted: Array<{key: HostKey; source: string}>
-  revoked: HostKey[]
-}
-
-/** The keys known_hosts entries hold for a host known by any of `names` on `port`. */
-export function keysFor(entries: KnownHostsEntry[], names: string[], port: number, source: string): KnownKeys {
-  // OpenSSH lowercases a host name before looking it up (and before hashing it).
-  const lookupNames = names.map((name) => knownHostName(name.toLowerCase(), port))
-  const result: KnownKeys = {trusted: [], revoked: []}
-  for (const entry of entries) {
-    if (entry.marker === 'cert-authority') continue
-    if (!lookupNames.some((name) => hostFieldMatches(entry.hosts, name))) continue
-    if (entry.marker === 'revoked') result.revoked.push(entry.key)
-    else result.trusted.push({key: entry.key, source: `${source}:${entry.line}`})
-  }
-  return result
-}
-
-function readIfExists(path: string): string {
-  try {
-    return readFileSync(path, 'utf8')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return ''
-    throw error
-  }
-}
-
-export function readKnownHosts(path: string): KnownHostsEntry[] {
-  return parseKnownHosts(readIfExists(path))
-}
-
-/** Where OpenSSH keeps the keys of hosts the user already trusts. */
-export function defaultKnownHostsPaths(home = homedir()): string[] {
-  return [join(home, '.ssh', 'known_hosts'), '/etc/ssh/ssh_known_hosts']
-}
+export * from './knownhosts.js'
 
 // ---------------------------------------------------------------------------------------------
 // The deployment's pinned keys
@@ -275,26 +131,42 @@ export type HostKeyPolicy =
   | {mode: 'pinned'; store: HostKeyStore}
   | {mode: 'static'; store: HostKeyStore; knownHostsPaths?: string[]; trustOnFirstUse?: boolean}
 
+/**
+ * How a host's key is checked: a node's by its provider's policy; a jump host's (ProxyJump) by the
+ * user's known_hosts files alone, as OpenSSH checks it, never pinned and never trusted on first use.
+ */
+export type HostKeyCheck = HostKeyPolicy | {mode: 'known-hosts'}
+
 export interface HostIdentity {
+  /** The node's name, or a jump host's as written in ProxyJump. */
   nodeName: string
   /** The address connected to. */
   address: string
   port: number
+  /** HostKeyAlias: the one name known_hosts is searched for instead of the address (port and all). */
+  hostKeyAlias?: string
+  /** UserKnownHostsFile and GlobalKnownHostsFile from OpenSSH's configuration for the host, if any. */
+  knownHostsFiles?: string[]
 }
 
-export function trustedKeysFor(policy: HostKeyPolicy, host: HostIdentity): KnownKeys {
-  const pinned = policy.store.lookup(host.nodeName)
+export function trustedKeysFor(policy: HostKeyCheck, host: HostIdentity): KnownKeys {
+  const pinned = policy.mode === 'known-hosts' ? undefined : policy.store.lookup(host.nodeName)
   const result: KnownKeys = {
-    trusted: (pinned?.keys ?? []).map((key) => ({key, source: policy.store.path})),
+    trusted: (pinned?.keys ?? []).map((key) => ({key, source: (policy as {store: HostKeyStore}).store.path})),
     revoked: [],
   }
-  if (policy.mode === 'static') {
-    const names = [...new Set([host.nodeName, host.address])]
-    for (const path of policy.knownHostsPaths ?? defaultKnownHostsPaths()) {
-      const found = keysFor(readKnownHosts(path), names, host.port, path)
-      result.trusted.push(...found.trusted)
-      result.revoked.push(...found.revoked)
-    }
+  if (policy.mode === 'pinned') return result
+  const paths =
+    (policy.mode === 'static' ? policy.knownHostsPaths : undefined) ?? host.knownHostsFiles ?? defaultKnownHostsPaths()
+  // OpenSSH looks a host up by its HostKeyAlias alone, else by the address it connects to; nodeset
+  // also knows a static server by its node name.
+  const [names, port] = host.hostKeyAlias
+    ? [[host.hostKeyAlias], 22]
+    : [policy.mode === 'static' ? [...new Set([host.nodeName, host.address])] : [host.address], host.port]
+  for (const path of paths) {
+    const found = keysFor(readKnownHosts(path), names, port, path)
+    result.trusted.push(...found.trusted)
+    result.revoked.push(...found.revoked)
   }
   return result
 }
@@ -337,22 +209,26 @@ export class HostKeyError extends Error {
   }
 }
 
+const kindOf = (policy: HostKeyCheck): string => (policy.mode === 'known-hosts' ? 'jump host' : 'node')
+
 /** The server offered a key other than the one pinned or known for it (or a revoked one). */
 export class HostKeyMismatchError extends HostKeyError {
-  constructor(host: HostIdentity, offered: HostKey, known: KnownKeys, policy: HostKeyPolicy, revoked = false) {
+  constructor(host: HostIdentity, offered: HostKey, known: KnownKeys, policy: HostKeyCheck, revoked = false) {
     const where = knownHostName(host.address, host.port)
     const advice =
       policy.mode === 'pinned'
         ? `Its pinned key came from its own phone-home. If the node was re-created, let it phone home again so its new key is pinned; otherwise do not connect: someone may be intercepting the connection.`
-        : `If you reinstalled this server, remove its old key (ssh-keygen -R ${where}, or its lines in ${policy.store.path}) and verify the new one; otherwise do not connect: someone may be intercepting the connection.`
+        : policy.mode === 'known-hosts'
+          ? `It is a jump host (ProxyJump) on the way to a node; its key comes from your known_hosts. If it was rebuilt, remove its old key (ssh-keygen -R ${host.hostKeyAlias ?? where}) and verify the new one; otherwise do not connect: someone may be intercepting the connection.`
+          : `If you reinstalled this server, remove its old key (ssh-keygen -R ${where}, or its lines in ${policy.store.path}) and verify the new one; otherwise do not connect: someone may be intercepting the connection.`
     super(
       host,
       offered,
       known,
       [
         revoked
-          ? `Host key of node ${host.nodeName} at ${where} is marked @revoked in known_hosts.`
-          : `Host key of node ${host.nodeName} at ${where} does not match.`,
+          ? `Host key of ${kindOf(policy)} ${host.nodeName} at ${where} is marked @revoked in known_hosts.`
+          : `Host key of ${kindOf(policy)} ${host.nodeName} at ${where} does not match.`,
         `  offered:  ${fingerprint(offered)} (${offered.type})`,
         ...describeExpected(known).map((line, i) => `  ${i === 0 ? 'expected:' : '          '} ${line}`),
         advice,
@@ -364,18 +240,20 @@ export class HostKeyMismatchError extends HostKeyError {
 
 /** Nothing vouches for the server's key: no pin, no known_hosts entry, no trust-on-first-use. */
 export class UnknownHostKeyError extends HostKeyError {
-  constructor(host: HostIdentity, offered: HostKey, known: KnownKeys, policy: HostKeyPolicy) {
+  constructor(host: HostIdentity, offered: HostKey, known: KnownKeys, policy: HostKeyCheck) {
     const where = knownHostName(host.address, host.port)
     const advice =
       policy.mode === 'pinned'
         ? `Its key is pinned when it phones home to the config server; wait until it has, or check that its agent runs.`
-        : `Check the fingerprint on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then either add it to ~/.ssh/known_hosts (ssh-keyscan -p ${host.port} ${host.address}) or run again with --trust-on-first-use to pin it in ${policy.store.path}.`
+        : policy.mode === 'known-hosts'
+          ? `It is a jump host (ProxyJump) on the way to a node, and nodeset trusts a jump host only by your known_hosts (${(host.knownHostsFiles?.length ? host.knownHostsFiles : defaultKnownHostsPaths()).join(', ')}): check its fingerprint on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then add it (ssh-keyscan -p ${host.port} ${host.address} >> ~/.ssh/known_hosts).`
+          : `Check the fingerprint on the server (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub), then either add it to ~/.ssh/known_hosts (ssh-keyscan -p ${host.port} ${host.address}) or run again with --trust-on-first-use to pin it in ${policy.store.path}.`
     super(
       host,
       offered,
       known,
       [
-        `Host key of node ${host.nodeName} at ${where} is unknown: ${fingerprint(offered)} (${offered.type}); refusing to connect.`,
+        `Host key of ${kindOf(policy)} ${host.nodeName} at ${where} is unknown: ${fingerprint(offered)} (${offered.type}); refusing to connect.`,
         advice,
       ].join('\n'),
     )

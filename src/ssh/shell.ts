@@ -1,15 +1,11 @@
 /**
  * Building POSIX sh command lines as data: every argument quoted, so a value can never become code.
  */
+import {shellQuote} from '../core/quote.js'
 
-const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/
+export {shellQuote} from '../core/quote.js'
+
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/
-
-/** One argument for sh: unchanged when it is plainly safe, else single-quoted (`'` written `'\''`). */
-export function shellQuote(arg: string): string {
-  if (SAFE.test(arg)) return arg
-  return `'${arg.replace(/'/g, `'\\''`)}'`
-}
 
 /** A command line from an argument vector. */
 export function shellJoin(args: readonly string[]): string {

@@ -4,8 +4,9 @@ import os from 'node:os'
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {parseOutputs, stepCommand} from '../../src/setup/commands.js'
-import {wiringScript} from '../../src/setup/runner.js'
-import {mergeHostsBlock, renderHostsBlock, renderRoleMap} from '../../src/plan/wiring.js'
+import {mergeHostsBlock} from '../../src/core/hostsblock.js'
+import {wiringScript} from '../../src/setup/render.js'
+import {renderHostsBlock, renderRoleMap} from '../../src/plan/wiring.js'
 
 const members = [
   {name: 'balancer.x.test', role: 'balancer', index: 1, ip: '10.0.0.9'},
@@ -37,7 +38,7 @@ describe('commands and files built as data', () => {
     )
   })
 
-  it('the wiring script rewrites its hosts block in place and leaves every other line', () => {
+  it('the wiring script rewrites its hosts block where it is, in the same file, and leaves every other line', () => {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-wiring-'))
     fs.mkdirSync(path.join(root, 'etc'))
     const hosts = path.join(root, 'etc/hosts')
@@ -48,7 +49,7 @@ describe('commands and files built as data', () => {
     const inode = fs.statSync(hosts).ino
     runUnder(root, wiringScript('x', members, true))
     expect(fs.readFileSync(hosts, 'utf8')).toBe(
-      '127.0.0.1 localhost\n::1 ip6-localhost\n' + renderHostsBlock('x', members),
+      '127.0.0.1 localhost\n' + renderHostsBlock('x', members) + '::1 ip6-localhost\n',
     )
     expect(fs.statSync(hosts).ino).toBe(inode)
     expect(fs.readFileSync(path.join(root, 'etc/nodeset/roles'), 'utf8')).toBe(renderRoleMap(members))

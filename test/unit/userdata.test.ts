@@ -1,12 +1,6 @@
-import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
-import {
-  checkUserDataSize,
-  renderUserData,
-  shellQuote,
-  USER_DATA_LIMIT,
-  type UserDataOptions,
-} from '../../src/providers/userdata.js'
+import {hostsMergeScript} from '../../src/core/hostsblock.js'
+import {checkUserDataSize, renderUserData, USER_DATA_LIMIT, type UserDataOptions} from '../../src/providers/userdata.js'
 
 const TOKEN = 'tok_Zq8v1-Xy2.Wk3~Lm4+Np5/Qr6='
 const base: UserDataOptions = {
@@ -52,6 +46,13 @@ describe('renderUserData', () => {
     expect(unquote(assigned(script, 'TOKEN'))).toBe(TOKEN)
     expect(unquote(assigned(script, 'PIN'))).toBe('')
     expect(assigned(script, 'DEADLINE_SEC')).toBe('600')
+  })
+
+  it('merges its hosts block with the same script as the wiring step', () => {
+    const script = renderUserData(base)
+    expect(script).toContain(hostsMergeScript('foobar'))
+    expect(script).toContain('merge_hosts "$HOSTS" "$WORK/body" "$WORK/hosts"')
+    expect(script).not.toContain('BEGIN nodeset $DEPLOYMENT')
   })
 
   it('waits an hour by default and long-polls the config', () => {
@@ -135,17 +136,6 @@ describe('user data size', () => {
     expect(Buffer.byteLength(renderUserData(base))).toBeLessThan(USER_DATA_LIMIT - 2048)
     expect(() => renderUserData({...base, extraFacts: {blob: 'x'.repeat(8000)}})).toThrow(
       /user data for app1.foobar.com is \d+ bytes/,
-    )
-  })
-})
-
-describe('shellQuote', () => {
-  it('stands for exactly its input, whatever the input', () => {
-    fc.assert(
-      fc.property(fc.string({unit: 'binary'}), (value) => {
-        const quoted = shellQuote(value)
-        expect(unquote(quoted)).toBe(value)
-      }),
     )
   })
 })
