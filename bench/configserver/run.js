@@ -6,6 +6,9 @@
 //    synchronous=FULL, request logging off) against a bare node:http server in its own process that
 //    reads the same request and answers a fixed JSON: the ratio is the cost of validation, auth,
 //    durable storage and resolution over plain HTTP on this machine.
+//    In the same run, when PostgreSQL answers (NODESET_BENCH_PG, default postgresql://postgres@127.0.0.1:5432;
+//    a database is created and dropped): the config server over PostgreSQL, one replica, and two
+//    replicas sharing the database with the phone-homes split between them.
 // 2. Every app long-polls its config; the db phones home; the time from that phone-home to each
 //    app's complete 200 (whole body received): p50 / p99 / last.
 import {spawn} from 'node:child_process'
@@ -33,7 +36,7 @@ process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')))
 
 if (args.child) {
   // A server child ends with the benchmark, even when the benchmark fails.
-  const stop = await (args.child === 'bare' ? bareServer() : configServer())
+  const stop = await (args.child === 'bare' ? bareServer() : args.child === 'pg' ? pgServer() : configServer())
   const end = async () => {
     await stop()
     process.exit(0)
@@ -71,7 +74,8 @@ async function configServer() {
   if (!fs.existsSync(entry)) throw new Error(`${entry} is missing: run npm run build first`)
   const {startConfigServer} = await import(entry)
   const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-bench-cs-'))
-  const server = await startConfigServer({stateDir, logger: false})
+  // Every simulated node connects from 127.0.0.1: lift the per-address cap (a real cloud has an address per node).
+  const server = await startConfigServer({stateDir, logger: false, maxConnectionsPerAddress: 1_000_000})
   process.stdout.write(JSON.stringify({url: server.url, adminToken: server.adminToken}) + '\n')
   return async () => {
     await server.close()
@@ -79,13 +83,52 @@ async function configServer() {
   }
 }
 
-function startChild(kind) {
+async function pgServer() {
+  const {startConfigServer} = await import(path.join(root, 'dist/configserver/server.js'))
+  const server = await startConfigServer({
+    store: process.env.NODESET_BENCH_STORE,
+    adminToken: process.env.NODESET_BENCH_ADMIN,
+    logger: false,
+    maxConnectionsPerAddress: 1_000_000,
+  })
+  process.stdout.write(JSON.stringify({url: server.url, adminToken: server.adminToken}) + '\n')
+  return () => server.close()
+}
+
+/** A new database on the machine's PostgreSQL, or undefined when it does not answer. */
+async function pgDatabase() {
+  const base = process.env.NODESET_BENCH_PG ?? 'postgresql://postgres@127.0.0.1:5432'
+  const {default: pg} = await import('pg')
+  const name = `nodeset_bench_${process.pid}`
+  const client = new pg.Client({connectionString: `${base}/postgres`, connectionTimeoutMillis: 3000})
+  try {
+    await client.connect()
+    await client.query(`CREATE DATABASE ${name}`)
+  } catch (error) {
+    console.log(`(no PostgreSQL runs: ${error.message})`)
+    return undefined
+  } finally {
+    await client.end().catch(() => {})
+  }
+  return {
+    url: `${base}/${name}`,
+    async drop() {
+      const admin = new pg.Client({connectionString: `${base}/postgres`})
+      await admin.connect()
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+      await admin.end()
+    },
+  }
+}
+
+function startChild(kind, env = {}) {
   const flags =
     kind === 'config' && process.env.NODESET_BENCH_PROFILE
       ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NODESET_BENCH_PROFILE}`]
       : []
   const child = spawn(process.execPath, [...flags, fileURLToPath(import.meta.url), '--child', kind], {
     stdio: ['pipe', 'pipe', 'inherit'],
+    env: {...process.env, ...env},
   })
   children.push(child)
   return new Promise((resolve, reject) => {
@@ -230,17 +273,59 @@ async function main() {
   if (registered.status !== 201) throw new Error(`registration: HTTP ${registered.status} ${registered.body}`)
   const {tokens} = JSON.parse(registered.body)
 
-  // Phone-homes, one per app, against both servers in turn, chunk by chunk, so that other work on
-  // the machine weighs on both alike. Warm both up first.
+  // PostgreSQL: two replicas over one new database, registered through the first.
+  const database = await pgDatabase()
+  let replicas = []
+  let pgTokens = {}
+  if (database) {
+    const env = {NODESET_BENCH_STORE: database.url, NODESET_BENCH_ADMIN: server.adminToken}
+    replicas = [await startChild('pg', env), await startChild('pg', env)]
+    const answer = await send(
+      adminAgent,
+      replicas[0].url,
+      'PUT',
+      '/v1/deployments/bench',
+      server.adminToken,
+      registration,
+    )
+    if (answer.status !== 201) throw new Error(`registration on PostgreSQL: HTTP ${answer.status} ${answer.body}`)
+    pgTokens = JSON.parse(answer.body).tokens
+  }
+
+  // Phone-homes, one per app, against every server in turn, chunk by chunk, so that other work on
+  // the machine weighs on all alike. Warm them up first.
   const bareRequests = apps.map((id) => phoneHomeRequest(bare.url, id, 'x'.repeat(43), facts(id)))
   const configRequests = apps.map((id) => phoneHomeRequest(server.url, id, tokens[id], facts(id)))
+  const pgRequests = replicas.map((replica) =>
+    apps.map((id) => phoneHomeRequest(replica.url, id, pgTokens[id], facts(id))),
+  )
   await closedLoop(bare.url, bareRequests.slice(0, 1000), concurrency)
   await closedLoop(server.url, configRequests.slice(0, 1000), concurrency)
+  for (const [i, replica] of replicas.entries())
+    await closedLoop(replica.url, pgRequests[i].slice(0, 1000), concurrency)
   const bareRuns = []
   const configRuns = []
+  const pgOneRuns = []
+  const pgTwoRuns = []
   for (let start = 0; start < apps.length; start += 2000) {
     bareRuns.push(await closedLoop(bare.url, bareRequests.slice(start, start + 2000), concurrency))
     configRuns.push(await closedLoop(server.url, configRequests.slice(start, start + 2000), concurrency))
+    if (replicas.length === 0) continue
+    pgOneRuns.push(await closedLoop(replicas[0].url, pgRequests[0].slice(start, start + 2000), concurrency))
+    // Two replicas: the same chunk, odd apps to one and even to the other, the connections split between them.
+    const halves = await Promise.all(
+      replicas.map((replica, i) =>
+        closedLoop(
+          replica.url,
+          pgRequests[i].slice(start, start + 2000).filter((_, k) => k % 2 === i),
+          Math.max(1, concurrency / 2),
+        ),
+      ),
+    )
+    pgTwoRuns.push({
+      latencies: Float64Array.from(halves.flatMap((h) => [...h.latencies])),
+      seconds: Math.max(...halves.map((h) => h.seconds)),
+    })
   }
   bare.child.kill('SIGTERM')
   const baseline = summary(bareRuns)
@@ -248,18 +333,30 @@ async function main() {
 
   console.log(`\nregistration of ${n.toLocaleString('en')} instances (checks included): ${ms(registerMs)}`)
   console.log('\nphone-home (PUT facts), one per app:')
-  console.log(`  ${'server'.padEnd(28)}${'req/s'.padStart(10)}${'p50'.padStart(12)}${'p99'.padStart(12)}`)
-  for (const [name, r] of [
+  console.log(`  ${'server'.padEnd(44)}${'req/s'.padStart(10)}${'p50'.padStart(12)}${'p99'.padStart(12)}`)
+  const rows = [
     ['bare node:http (fixed JSON)', baseline],
-    ['nodeset config server', measured],
-  ]) {
+    ['nodeset config server, SQLite', measured],
+    ...(replicas.length
+      ? [
+          ['nodeset config server, PostgreSQL, 1 replica', summary(pgOneRuns)],
+          ['nodeset config server, PostgreSQL, 2 replicas', summary(pgTwoRuns)],
+        ]
+      : []),
+  ]
+  for (const [name, r] of rows) {
     console.log(
-      `  ${name.padEnd(28)}${Math.round(r.perSecond).toLocaleString('en').padStart(10)}${ms(r.p50).padStart(12)}${ms(r.p99).padStart(12)}`,
+      `  ${name.padEnd(44)}${Math.round(r.perSecond).toLocaleString('en').padStart(10)}${ms(r.p50).padStart(12)}${ms(r.p99).padStart(12)}`,
     )
   }
   console.log(
-    `  ratio (bare / config server): throughput ${(baseline.perSecond / measured.perSecond).toFixed(2)}x, p50 ${(measured.p50 / baseline.p50).toFixed(2)}x, p99 ${(measured.p99 / baseline.p99).toFixed(2)}x`,
+    `  ratio (bare / config server on SQLite): throughput ${(baseline.perSecond / measured.perSecond).toFixed(2)}x, p50 ${(measured.p50 / baseline.p50).toFixed(2)}x, p99 ${(measured.p99 / baseline.p99).toFixed(2)}x`,
   )
+  for (const replica of replicas) replica.child.kill('SIGTERM')
+  if (database) {
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    await database.drop()
+  }
 
   // Long-poll: every app waits for its config; the db phones home; each app's 200 is timed. First
   // without the role map in each answer (?roles=false), then with it (the default).

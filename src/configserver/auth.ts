@@ -1,117 +1,201 @@
 /**
- * Tokens and who holds them. Tokens are 32 random bytes (base64url); the server keeps only their
- * SHA-256 and compares hashes in constant time. Repeated failures from one address are refused
- * for a while (429), so tokens cannot be guessed at network speed.
+ * Who sends a request: a fastify plugin that, before the body is read, checks the token the route
+ * asks for (`config.auth`: 'admin' or 'instance') and sets `request.caller`. An instance token reaches
+ * only its own instance's routes; the admin token reaches every route. Repeated failures of one
+ * credential, or against one target, from one address are answered 429 for a while (ratelimit.ts,
+ * `failureKeys`); a valid token is never limited, so nodes sharing a NAT address with a guesser or
+ * a misconfigured neighbour keep working. Tokens have 256 random bits: the limit is backpressure on a
+ * misbehaving client, not what keeps tokens from being guessed.
  *
- * An instance starts with a bootstrap token (from registration, carried in its user data, which any
- * process on the node can read). Its first phone-home exchanges it for a node token that only the
- * agent keeps; from then on the bootstrap token is refused, except for a retried phone-home whose
- * answer was lost (see `bootstrapUse`).
+ * The token primitives are in tokens.ts (re-exported here, where callers found them before).
  */
-import {createHash, randomBytes, timingSafeEqual} from 'node:crypto'
-import fs from 'node:fs/promises'
-import path from 'node:path'
+import type {FastifyPluginAsync, FastifyRequest} from 'fastify'
+import {HttpError} from './errors.js'
+import {ids, type ServerContext} from './http.js'
+import type {AuthFailureLimiter} from './ratelimit.js'
+import {
+  bearerToken,
+  bootstrapUse,
+  type ExchangeState,
+  EXCHANGED_HINT,
+  EXCHANGED_MESSAGE,
+  hashToken,
+  sameHash,
+  type TokenHashes,
+  type TokenIndex,
+} from './tokens.js'
 
-export const newToken = (): string => randomBytes(32).toString('base64url')
+export {
+  adminTokenFrom,
+  bearerToken,
+  bootstrapUse,
+  EXCHANGE_GRACE_MS,
+  EXCHANGED_HINT,
+  EXCHANGED_MESSAGE,
+  type ExchangeState,
+  hashToken,
+  newToken,
+  sameHash,
+} from './tokens.js'
+export {AuthFailureLimiter} from './ratelimit.js'
 
-export const hashToken = (token: string): Buffer => createHash('sha256').update(token).digest()
+/** An instance authenticates with its bootstrap token until the first phone-home exchanges it, then with its node token. */
+export type Caller = {kind: 'admin'} | {kind: 'instance'; deployment: string; id: string; token: 'bootstrap' | 'node'}
 
-export function sameHash(a: Buffer, b: Buffer): boolean {
-  return a.length === b.length && timingSafeEqual(a, b)
+/** Why a token opens nothing: none (or malformed), unknown, or a bootstrap token already exchanged. */
+export type Refusal = {refused: 'missing' | 'invalid' | 'exchanged'}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who sent the request, on routes with `config.auth` (set before the body is read). */
+    caller: Caller | null
+  }
+  interface FastifyContextConfig {
+    /** The token the route needs: the admin's, or the instance's of the path (the admin's works too). */
+    auth?: 'admin' | 'instance'
+    /** The phone-home route: a bootstrap token may be exchanged (again, within the grace). */
+    exchange?: boolean
+  }
 }
 
-/** How long after the exchange a retried phone-home may still use the bootstrap token (default). */
-export const EXCHANGE_GRACE_MS = 10 * 60_000
-
-export const EXCHANGED_MESSAGE = 'this bootstrap token was exchanged; use the node token stored on the node'
-export const EXCHANGED_HINT =
-  'the agent keeps it in /var/lib/nodeset/token; a node that lost it needs new tokens: recreate it (nodeset create-node)'
-
-/** Where an instance's tokens stand: the exchange time and the node token's first use (epoch ms). */
-export interface ExchangeState {
-  exchangedAt?: number
-  nodeTokenUsedAt?: number
+/** What caller resolution needs to know: the admin token's hash, who holds which token, and the clock. */
+export interface CallerLookup {
+  adminHash: Buffer
+  tokens: TokenIndex
+  instance(deployment: string, id: string): (TokenHashes & ExchangeState) | undefined
+  now: number
+  exchangeGraceMs: number
 }
 
 /**
- * What a phone-home with the bootstrap token does: exchange it for a node token, or exchange it again
- * (the answer that carried the node token was lost: only its hash is kept, so it cannot be sent twice;
- * a new one replaces it), or nothing but a 401. The retry is allowed only within `graceMs` of the
- * exchange and only while the node token is unused: once the node has proved it holds the node token,
- * the bootstrap token is dead.
+ * Who presents `token` (from `bearerToken`). An exchanged bootstrap token is refused, except on the
+ * phone-home route (`exchange`) while `bootstrapUse` still allows a retried exchange. Pure.
  */
-export function bootstrapUse(
-  state: ExchangeState,
-  now: number,
-  graceMs = EXCHANGE_GRACE_MS,
-): 'exchange' | 'exchange again' | 'refuse' {
-  if (state.exchangedAt === undefined) return 'exchange'
-  if (state.nodeTokenUsedAt === undefined && now - state.exchangedAt < graceMs) return 'exchange again'
-  return 'refuse'
+export function resolveCaller(token: string | undefined, lookup: CallerLookup, exchange = false): Caller | Refusal {
+  if (token === undefined) return {refused: 'missing'}
+  const hash = hashToken(token)
+  if (sameHash(hash, lookup.adminHash)) return {kind: 'admin'}
+  const holder = lookup.tokens.holder(hash)
+  const instance = holder && lookup.instance(holder.deployment, holder.id)
+  if (!holder || !instance) return {refused: 'invalid'}
+  if (instance.nodeTokenHash && sameHash(hash, instance.nodeTokenHash))
+    return {kind: 'instance', ...holder, token: 'node'}
+  if (!sameHash(hash, instance.tokenHash)) return {refused: 'invalid'}
+  if (
+    instance.exchangedAt === undefined ||
+    (exchange && bootstrapUse(instance, lookup.now, lookup.exchangeGraceMs) !== 'refuse')
+  )
+    return {kind: 'instance', ...holder, token: 'bootstrap'}
+  return {refused: 'exchanged'}
 }
 
-/** The token of an `Authorization: Bearer …` header, if well formed. */
-export function bearerToken(header: string | undefined): string | undefined {
-  const match = /^Bearer ([A-Za-z0-9._~+/=-]{16,512})$/.exec(header ?? '')
-  return match?.[1]
+/** The 401 of a refusal. */
+export function refusalError(refusal: Refusal): HttpError {
+  const challenge = {'www-authenticate': 'Bearer'}
+  if (refusal.refused === 'missing')
+    return new HttpError(401, 'missing or malformed "Authorization: Bearer <token>" header', {}, challenge)
+  if (refusal.refused === 'exchanged') return new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, challenge)
+  return new HttpError(
+    401,
+    'the token is not valid here (wrong, or of a deployment that was replaced or deleted)',
+    {},
+    challenge,
+  )
 }
 
-/**
- * The admin token: the one given, or the one kept in `file`, or a new one written there (mode 0600)
- * so that a restart keeps it.
- */
-export async function adminTokenFrom(given: string | undefined, file: string): Promise<string> {
-  if (given !== undefined) {
-    if (given.length < 16)
-      throw new Error('the admin token must be at least 16 characters; leave it out to have one generated')
-    return given
-  }
-  try {
-    const stat = await fs.stat(file)
-    if ((stat.mode & 0o077) !== 0) throw new Error(`${file} can be read by other users; run: chmod 600 ${file}`)
-    const stored = (await fs.readFile(file, 'utf8')).trim()
-    if (stored.length >= 16) return stored
-    throw new Error(
-      `${file} holds no usable admin token (at least 16 characters); delete it to have a new one generated`,
-    )
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
-  }
-  const token = newToken()
-  await fs.mkdir(path.dirname(file), {recursive: true, mode: 0o700})
-  await fs.writeFile(file, token + '\n', {mode: 0o600, flag: 'wx'})
-  return token
+export interface AuthOptions {
+  context: ServerContext
+  adminHash: Buffer
+  limiter: AuthFailureLimiter
 }
 
-/** Counts authentication failures per peer address; past the limit the address waits. */
-export class AuthFailureLimiter {
-  private readonly peers = new Map<string, {failures: number; since: number; blockedUntil: number}>()
+const plugin: FastifyPluginAsync<AuthOptions> = async (app, {context, adminHash, limiter}) => {
+  const {registry, tokens, store} = context
+  const lookup = (): CallerLookup => ({
+    adminHash,
+    tokens,
+    instance: (deployment, id) => registry.get(deployment)?.instance(id),
+    now: Date.now(),
+    exchangeGraceMs: context.exchangeGraceMs,
+  })
 
-  constructor(
-    readonly limit = 20,
-    readonly windowMs = 60_000,
-  ) {}
-
-  /** Seconds the peer must still wait, or 0. */
-  retryAfter(peer: string, now: number): number {
-    const entry = this.peers.get(peer)
-    if (!entry || entry.blockedUntil <= now) return 0
-    return Math.ceil((entry.blockedUntil - now) / 1000)
+  /** The first request with a node token ends the grace in which the bootstrap token could be exchanged again. */
+  const noteNodeTokenUse = async (deployment: string, id: string): Promise<void> => {
+    const instance = registry.get(deployment)?.instance(id)
+    const hash = instance?.nodeTokenHash
+    if (!instance || !hash || instance.nodeTokenUsedAt !== undefined) return
+    const now = Date.now()
+    await store.nodeTokenUsed(deployment, id, hash, now, (n) => {
+      if (n > 0 && instance.nodeTokenHash === hash) instance.nodeTokenUsedAt ??= now
+      registry.wrote(deployment)
+    })
   }
 
-  fail(peer: string, now: number): void {
-    let entry = this.peers.get(peer)
-    if (!entry || now - entry.since > this.windowMs) {
-      if (this.peers.size > 100_000) this.prune(now)
-      entry = {failures: 0, since: now, blockedUntil: 0}
-      this.peers.set(peer, entry)
+  /**
+   * The caller, or the refusal: a 401, or a 429 once this credential from this address, or this address
+   * aiming at this target (the admin routes, one instance), failed too often. A valid token is never limited.
+   */
+  const authenticate = async (
+    request: FastifyRequest,
+    target: string,
+    exchange: boolean,
+    deployment?: string,
+  ): Promise<Caller> => {
+    const token = bearerToken(request.headers.authorization)
+    let caller = resolveCaller(token, lookup(), exchange)
+    // Over a shared store the token may be one another replica just issued or exchanged: read the deployment again.
+    if ('refused' in caller && token !== undefined && deployment !== undefined && store.shared) {
+      await context.current(deployment)
+      caller = resolveCaller(token, lookup(), exchange)
     }
-    entry.failures++
-    if (entry.failures >= this.limit) entry.blockedUntil = now + this.windowMs
+    if (!('refused' in caller)) return caller
+    const address = context.address(request)
+    const keys = failureKeys(address, token, target)
+    const now = Date.now()
+    const wait = store.authFailure
+      ? await store.authFailure(keys, now, limiter.limit, limiter.windowMs)
+      : Math.max(...keys.map((key) => limiter.retryAfter(key, now)))
+    if (wait > 0)
+      throw new HttpError(
+        429,
+        `too many failed authentications from this address with this token or for ${target}; retry in ${wait} s`,
+        {},
+        {'retry-after': String(wait)},
+      )
+    if (!store.authFailure) for (const key of keys) limiter.fail(key, now)
+    throw refusalError(caller)
   }
 
-  private prune(now: number): void {
-    for (const [peer, entry] of this.peers)
-      if (now - entry.since > this.windowMs && entry.blockedUntil <= now) this.peers.delete(peer)
-  }
+  app.decorateRequest('caller', null)
+
+  // Before the body is read: check the token the route needs. Routes without one (/healthz) are never limited.
+  app.addHook('onRequest', async (request) => {
+    const {auth, exchange} = request.routeOptions.config
+    if (auth === 'admin') {
+      request.caller = await authenticate(request, 'the admin routes', false)
+      if (request.caller.kind !== 'admin') throw new HttpError(403, 'this route needs the admin token')
+    } else if (auth === 'instance') {
+      const {dep, id} = ids(request.params, 'dep', 'id')
+      const caller = await authenticate(request, `${dep}/${id}`, exchange === true, dep)
+      if (caller.kind === 'instance' && (caller.deployment !== dep || caller.id !== id))
+        throw new HttpError(403, 'an instance token reaches only its own instance')
+      if (caller.kind === 'instance' && caller.token === 'node') await noteNodeTokenUse(dep, id)
+      request.caller = caller
+    }
+  })
 }
+
+/**
+ * What a failure counts against: the address with the credential it presented (a node retrying a stale
+ * token locks out only that token), and the address with what it aimed at (a guesser rotating tokens
+ * against one instance). Never the address alone: nodes behind one NAT share it.
+ */
+export function failureKeys(address: string, token: string | undefined, target: string): string[] {
+  const credential = token === undefined ? 'none' : hashToken(token).subarray(0, 12).toString('base64url')
+  return [`${address} presenting ${credential}`, `${address} aiming at ${target}`]
+}
+
+// Not encapsulated (what fastify-plugin does): the hook and the decorator apply to every route registered after it.
+;(plugin as unknown as Record<symbol, boolean>)[Symbol.for('skip-override')] = true
+
+export const authPlugin = plugin

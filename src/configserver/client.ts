@@ -17,6 +17,7 @@ import type {
   RegisterResponse,
   ServiceReport,
 } from './protocol.js'
+import {readWaiting} from './protocol.js'
 import type {EdgeLabel} from '../plan/check.js'
 import type {Edge} from '../plan/graph.js'
 
@@ -147,9 +148,11 @@ export class ConfigServerClient {
       (opts.wait ?? 0) * 1000,
     )
     const retryAfter = Number(answer.headers['retry-after'])
+    const config = JSON.parse(answer.text) as InstanceConfig
+    config.waiting = (config.waiting ?? []).map(readWaiting)
     return {
       status: answer.status as 200 | 202,
-      config: JSON.parse(answer.text) as InstanceConfig,
+      config,
       ...(Number.isFinite(retryAfter) && answer.headers['retry-after'] ? {retryAfter} : {}),
     }
   }

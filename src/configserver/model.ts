@@ -1,84 +1,28 @@
 /**
- * The config server's view of one deployment, in memory: who is registered, what each instance
- * reported, and what every service's configuration resolves to. Pure: no I/O, no clock (callers
- * pass `now`), so resolution and status are tested without a server.
+ * The config server's view of one registered deployment, in memory: who is registered, what each
+ * instance reported, and what every service's configuration resolves to. Pure: no I/O, no clock
+ * (callers pass `now`), so resolution and status are tested without a server.
  *
- * Resolution renders each template param with the plan's `renderTemplate` over a small world that
- * holds only the nodes the instance refers to, and caches per (instance, service) until one of
- * those nodes changes; `dependentsOf` says whose configuration a change may complete.
+ * Resolution (resolve.ts) renders each template param over a small world that holds only the nodes
+ * the instance refers to, and is cached per (instance, service) until one of those nodes changes;
+ * `dependentsOf` says whose configuration a change may complete. Status and state are in status.ts.
  */
 import {type Analysis, type CheckInstance, analyze} from '../plan/check.js'
-import {
-  extractRefs,
-  missingValues,
-  parseTemplate,
-  renderTemplate,
-  type TemplateRef,
-  type World,
-  type WorldNode,
-} from '../plan/template.js'
+import type {World, WorldNode} from '../plan/template.js'
 import {renderHostsBlock, renderRoleMap, type RoleMember} from '../plan/wiring.js'
-import type {
-  DeploymentPhase,
-  DeploymentState,
-  DeploymentStatus,
-  InstanceConfig,
-  ServiceSpec,
-  ServiceStatus,
-  Waiting,
-} from './protocol.js'
+import type {DeploymentState, DeploymentStatus, InstanceConfig, ServiceSpec, Waiting} from './protocol.js'
+import {infoOf, Renderer, type RenderFailure, resolveParams, type ResolvedService} from './resolve.js'
+import type {FactValue, Inputs, InstanceRecord, RegistrationRecord, ServiceState} from './records.js'
+import {stateOf, statusOf} from './status.js'
 
-export type FactValue = string | string[] | number | boolean
-export type ServiceState = 'running' | 'succeeded' | 'failed'
+export type {RenderFailure, ResolvedService} from './resolve.js'
 
-/** What one service reported (by the node or by setup). Times are epoch milliseconds. */
-export interface ServiceRun {
-  state?: ServiceState
-  exitCode?: number
-  message?: string
-  outputs: Record<string, string>
-  startedAt?: number
-  endedAt?: number
-}
+export type {FactValue, Inputs, InstanceRecord, RegistrationRecord, ServiceRun, ServiceState} from './records.js'
 
-export interface InstanceRecord {
-  id: string
-  role: string
-  index: number
-  services: ServiceSpec[]
-  /** SHA-256 of the bootstrap token issued at registration (carried in the node's user data). */
-  tokenHash: Buffer
-  /** SHA-256 of the node token the bootstrap token was exchanged for at the first phone-home. */
-  nodeTokenHash?: Buffer
-  /** When the bootstrap token was first exchanged, and when the node token was first used (epoch ms). */
-  exchangedAt?: number
-  nodeTokenUsedAt?: number
-  /** Facts the node sent; `ip` is not among them (it is `address`, what the server saw). */
-  facts: Record<string, FactValue>
-  address?: string
-  firstContact?: number
-  lastContact?: number
-  runs: Record<string, ServiceRun>
-}
-
-/** inputs[instance][service][param] */
-export type Inputs = Record<string, Record<string, Record<string, string>>>
-
-export interface DeploymentRecord {
-  name: string
-  registeredAt: number
-  startupTimeoutSec?: number
-  inputs: Inputs
-  instances: InstanceRecord[]
-}
-
-export interface ResolvedService {
-  complete: boolean
-  params: Record<string, string>
-  waiting: Waiting[]
-}
-
-/** The plan's checks take constants and templates alike; inputs carry no references. */
+/**
+ * The plan's checks see the templates: constants are served as they are (a constant may contain
+ * `{{`, a password for one) and inputs carry no references.
+ */
 export function checkInstances(
   instances: Array<Pick<InstanceRecord, 'id' | 'role' | 'index' | 'services'>>,
 ): CheckInstance[] {
@@ -90,57 +34,16 @@ export function checkInstances(
       name: service.name,
       provides: service.provides,
       after: service.after,
-      params: Object.entries(service.params).flatMap(([name, spec]) => {
-        const value = 'template' in spec ? spec.template : 'value' in spec ? spec.value : undefined
-        return value === undefined ? [] : [{name, value, source: spec.source}]
-      }),
+      params: Object.entries(service.params).flatMap(([name, spec]) =>
+        'template' in spec ? [{name, value: spec.template, source: spec.source}] : [],
+      ),
     })),
   }))
 }
 
-/** A template whose output depends only on the nodes it names (no `{{name}}`, `{{#each}}`, …) renders the same for everyone. */
-const REF_HELPERS = new Set(['ip', 'private_ip', 'hostname', 'fact', 'output'])
+type Roles = {json: Buffer; map: InstanceConfig['roles']; roleMap?: string; hosts?: string}
 
-function isContextFree(template: string): boolean {
-  const ast = parseTemplate(template) as {
-    body: Array<{
-      type: string
-      path?: {type: string; original?: unknown}
-      params?: Array<{type: string}>
-      hash?: unknown
-    }>
-  }
-  return ast.body.every((statement) => {
-    if (statement.type === 'ContentStatement' || statement.type === 'CommentStatement') return true
-    if (statement.type !== 'MustacheStatement' || statement.hash) return false
-    const name = statement.path?.type === 'PathExpression' ? statement.path.original : undefined
-    const params = statement.params ?? []
-    return (
-      typeof name === 'string' &&
-      REF_HELPERS.has(name) &&
-      params.length > 0 &&
-      params.every((p) => p.type === 'StringLiteral')
-    )
-  })
-}
-
-/** Parsed templates, shared by every deployment (templates repeat across instances). */
-const templateInfo = new Map<string, {refs: TemplateRef[]; contextFree: boolean}>()
-
-function infoOf(template: string): {refs: TemplateRef[]; contextFree: boolean} {
-  let info = templateInfo.get(template)
-  if (!info) {
-    info = {refs: extractRefs(template), contextFree: template.includes('{{') ? isContextFree(template) : true}
-    if (templateInfo.size > 50_000) templateInfo.clear()
-    templateInfo.set(template, info)
-  }
-  return info
-}
-
-const RENDER_MEMO_LIMIT = 20_000
-const RENDER_MEMO_KEY_LIMIT = 64 * 1024
-
-export class Deployment {
+export class Registration {
   readonly name: string
   readonly registeredAt: number
   readonly startupTimeoutSec?: number
@@ -153,12 +56,12 @@ export class Deployment {
   private readonly targets = new Map<string, string[]>()
   private readonly resolved = new Map<string, Map<string, ResolvedService>>()
   private readonly worldNodes = new Map<string, WorldNode>()
-  private readonly renderMemo = new Map<string, string>()
+  private readonly renderer = new Renderer()
   /** Everything derived from membership and addresses; dropped when an address changes. */
-  private rolesCache?: {json: Buffer; map: InstanceConfig['roles']; roleMap?: string; hosts?: string}
+  private rolesCache?: Roles
   private analysisCache?: Analysis
 
-  constructor(record: DeploymentRecord, analysis?: Analysis) {
+  constructor(record: RegistrationRecord, analysis?: Analysis) {
     this.name = record.name
     this.registeredAt = record.registeredAt
     this.startupTimeoutSec = record.startupTimeoutSec
@@ -176,7 +79,12 @@ export class Deployment {
     const targets = new Set<string>()
     for (const service of instance.services) {
       for (const spec of Object.values(service.params)) {
-        if ('template' in spec) for (const ref of infoOf(spec.template).refs) targets.add(ref.target)
+        if (!('template' in spec)) continue
+        try {
+          for (const ref of infoOf(spec.template).refs) targets.add(ref.target)
+        } catch {
+          // A template that does not parse (a state older than the checks) fails at resolution, with its reason.
+        }
       }
     }
     this.targets.set(instance.id, [...targets])
@@ -257,7 +165,8 @@ export class Deployment {
     return this.changed(id, false)
   }
 
-  private worldNode(instance: InstanceRecord): WorldNode {
+  /** What templates see of an instance: its facts (with `ip`), outputs and what its services provide. */
+  worldNode(instance: InstanceRecord): WorldNode {
     let node = this.worldNodes.get(instance.id)
     if (!node) {
       const outputs: Record<string, Record<string, string>> = {}
@@ -291,29 +200,17 @@ export class Deployment {
     return {nodes}
   }
 
-  private render(template: string, world: World, instance: InstanceRecord): string {
-    const vars = () => {
-      const self = this.worldNode(instance)
-      return {
-        ...self.facts,
-        name: instance.id,
-        role: instance.role,
-        index: instance.index,
-        n: instance.index,
-        facts: self.facts,
-        outputs: self.outputs,
-      }
+  private vars(instance: InstanceRecord): Record<string, unknown> {
+    const self = this.worldNode(instance)
+    return {
+      ...self.facts,
+      name: instance.id,
+      role: instance.role,
+      index: instance.index,
+      n: instance.index,
+      facts: self.facts,
+      outputs: self.outputs,
     }
-    if (!infoOf(template).contextFree) return renderTemplate(template, world, vars())
-    const key = `${template}\u0000${JSON.stringify(world.nodes)}`
-    if (key.length > RENDER_MEMO_KEY_LIMIT) return renderTemplate(template, world, vars())
-    let value = this.renderMemo.get(key)
-    if (value === undefined) {
-      value = renderTemplate(template, world, vars())
-      if (this.renderMemo.size >= RENDER_MEMO_LIMIT) this.renderMemo.clear()
-      this.renderMemo.set(key, value)
-    }
-    return value
   }
 
   /** One service's params: constants, inputs, and templates rendered once all they name is known. */
@@ -321,43 +218,26 @@ export class Deployment {
     let perInstance = this.resolved.get(instance.id)
     const cached = perInstance?.get(service.name)
     if (cached) return cached
-    const params: Record<string, string> = {}
-    const waiting: Waiting[] = []
-    let world: World | undefined
-    for (const [param, spec] of Object.entries(service.params)) {
-      if ('value' in spec) {
-        params[param] = spec.value
-      } else if ('input' in spec) {
-        const value = this.inputs[instance.id]?.[service.name]?.[param]
-        if (value === undefined)
-          waiting.push({service: service.name, param, kind: 'input', instance: instance.id, key: param})
-        else params[param] = value
-      } else {
-        world ??= this.worldFor(instance)
-        const missing = missingValues(infoOf(spec.template).refs, world)
-        if (missing.length > 0) {
-          for (const m of missing)
-            waiting.push({
-              service: service.name,
-              param,
-              kind: m.kind,
-              instance: m.node,
-              ...(m.service ? {service_: m.service} : {}),
-              key: m.key,
-            })
-        } else {
-          params[param] = this.render(spec.template, world, instance)
-        }
-      }
-    }
-    const result = {complete: waiting.length === 0, params, waiting}
+    const result = resolveParams(instance.id, service, {
+      input: (param) => this.inputs[instance.id]?.[service.name]?.[param],
+      world: () => this.worldFor(instance),
+      render: (template, world) => this.renderer.render(template, world, () => this.vars(instance)),
+    })
     if (!perInstance) this.resolved.set(instance.id, (perInstance = new Map()))
     perInstance.set(service.name, result)
     return result
   }
 
+  /** Complete, or failed for good (a template that cannot be rendered): nothing more will come. */
+  settled(instance: InstanceRecord, service?: ServiceSpec): boolean {
+    return (service ? [service] : instance.services).every((s) => {
+      const resolved = this.resolveService(instance, s)
+      return resolved.complete || resolved.failed.length > 0
+    })
+  }
+
   /** Every instance by role, ordered by index, with the address it phoned home from. */
-  roles(): {json: Buffer; map: InstanceConfig['roles']; roleMap?: string; hosts?: string} {
+  roles(): Roles {
     if (!this.rolesCache) {
       const map: InstanceConfig['roles'] = {}
       for (const [role, members] of this.byRole)
@@ -390,145 +270,35 @@ export class Deployment {
     return cache.hosts
   }
 
-  /** An instance's configuration, all services or one, without `roles` (see `roles()`). */
+  /** An instance's configuration, all services or one, without `roles` (see `roles()`); `failed` lists what cannot be rendered. */
   config(instance: InstanceRecord, only?: ServiceSpec): Omit<InstanceConfig, 'roles'> {
     const services: InstanceConfig['services'] = {}
     const waiting: Waiting[] = []
+    const failed: RenderFailure[] = []
     for (const service of only ? [only] : instance.services) {
       const resolved = this.resolveService(instance, service)
       services[service.name] = {complete: resolved.complete, params: resolved.params}
       waiting.push(...resolved.waiting)
+      failed.push(...resolved.failed)
     }
     return {
       deployment: this.name,
       instance: instance.id,
       role: instance.role,
-      complete: waiting.length === 0,
+      complete: waiting.length === 0 && failed.length === 0,
       services,
       waiting,
+      ...(failed.length > 0 ? {failed} : {}),
     }
   }
 
   status(now: number): DeploymentStatus {
-    const deadline = this.deadline
-    const overdue = deadline !== undefined && now > deadline
-    const failed: string[] = []
-    const timedOut: string[] = []
-    let total = 0
-    let succeeded = 0
-    const instances: DeploymentStatus['instances'] = []
-    for (const instance of this.instances.values()) {
-      const services: DeploymentStatus['instances'][number]['services'] = []
-      for (const service of instance.services) {
-        const entry = this.serviceStatus(instance, service, overdue ? deadline : undefined)
-        services.push(entry)
-        total++
-        if (entry.status === 'succeeded') succeeded++
-        if (entry.status === 'failed')
-          failed.push(
-            `${instance.id}/${service.name}${entry.exitCode === undefined ? '' : ` (exit code ${entry.exitCode})`}`,
-          )
-        if (entry.status === 'timed out') timedOut.push(`${instance.id}/${service.name}`)
-      }
-      instances.push({
-        id: instance.id,
-        role: instance.role,
-        ...(instance.address === undefined ? {} : {address: instance.address}),
-        ...(instance.firstContact === undefined ? {} : {firstContact: iso(instance.firstContact)}),
-        ...(instance.lastContact === undefined ? {} : {lastContact: iso(instance.lastContact)}),
-        services,
-      })
-    }
-    let state: DeploymentPhase = 'pending'
-    let reason: string | undefined
-    if (failed.length > 0) {
-      state = 'failed'
-      reason = `${failed.length} service${failed.length === 1 ? '' : 's'} failed: ${listSome(failed)}`
-    } else if (timedOut.length > 0) {
-      state = 'failed'
-      reason = `the startup deadline ${iso(deadline!)} passed with ${timedOut.length} service${timedOut.length === 1 ? '' : 's'} not started: ${listSome(timedOut)}`
-    } else if (succeeded === total) {
-      state = 'settled'
-    }
-    return {
-      deployment: this.name,
-      state,
-      ...(reason ? {reason} : {}),
-      registeredAt: iso(this.registeredAt),
-      ...(deadline === undefined ? {} : {deadline: iso(deadline)}),
-      instances,
-    }
-  }
-
-  private serviceStatus(
-    instance: InstanceRecord,
-    service: ServiceSpec,
-    passedDeadline: number | undefined,
-  ): DeploymentStatus['instances'][number]['services'][number] {
-    const run = instance.runs[service.name]
-    if (run?.state) {
-      return {
-        name: service.name,
-        status: run.state,
-        ...(run.exitCode === undefined ? {} : {exitCode: run.exitCode}),
-        ...(run.message === undefined ? {} : {message: run.message}),
-      }
-    }
-    const resolved = this.resolveService(instance, service)
-    const waitingFor = [
-      ...resolved.waiting.map(describeWaiting),
-      ...service.after
-        .filter((before) => instance.runs[before]?.state !== 'succeeded')
-        .map((before) => `${instance.id}/${before} to succeed`),
-    ]
-    if (passedDeadline !== undefined) {
-      const still =
-        waitingFor.length > 0 ? `; it was waiting for ${listSome(waitingFor)}` : '; it was ready but never reported'
-      return {
-        name: service.name,
-        status: 'timed out',
-        message: `not started by the startup deadline ${iso(passedDeadline)}${still}`,
-      }
-    }
-    const status: ServiceStatus = waitingFor.length > 0 ? 'waiting' : 'ready'
-    return {name: service.name, status, ...(waitingFor.length > 0 ? {waitingFor} : {})}
+    return statusOf(this, now)
   }
 
   state(): DeploymentState {
-    return {
-      deployment: this.name,
-      instances: [...this.instances.values()].map((instance) => {
-        const node = this.worldNode(instance)
-        const services: DeploymentState['instances'][number]['services'] = {}
-        for (const service of instance.services) {
-          const run = instance.runs[service.name]
-          const status: ServiceStatus =
-            run?.state ?? (this.resolveService(instance, service).complete ? 'ready' : 'waiting')
-          services[service.name] = run?.exitCode === undefined ? {status} : {status, exitCode: run.exitCode}
-        }
-        return {
-          id: instance.id,
-          role: instance.role,
-          index: instance.index,
-          facts: node.facts,
-          outputs: node.outputs,
-          services,
-        }
-      }),
-    }
+    return stateOf(this)
   }
 }
 
-export function describeWaiting(w: Waiting): string {
-  if (w.kind === 'input') return `input ${w.key}`
-  if (w.kind === 'fact') return `fact ${w.key} of ${w.instance}`
-  return `output ${w.key} of ${w.instance}${w.service_ ? `/${w.service_}` : ''}`
-}
-
-function listSome(items: string[], limit = 10): string {
-  return items.length <= limit
-    ? items.join(', ')
-    : `${items.slice(0, limit).join(', ')} and ${items.length - limit} more`
-}
-
-export const iso = (ms: number): string => new Date(ms).toISOString()
+export {describeWaiting, iso} from './status.js'

@@ -17,6 +17,7 @@
  *          (10 min, and only while the node token is unused) gets a fresh node token that revokes the previous one.
  *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS][&roles=false]
  *          → 200 InstanceConfig (complete) | 202 InstanceConfig with `waiting` and Retry-After | 404 unknown instance
+ *            | 422 a template that cannot be rendered (`failed`)
  *   PUT    /v1/deployments/:dep/instances/:id/services/:svc  ServiceReport (state, exit code, outputs) → 200
  *   GET    /v1/deployments/:dep/instances/:id/roles  text/plain: the role map (`renderRoleMap`, src/plan/wiring.ts)
  *   GET    /v1/deployments/:dep/instances/:id/hosts  text/plain: the managed /etc/hosts block (`renderHostsBlock`)
@@ -125,14 +126,24 @@ export const serviceReportSchema = z
   .strict()
 export type ServiceReport = z.input<typeof serviceReportSchema>
 
-/** What a param still waits for, e.g. {kind: 'fact', instance: 'mysql.foobar.com', key: 'ip'}. */
+/**
+ * What a param still waits for, e.g. {kind: 'fact', instance: 'mysql.foobar.com', key: 'ip'}: `service` and
+ * `param` are the waiting ones; `instance` (and for an output, `outputService`) what they wait for.
+ */
 export interface Waiting {
   service: string
   param: string
   kind: 'fact' | 'output' | 'input'
   instance: string
-  service_?: string
+  /** The service of `instance` whose output is awaited (servers before this name sent it as `service_`). */
+  outputService?: string
   key: string
+}
+
+/** A `waiting` entry as a server of any version sends it: the old name `service_` is read as `outputService`. */
+export function readWaiting(entry: Waiting & {service_?: string}): Waiting {
+  const {service_: old, ...rest} = entry
+  return old !== undefined && rest.outputService === undefined ? {...rest, outputService: old} : rest
 }
 
 export interface InstanceConfig {
@@ -143,6 +154,8 @@ export interface InstanceConfig {
   /** Per service: complete or not, and the values (only the resolved ones when incomplete). */
   services: Record<string, {complete: boolean; params: Record<string, string>}>
   waiting: Waiting[]
+  /** Params whose template cannot be rendered (a state registered before registration checked it): answered 422. */
+  failed?: Array<{service: string; param: string; message: string}>
   /** Every instance known so far, for the role map and the hosts block: role → [{name, ip}]. */
   roles: Record<string, Array<{name: string; ip?: string}>>
 }

@@ -7,9 +7,10 @@ import type {Analysis} from '../plan/check.js'
 import {analyze} from '../plan/check.js'
 import type {Diagnostic} from '../core/diagnostics.js'
 import {HttpError, zodIssues} from './errors.js'
-import {hashToken, newToken} from './auth.js'
+import {hashToken, newToken} from './tokens.js'
 import {checkInstances, type Inputs} from './model.js'
 import {registerRequestSchema, type ServiceSpec} from './protocol.js'
+import {renderProblem} from './resolve.js'
 import {type Db, stmt} from './store.js'
 
 export interface RegistrationPlan {
@@ -70,6 +71,8 @@ export function planRegistration(deployment: string, body: unknown): Registratio
   const analysis = analyze(checkInstances(instances))
   if (analysis.problems.length > 0)
     throw new HttpError(400, describeProblems(analysis.problems), {diagnostics: analysis.problems})
+  const unrenderable = renderProblems(instances)
+  if (unrenderable.length > 0) throw new HttpError(400, describeProblems(unrenderable), {diagnostics: unrenderable})
 
   return {
     deployment,
@@ -79,6 +82,25 @@ export function planRegistration(deployment: string, body: unknown): Registratio
     reissue: new Set(request.reissueTokens),
     analysis,
   }
+}
+
+/** Templates that parse and whose references resolve, but that handlebars cannot render (`renderProblem`). */
+function renderProblems(instances: RegistrationPlan['instances']): Diagnostic[] {
+  const problems: Diagnostic[] = []
+  for (const instance of instances)
+    for (const service of instance.services)
+      for (const [param, spec] of Object.entries(service.params)) {
+        if (!('template' in spec)) continue
+        const problem = renderProblem(spec.template)
+        if (problem === undefined) continue
+        problems.push({
+          message: `param ${param} of ${service.name}: cannot be rendered: ${problem}`,
+          ...(spec.source ? {source: spec.source} : {}),
+          hint: 'templates may use ip, private_ip, hostname, fact, output, nodes and the handlebars built-ins (if, unless, each, with, lookup); no partials',
+        })
+        if (problems.length >= 100) return problems
+      }
+  return problems
 }
 
 function describeProblems(problems: Diagnostic[]): string {

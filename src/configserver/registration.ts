@@ -1,15 +1,16 @@
 /** Plan → the config server's registration body. Pure. */
 import type {ParamSpec, RegisterRequest} from './protocol.js'
-import type {Plan} from '../plan/types.js'
+import type {Inputs, Plan} from '../plan/types.js'
 
 export function registrationFor(
   plan: Plan,
-  opts: {startupTimeoutSec?: number; reissueTokens?: string[]} = {},
+  /** `inputs`: the values of the plan's launch-time params (collectInputs), inputs[node][service][param]. */
+  opts: {startupTimeoutSec?: number; reissueTokens?: string[]; inputs?: Inputs} = {},
 ): RegisterRequest {
   return {
     startupTimeoutSec: opts.startupTimeoutSec,
     reissueTokens: opts.reissueTokens ?? [],
-    inputs: {},
+    inputs: opts.inputs ?? {},
     instances: plan.nodes.map((node) => ({
       id: node.name,
       role: node.role,
@@ -23,9 +24,11 @@ export function registrationFor(
           params: Object.fromEntries(
             s.params.map((p): [string, ParamSpec] => [
               p.name,
-              p.value.includes('{{')
-                ? {template: p.value, secret: p.secret, source: p.source}
-                : {value: p.value, secret: p.secret, source: p.source},
+              p.input
+                ? {input: true, secret: p.secret, source: p.source}
+                : p.value.includes('{{')
+                  ? {template: p.value, secret: p.secret, source: p.source}
+                  : {value: p.value, secret: p.secret, source: p.source},
             ]),
           ),
         })),

@@ -5,14 +5,17 @@
  * transaction (group commit), so a thousand phone-homes cost one fsync, not a thousand. A caller is
  * answered only after the commit, so every acknowledged write survives a crash; `apply` then
  * updates the in-memory model, in commit order, so memory never shows an uncommitted value.
+ *
+ * A damaged state never starts silently: the file is checked (`PRAGMA quick_check`) when opened, and
+ * a marker beside it (`configserver.id`, the state's id) tells a file that went missing or empty, or
+ * was replaced, from a first start.
  */
+import {randomUUID} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
-import {bootstrapUse, EXCHANGED_HINT, EXCHANGED_MESSAGE} from './auth.js'
-import {HttpError} from './errors.js'
-import type {ServiceSpec} from './protocol.js'
-import type {DeploymentRecord, FactValue, Inputs, InstanceRecord, ServiceRun, ServiceState} from './model.js'
+import {loadRegistration} from './load.js'
+import type {RegistrationRecord} from './records.js'
 
 const SCHEMA_VERSION = 2
 
@@ -83,28 +86,91 @@ interface Pending {
   reject: (error: unknown) => void
 }
 
+/** The state cannot be used as it is: the message names the file and says what to do. */
+export class StateError extends Error {}
+
+export interface StoreOptions {
+  /** Told about an error of an `apply` after its commit (the write is answered as done: it is). */
+  onApplyError?: (error: unknown) => void
+}
+
 export class Store {
   readonly db: Db
+  readonly file: string
   private queue: Pending[] = []
   private scheduled = false
   private closed = false
 
-  constructor(stateDir: string) {
+  constructor(
+    stateDir: string,
+    private readonly options: StoreOptions = {},
+  ) {
     fs.mkdirSync(stateDir, {recursive: true, mode: 0o700})
-    const file = path.join(stateDir, 'configserver.sqlite')
-    this.db = new Database(file)
-    fs.chmodSync(file, 0o600)
-    this.db.pragma('journal_mode = WAL')
-    this.db.pragma('synchronous = FULL')
-    this.db.pragma('foreign_keys = ON')
-    this.db.pragma('busy_timeout = 5000')
-    this.db.exec(SCHEMA)
+    const file = (this.file = path.join(stateDir, 'configserver.sqlite'))
+    const marker = path.join(stateDir, 'configserver.id')
+    const expected = readMarker(marker)
+    const size = fs.statSync(file, {throwIfNoEntry: false})?.size
+    const startOver = `to start over with no deployments, move ${file} and ${marker} away`
+    if (size === 0)
+      throw new StateError(
+        `${file} is empty (0 bytes)${expected ? `, but ${marker} says this directory held a config server state` : ''}: ` +
+          `the file was truncated or replaced. Restore it from a backup; ${startOver}`,
+      )
+    if (size === undefined && expected)
+      throw new StateError(
+        `${file} is missing, but ${marker} says this directory held a config server state. ` +
+          `Restore the file from a backup; to start over with no deployments, delete ${marker}`,
+      )
+    const damaged = (what: string) =>
+      new StateError(
+        `${file} is damaged (${what}); the config server will not start on it. Restore it from a backup ` +
+          `(sqlite3 ${file} .recover may save what is left); ${startOver}`,
+      )
+    try {
+      this.db = new Database(file)
+    } catch (error) {
+      throw damaged((error as Error).message)
+    }
+    try {
+      fs.chmodSync(file, 0o600)
+      this.db.pragma('journal_mode = WAL')
+      this.db.pragma('synchronous = FULL')
+      this.db.pragma('foreign_keys = ON')
+      this.db.pragma('busy_timeout = 5000')
+      const check = (this.db.pragma('quick_check') as Array<{quick_check: string}>).map((row) => row.quick_check)
+      if (check.length !== 1 || check[0] !== 'ok') throw damaged(check.slice(0, 3).join('; '))
+      this.db.exec(SCHEMA)
+      this.migrate(file)
+      const id = this.stateId()
+      if (expected && expected !== id)
+        throw new StateError(
+          `${file} is not the state this directory had (${marker} names state ${expected}, the file is state ${id}). ` +
+            `Put the right file back; ${startOver}`,
+        )
+      if (!expected) fs.writeFileSync(marker, id + '\n', {mode: 0o600})
+    } catch (error) {
+      this.db.close()
+      if (error instanceof StateError || /newer nodeset/.test((error as Error).message)) throw error
+      throw damaged((error as Error).message)
+    }
+  }
+
+  private migrate(file: string): void {
     const version = this.db.prepare(`SELECT value FROM meta WHERE key = 'schema'`).pluck().get() as string | undefined
     if (version === undefined)
       this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
     else if (Number(version) > SCHEMA_VERSION)
       throw new Error(`${file} was written by a newer nodeset (schema ${version}); upgrade nodeset to use it`)
     else if (Number(version) === 1) this.db.transaction(() => this.db.exec(MIGRATE_FROM_1))()
+  }
+
+  /** The state's id, made at its first start (a state from before ids gets one now). */
+  private stateId(): string {
+    const id = this.db.prepare(`SELECT value FROM meta WHERE key = 'state_id'`).pluck().get() as string | undefined
+    if (id !== undefined) return id
+    const made = randomUUID()
+    this.db.prepare(`INSERT INTO meta (key, value) VALUES ('state_id', ?)`).run(made)
+    return made
   }
 
   /**
@@ -155,10 +221,11 @@ export class Store {
       if (!outcome.ok) return item.reject(outcome.error)
       try {
         item.apply?.(outcome.value)
-        item.resolve(outcome.value)
       } catch (error) {
-        item.reject(error)
+        // Committed is committed: the caller is answered as such, and the error goes to the log.
+        this.options.onApplyError?.(error)
       }
+      item.resolve(outcome.value)
     })
   }
 
@@ -174,184 +241,16 @@ export class Store {
   }
 
   /** Read one deployment back, as committed. */
-  load(db: Db, name: string): DeploymentRecord | undefined {
-    const row = db
-      .prepare('SELECT registered_at, startup_timeout_sec, inputs FROM deployments WHERE name = ?')
-      .get(name) as {registered_at: number; startup_timeout_sec: number | null; inputs: string} | undefined
-    if (!row) return undefined
-    const runs = new Map<string, Record<string, ServiceRun>>()
-    const runRows = db
-      .prepare(
-        'SELECT instance, service, state, exit_code, message, outputs, started_at, ended_at FROM runs WHERE deployment = ?',
-      )
-      .all(name) as RunRow[]
-    for (const r of runRows) {
-      const forInstance = runs.get(r.instance) ?? {}
-      forInstance[r.service] = runFromRow(r)
-      runs.set(r.instance, forInstance)
-    }
-    const instanceRows = db
-      .prepare(
-        'SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address, first_contact, last_contact FROM instances WHERE deployment = ?',
-      )
-      .all(name) as InstanceRow[]
-    const instances: InstanceRecord[] = instanceRows.map((r) => ({
-      id: r.id,
-      role: r.role,
-      index: r.idx,
-      // Stored as validated at registration, defaults filled in.
-      services: JSON.parse(r.services) as ServiceSpec[],
-      tokenHash: r.token_hash,
-      ...(r.node_token_hash === null ? {} : {nodeTokenHash: r.node_token_hash}),
-      ...(r.exchanged_at === null ? {} : {exchangedAt: r.exchanged_at}),
-      ...(r.node_token_used_at === null ? {} : {nodeTokenUsedAt: r.node_token_used_at}),
-      facts: JSON.parse(r.facts) as Record<string, FactValue>,
-      ...(r.address === null ? {} : {address: r.address}),
-      ...(r.first_contact === null ? {} : {firstContact: r.first_contact}),
-      ...(r.last_contact === null ? {} : {lastContact: r.last_contact}),
-      runs: runs.get(r.id) ?? {},
-    }))
-    return {
-      name,
-      registeredAt: row.registered_at,
-      ...(row.startup_timeout_sec === null ? {} : {startupTimeoutSec: row.startup_timeout_sec}),
-      inputs: JSON.parse(row.inputs) as Inputs,
-      instances,
-    }
+  load(db: Db, name: string): RegistrationRecord | undefined {
+    return loadRegistration(db, name)
   }
 }
 
-interface InstanceRow {
-  id: string
-  role: string
-  idx: number
-  services: string
-  token_hash: Buffer
-  node_token_hash: Buffer | null
-  exchanged_at: number | null
-  node_token_used_at: number | null
-  facts: string
-  address: string | null
-  first_contact: number | null
-  last_contact: number | null
-}
-
-interface RunRow {
-  instance: string
-  service: string
-  state: string | null
-  exit_code: number | null
-  message: string | null
-  outputs: string
-  started_at: number | null
-  ended_at: number | null
-}
-
-function runFromRow(r: RunRow): ServiceRun {
-  return {
-    ...(r.state === null ? {} : {state: r.state as ServiceState}),
-    ...(r.exit_code === null ? {} : {exitCode: r.exit_code}),
-    ...(r.message === null ? {} : {message: r.message}),
-    outputs: JSON.parse(r.outputs) as Record<string, string>,
-    ...(r.started_at === null ? {} : {startedAt: r.started_at}),
-    ...(r.ended_at === null ? {} : {endedAt: r.ended_at}),
+function readMarker(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8').trim() || undefined
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new StateError(`cannot read ${file}: ${(error as Error).message}`)
   }
-}
-
-/** The writes, as SQL run inside `Store.write`. Each returns how many rows it touched. */
-export const writes = {
-  facts(
-    db: Db,
-    deployment: string,
-    id: string,
-    facts: Record<string, FactValue>,
-    address: string,
-    now: number,
-  ): number {
-    return stmt(
-      db,
-      `UPDATE instances SET facts = json_patch(facts, ?), address = ?, first_contact = COALESCE(first_contact, ?), last_contact = ?
-       WHERE deployment = ? AND id = ?`,
-    ).run(JSON.stringify(facts), address, now, now, deployment, id).changes
-  },
-
-  /**
-   * A phone-home with the bootstrap token: record a new node token (its hash) as `bootstrapUse` allows,
-   * or throw the 401. Decided on the committed row, so two phone-homes racing cannot both pass a check
-   * made in memory. Returns undefined when the instance is unknown (the facts write then finds no row).
-   */
-  exchange(
-    db: Db,
-    deployment: string,
-    id: string,
-    nodeTokenHash: Buffer,
-    now: number,
-    graceMs: number,
-  ): {exchangedAt: number} | undefined {
-    const row = stmt(db, 'SELECT exchanged_at, node_token_used_at FROM instances WHERE deployment = ? AND id = ?').get(
-      deployment,
-      id,
-    ) as {exchanged_at: number | null; node_token_used_at: number | null} | undefined
-    if (!row) return undefined
-    const state = {
-      ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
-      ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
-    }
-    if (bootstrapUse(state, now, graceMs) === 'refuse')
-      throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
-    // The grace counts from the first exchange: retries cannot stretch it.
-    const exchangedAt = row.exchanged_at ?? now
-    stmt(db, 'UPDATE instances SET node_token_hash = ?, exchanged_at = ? WHERE deployment = ? AND id = ?').run(
-      nodeTokenHash,
-      exchangedAt,
-      deployment,
-      id,
-    )
-    return {exchangedAt}
-  },
-
-  /** The node token's first use closes the grace for retried exchanges. */
-  nodeTokenUsed(db: Db, deployment: string, id: string, nodeTokenHash: Buffer, now: number): number {
-    return stmt(
-      db,
-      'UPDATE instances SET node_token_used_at = ? WHERE deployment = ? AND id = ? AND node_token_hash = ? AND node_token_used_at IS NULL',
-    ).run(now, deployment, id, nodeTokenHash).changes
-  },
-
-  run(
-    db: Db,
-    deployment: string,
-    id: string,
-    service: string,
-    report: {state: ServiceState; exitCode?: number; message?: string; outputs: Record<string, string>},
-    now: number,
-  ): number {
-    return stmt(
-      db,
-      `INSERT INTO runs (deployment, instance, service, state, exit_code, message, outputs, started_at, ended_at)
-       VALUES (@deployment, @id, @service, @state, @exitCode, @message, @outputs, @now, @ended)
-       ON CONFLICT (deployment, instance, service) DO UPDATE SET
-         state = excluded.state, exit_code = excluded.exit_code, message = excluded.message,
-         outputs = json_patch(runs.outputs, excluded.outputs),
-         started_at = COALESCE(runs.started_at, excluded.started_at), ended_at = excluded.ended_at`,
-    ).run({
-      deployment,
-      id,
-      service,
-      state: report.state,
-      exitCode: report.exitCode ?? null,
-      message: report.message ?? null,
-      outputs: JSON.stringify(report.outputs),
-      now,
-      ended: report.state === 'running' ? null : now,
-    }).changes
-  },
-
-  deleteDeployment(db: Db, deployment: string): number {
-    return stmt(db, 'DELETE FROM deployments WHERE name = ?').run(deployment).changes
-  },
-
-  deleteInstance(db: Db, deployment: string, id: string): number {
-    return stmt(db, 'DELETE FROM instances WHERE deployment = ? AND id = ?').run(deployment, id).changes
-  },
 }

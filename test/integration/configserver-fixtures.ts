@@ -6,14 +6,27 @@ import os from 'node:os'
 import path from 'node:path'
 import {ConfigServerClient, ConfigServerError} from '../../src/configserver/client.js'
 import type {RegisterRequest} from '../../src/configserver/protocol.js'
+import {afterAll} from 'vitest'
+import {newToken} from '../../src/configserver/tokens.js'
 import {type ConfigServerOptions, type RunningConfigServer, startConfigServer} from '../../src/configserver/server.js'
 
+const made: string[] = []
+
+/** A temp dir, deleted when the test file is done (servers started in it must be closed by then). */
 export function tempDir(prefix = 'nodeset-cs-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+  made.push(dir)
+  return dir
 }
+
+afterAll(() => {
+  for (const dir of made.splice(0)) fs.rmSync(dir, {recursive: true, force: true})
+})
 
 export interface TestServer extends RunningConfigServer {
   stateDir: string
+  /** The store's URL, for a PostgreSQL server. */
+  store?: string
   admin(deployment: string): ConfigServerClient
   as(deployment: string, token: string, localAddress?: string): ConfigServerClient
 }
@@ -31,6 +44,7 @@ export async function testServer(opts: Partial<ConfigServerOptions> = {}): Promi
   return {
     ...server,
     stateDir,
+    ...(opts.store ? {store: opts.store} : {}),
     admin: (deployment) => make(deployment, server.adminToken),
     as: make,
     async close() {
@@ -150,4 +164,68 @@ export const seed004: RegisterRequest = {
       ],
     }
   }),
+}
+
+/** The machine's PostgreSQL (trust auth for postgres on loopback); NODESET_TEST_PG overrides it. */
+export const PG_SERVER = process.env.NODESET_TEST_PG ?? 'postgresql://postgres@127.0.0.1:5432'
+
+/** Whether PostgreSQL answers. With CI=true its absence fails the tests that need it instead of skipping them. */
+export async function postgresAvailable(): Promise<boolean> {
+  const {default: pg} = await import('pg')
+  const client = new pg.Client({connectionString: `${PG_SERVER}/postgres`, connectionTimeoutMillis: 3000})
+  try {
+    await client.connect()
+    await client.end()
+    return true
+  } catch (error) {
+    if (process.env.CI === 'true')
+      throw new Error(`PostgreSQL at ${PG_SERVER} is needed (CI=true): ${String(error)}`, {cause: error})
+    return false
+  }
+}
+
+/** A new, empty database, dropped when the test file is done; its URL. */
+export async function pgDatabase(): Promise<string> {
+  const {default: pg} = await import('pg')
+  const name = `nodeset_test_${process.pid}_${Math.random().toString(36).slice(2, 10)}`
+  const client = new pg.Client({connectionString: `${PG_SERVER}/postgres`})
+  await client.connect()
+  await client.query(`CREATE DATABASE ${name}`)
+  await client.end()
+  databases.push(name)
+  return `${PG_SERVER}/${name}`
+}
+
+/** SQL on a test database, as its owner. */
+export async function pgQuery(url: string, sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
+  const {default: pg} = await import('pg')
+  const client = new pg.Client({connectionString: url})
+  await client.connect()
+  try {
+    return (await client.query(sql, params)).rows as Record<string, unknown>[]
+  } finally {
+    await client.end()
+  }
+}
+
+const databases: string[] = []
+
+afterAll(async () => {
+  if (databases.length === 0) return
+  const {default: pg} = await import('pg')
+  const client = new pg.Client({connectionString: `${PG_SERVER}/postgres`})
+  await client.connect()
+  for (const name of databases.splice(0)) await client.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+  await client.end()
+})
+
+/** The stores the contract tests run against: SQLite always, PostgreSQL when it answers (always with CI=true). */
+export async function stores(): Promise<Array<'sqlite' | 'postgresql'>> {
+  return (await postgresAvailable()) ? ['sqlite', 'postgresql'] : ['sqlite']
+}
+
+/** A server over a store of this kind: a fresh temp dir, or a fresh database. */
+export async function serverOn(kind: 'sqlite' | 'postgresql', opts: Partial<ConfigServerOptions> = {}) {
+  if (kind === 'sqlite') return testServer(opts)
+  return testServer({store: await pgDatabase(), adminToken: newToken(), ...opts})
 }

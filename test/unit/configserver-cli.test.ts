@@ -1,5 +1,5 @@
 import {describe, expect, it} from 'vitest'
-import {parseListen} from '../../src/commands/config-server.js'
+import {parseListen} from '../../src/core/address.js'
 
 describe('nodeset config-server --listen', () => {
   it('reads HOST:PORT, [IPv6]:PORT and :PORT', () => {

@@ -1,7 +1,12 @@
 import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 import {HttpError} from '../../src/configserver/errors.js'
-import {checkInstances, Deployment, type DeploymentRecord, type InstanceRecord} from '../../src/configserver/model.js'
+import {
+  checkInstances,
+  Registration,
+  type InstanceRecord,
+  type RegistrationRecord,
+} from '../../src/configserver/model.js'
 import {type ServiceSpec, serviceSpecSchema} from '../../src/configserver/protocol.js'
 import {planRegistration} from '../../src/configserver/register.js'
 import {extractRefs, missingValues, renderTemplate, type World} from '../../src/plan/template.js'
@@ -18,8 +23,14 @@ function instance(
   return {id, role, index, services, tokenHash: Buffer.alloc(32), facts: {}, runs: {}, ...extra}
 }
 
-function deployment(instances: InstanceRecord[], extra: Partial<DeploymentRecord> = {}): Deployment {
-  return new Deployment({name: 'd', registeredAt: Date.parse('2030-01-01T00:00:00Z'), inputs: {}, instances, ...extra})
+function deployment(instances: InstanceRecord[], extra: Partial<RegistrationRecord> = {}): Registration {
+  return new Registration({
+    name: 'd',
+    registeredAt: Date.parse('2030-01-01T00:00:00Z'),
+    inputs: {},
+    instances,
+    ...extra,
+  })
 }
 
 const T0 = Date.parse('2030-01-01T00:00:00Z')
@@ -51,12 +62,12 @@ describe('resolution', () => {
       services: {app: {complete: false, params: {site: 'blog', when: 'now'}}},
       waiting: [
         {service: 'app', param: 'host', kind: 'fact', instance: 'db', key: 'ip'},
-        {service: 'app', param: 'host', kind: 'output', instance: 'db', service_: 'db', key: 'password'},
+        {service: 'app', param: 'host', kind: 'output', instance: 'db', outputService: 'db', key: 'password'},
       ],
     })
     expect(d.recordFacts('db', {hostname: 'db'}, '10.0.0.5', T0).sort()).toEqual(['app', 'db'])
     expect(d.config(app).waiting).toEqual([
-      {service: 'app', param: 'host', kind: 'output', instance: 'db', service_: 'db', key: 'password'},
+      {service: 'app', param: 'host', kind: 'output', instance: 'db', outputService: 'db', key: 'password'},
     ])
     d.recordRun('db', 'db', {state: 'succeeded', exitCode: 0, outputs: {password: 'pw'}}, T0)
     expect(d.config(app).services.app).toEqual({
@@ -346,7 +357,7 @@ describe('registration checks', () => {
     ])
   })
 
-  it('hands constants and templates to the graph checks, inputs not', () => {
+  it('hands templates to the graph checks; constants (which may hold `{{`) and inputs not', () => {
     const [checked] = checkInstances([
       {
         id: 'a',
@@ -355,14 +366,15 @@ describe('registration checks', () => {
         services: [
           service({
             name: 's',
-            params: {c: {value: 'v'}, t: {template: '{{ip "a"}}', source: {file: 'f', line: 2}}, i: {input: true}},
+            params: {
+              c: {value: 'pa{{ss', secret: true},
+              t: {template: '{{ip "a"}}', source: {file: 'f', line: 2}},
+              i: {input: true},
+            },
           }),
         ],
       },
     ])
-    expect(checked.services[0].params).toEqual([
-      {name: 'c', value: 'v', source: undefined},
-      {name: 't', value: '{{ip "a"}}', source: {file: 'f', line: 2}},
-    ])
+    expect(checked.services[0].params).toEqual([{name: 't', value: '{{ip "a"}}', source: {file: 'f', line: 2}}])
   })
 })

@@ -1,0 +1,82 @@
+/**
+ * The config server's fastify application, without a socket: errors as `{error}` bodies, the auth
+ * plugin, then the routes grouped by resource. `startConfigServer` (server.ts) listens with it; tests
+ * can `inject` requests into it.
+ */
+import Fastify, {type FastifyInstance, type FastifyReply, type FastifyServerOptions} from 'fastify'
+import {type AuthFailureLimiter, authPlugin} from './auth.js'
+import {closeAfterRefusal} from './connections.js'
+import {HttpError} from './errors.js'
+import type {ServerContext} from './http.js'
+import {LIMITS} from './limits.js'
+import {adminRoutes} from './routes/admin.js'
+import {instanceRoutes} from './routes/instances.js'
+
+export interface AppOptions {
+  context: ServerContext
+  adminHash: Buffer
+  limiter: AuthFailureLimiter
+  /** What /healthz says beyond `ok`. */
+  health?: () => Record<string, unknown>
+  /** How long a refused request's remaining body is drained before its connection is closed (ms). */
+  lingerMs?: number
+  /** fastify's own options: logger, https, serverFactory, … */
+  fastify?: FastifyServerOptions & {https?: unknown}
+}
+
+/** The store failing underneath (disk full, I/O error, damage, the database unreachable): the server's trouble, said as 503. */
+const STATE_UNAVAILABLE =
+  /^(SQLITE_(FULL|IOERR|CORRUPT|NOTADB|BUSY|LOCKED|READONLY|CANTOPEN|PROTOCOL)|POSTGRES_UNAVAILABLE)/
+
+export function buildApp(options: AppOptions): FastifyInstance {
+  const app = Fastify({
+    bodyLimit: LIMITS.bodyBytes,
+    routerOptions: {maxParamLength: 2048},
+    return503OnClosing: true,
+    // Malformed URLs (bad percent-encoding, over-long ids) get the same {error} body as everything else.
+    frameworkErrors: (error, _request, reply: FastifyReply) => {
+      const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 400
+      void reply
+        .code(status)
+        .send({error: `bad request URL (${error.code ?? 'invalid'}): ids must be 1-253 of A-Z a-z 0-9 . _ : -`})
+    },
+    ...options.fastify,
+  } as FastifyServerOptions) as unknown as FastifyInstance
+
+  app.setErrorHandler((error: Error & {statusCode?: number; code?: string}, request, reply) => {
+    if (error instanceof HttpError) {
+      reply
+        .code(error.statusCode)
+        .headers(error.headers)
+        .send({error: error.message, ...error.extra})
+      return
+    }
+    if (typeof error.code === 'string' && STATE_UNAVAILABLE.test(error.code)) {
+      request.log.error({err: error}, `the state cannot be used (${error.code})`)
+      reply.code(503).send({error: `the config server cannot use its state (${error.code}); see its log`})
+      return
+    }
+    const status =
+      typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
+    if (status === 500) request.log.error({err: error}, 'internal error')
+    reply.code(status).send({error: status === 500 ? 'internal error; see the config server log' : error.message})
+  })
+
+  app.setNotFoundHandler((request, reply) => {
+    reply.code(404).send({
+      error: `no route ${request.method} ${request.url.split('?')[0].slice(0, 200)}; the routes are under /v1/deployments/`,
+    })
+  })
+
+  // A refusal answered before the body was read closes the connection: a client cannot hold it by never sending the body.
+  app.addHook('onSend', async (request, reply, payload) => {
+    if (closeAfterRefusal(request.raw, options.lingerMs ?? 5000)) reply.header('connection', 'close')
+    return payload
+  })
+
+  void app.register(authPlugin, {context: options.context, adminHash: options.adminHash, limiter: options.limiter})
+  app.get('/healthz', async () => ({ok: true, ...options.health?.()}))
+  void app.register(adminRoutes, {context: options.context})
+  void app.register(instanceRoutes, {context: options.context})
+  return app
+}

@@ -1,0 +1,161 @@
+/** An instance's routes: phone home (facts), its configuration (long-poll), service reports, role map and hosts block. */
+import {Readable} from 'node:stream'
+import type {FastifyPluginAsync, FastifyReply} from 'fastify'
+import {z} from 'zod'
+import {ID_PATTERN, ID_RULE} from '../../core/ids.js'
+import {HttpError} from '../errors.js'
+import {body, findService, ids, type ServerContext} from '../http.js'
+import {factsRequestSchema, type FactsResponse, type InstanceConfig, serviceReportSchema} from '../protocol.js'
+import {hashToken, newToken} from '../tokens.js'
+
+/** Longest long-poll; a larger `wait` is cut to this. */
+export const MAX_WAIT_SEC = 300
+/** What a 202 suggests before asking again. */
+export const RETRY_AFTER_SEC = 2
+
+const configQuerySchema = z
+  .object({
+    service: z.string().regex(ID_PATTERN, `service ${ID_RULE}`).optional(),
+    wait: z
+      .string()
+      .regex(/^\d{1,6}(\.\d{1,3})?$/, 'wait is a number of seconds')
+      .optional(),
+    roles: z.enum(['true', 'false'], 'roles is true or false').optional(),
+  })
+  .strict()
+
+const EMPTY_ROLES = Buffer.from('{}')
+
+/** A config body: the instance's part, then the deployment's shared `roles` JSON, which is not copied. */
+function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, roles: Buffer): FastifyReply {
+  if (config.failed && config.failed.length > 0) {
+    const what = config.failed.map((f) => `${f.service}/${f.param}: ${f.message}`)
+    throw new HttpError(
+      422,
+      `the configuration of ${config.instance} cannot be rendered: ${what.slice(0, 3).join('; ')}${what.length > 3 ? ` and ${what.length - 3} more` : ''}`,
+      {failed: config.failed, hint: 'fix the template and register the deployment again'},
+    )
+  }
+  const head = Buffer.from(JSON.stringify(config).slice(0, -1) + ',"roles":')
+  const chunks = [head, roles, Buffer.from('}')]
+  const length = chunks.reduce((n, c) => n + c.length, 0)
+  reply
+    .code(config.complete ? 200 : 202)
+    .type('application/json; charset=utf-8')
+    .header('content-length', length)
+  if (!config.complete) reply.header('retry-after', String(RETRY_AFTER_SEC))
+  return reply.send(length < 64 * 1024 ? Buffer.concat(chunks, length) : Readable.from(chunks))
+}
+
+export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = async (app, {context}) => {
+  const {store, registry, tokens, waiters} = context
+  const instance = {config: {auth: 'instance' as const}}
+
+  /** After the commit of an exchange: the new node token works, the one it replaces (a lost answer's) does not. */
+  const adoptNodeToken = (dep: string, id: string, hash: Buffer, exchangedAt: number): void => {
+    const record = registry.get(dep)?.instance(id)
+    if (!record) return
+    tokens.replace(dep, id, record.nodeTokenHash, hash)
+    record.nodeTokenHash = hash
+    record.exchangedAt = exchangedAt
+  }
+
+  // A phone-home with the bootstrap token exchanges it for a node token, in the same transaction as the facts.
+  app.put(
+    '/v1/deployments/:dep/instances/:id/facts',
+    {config: {auth: 'instance', exchange: true}},
+    async (request): Promise<FactsResponse> => {
+      const {dep, id} = ids(request.params, 'dep', 'id')
+      const {facts} = body(factsRequestSchema, request.body, 'facts')
+      if ('ip' in facts)
+        throw new HttpError(
+          400,
+          'do not send the fact "ip": the server records the address it sees the request come from',
+        )
+      registry.instance(dep, id)
+      const caller = request.caller
+      const token = caller?.kind === 'instance' && caller.token === 'bootstrap' ? newToken() : undefined
+      const tokenHash = token === undefined ? undefined : hashToken(token)
+      const {address, problem} = context.client(request)
+      if (problem) throw new HttpError(400, problem)
+      const now = Date.now()
+      const exchange = tokenHash && {hash: tokenHash, graceMs: context.exchangeGraceMs}
+      const {changed} = await store.phoneHome(
+        dep,
+        id,
+        {facts, address, now, ...(exchange ? {exchange} : {})},
+        ({exchanged, changed}) => {
+          if (changed === 0) return
+          registry.wrote(dep)
+          if (exchanged && tokenHash) adoptNodeToken(dep, id, tokenHash, exchanged.exchangedAt)
+          const registration = registry.get(dep)
+          if (registration) waiters.wakeSoon(dep, registration.recordFacts(id, facts, address, now))
+        },
+      )
+      if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
+      return {deployment: dep, instance: id, ip: address, ...(token === undefined ? {} : {token})}
+    },
+  )
+
+  app.get('/v1/deployments/:dep/instances/:id/config', instance, async (request, reply) => {
+    const {dep, id} = ids(request.params, 'dep', 'id')
+    const query = body(configQuerySchema, request.query, 'query')
+    const wait = Math.min(Number(query.wait ?? 0), MAX_WAIT_SEC)
+    await context.current(dep)
+    let {registration, instance} = registry.instance(dep, id)
+    let service = query.service === undefined ? undefined : findService(instance, query.service)
+    if (wait > 0 && !registration.settled(instance, service)) {
+      // The socket is quiet while the answer is held: the idle limit does not apply meanwhile.
+      const socket = request.raw.socket
+      const idle = socket.timeout ?? 0
+      socket.setTimeout(0)
+      await waiters.wait(dep, id, query.service, wait, reply.raw)
+      if (!socket.destroyed) socket.setTimeout(idle)
+      // Read again: the instance (or its service) may have been replaced or removed meanwhile (404).
+      ;({registration, instance} = registry.instance(dep, id))
+      if (query.service !== undefined) service = findService(instance, query.service)
+    }
+    // `roles=false`: a client that fetches /roles and /hosts itself need not get the whole role map each time.
+    return sendConfig(
+      reply,
+      registration.config(instance, service),
+      query.roles === 'false' ? EMPTY_ROLES : registration.roles().json,
+    )
+  })
+
+  app.put('/v1/deployments/:dep/instances/:id/services/:svc', instance, async (request) => {
+    const {dep, id, svc} = ids(request.params, 'dep', 'id', 'svc')
+    const report = body(serviceReportSchema, request.body, 'service report')
+    const service = findService(registry.instance(dep, id).instance, svc)
+    const undeclared = Object.keys(report.outputs).filter((key) => !service.provides.includes(key))
+    if (undeclared.length > 0) {
+      throw new HttpError(
+        400,
+        `service ${svc} does not provide ${undeclared.join(', ')}; it provides: ${service.provides.join(', ') || 'nothing'}`,
+        {hint: 'declare the key in the service metadata "provides", or stop writing it to $NODESET_OUTPUT'},
+      )
+    }
+    const now = Date.now()
+    const changed = await store.report(dep, id, svc, report, now, (n) => {
+      if (n > 0) registry.wrote(dep)
+      const registration = registry.get(dep)
+      if (n > 0 && registration) waiters.wakeSoon(dep, registration.recordRun(id, svc, report, now))
+    })
+    if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
+    return {deployment: dep, instance: id, service: svc, state: report.state}
+  })
+
+  app.get('/v1/deployments/:dep/instances/:id/roles', instance, async (request, reply) => {
+    const {dep, id} = ids(request.params, 'dep', 'id')
+    await context.current(dep)
+    const {registration} = registry.instance(dep, id)
+    return reply.type('text/plain; charset=utf-8').send(registration.roleMap())
+  })
+
+  app.get('/v1/deployments/:dep/instances/:id/hosts', instance, async (request, reply) => {
+    const {dep, id} = ids(request.params, 'dep', 'id')
+    await context.current(dep)
+    const {registration} = registry.instance(dep, id)
+    return reply.type('text/plain; charset=utf-8').send(registration.hostsBlock())
+  })
+}

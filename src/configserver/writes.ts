@@ -1,0 +1,154 @@
+/**
+ * The writes, as SQL run inside `Store.write` (one transaction per group commit, so each op sees
+ * the rows as the ops before it left them). Each returns how many rows it touched: 0 when the
+ * instance is gone, which the route answers with 404, never a constraint error.
+ */
+import {bootstrapUse, EXCHANGED_HINT, EXCHANGED_MESSAGE} from './tokens.js'
+import {HttpError} from './errors.js'
+import {LIMITS, formatBytes} from './limits.js'
+import type {FactValue, ServiceState} from './records.js'
+import {type Db, stmt} from './store.js'
+
+/** Refuse a merged JSON object over the bounds, saying what the bound is. */
+export function checkBounds(
+  merged: string,
+  what: string,
+  keys: {limit: number; name: string},
+  bytes: {limit: number; name: string},
+): void {
+  const size = Buffer.byteLength(merged)
+  const count = Object.keys(JSON.parse(merged) as object).length
+  if (count > keys.limit)
+    throw new HttpError(413, `${what} would have ${count} keys; the limit is ${keys.limit}`, {
+      limit: {[keys.name]: keys.limit},
+    })
+  if (size > bytes.limit)
+    throw new HttpError(
+      413,
+      `${what} would take ${formatBytes(size)}; the limit is ${formatBytes(bytes.limit)} (${bytes.limit} bytes of JSON)`,
+      {limit: {[bytes.name]: bytes.limit}},
+    )
+}
+
+export const writes = {
+  /** A phone-home: facts merge into those sent before, within the bounds of LIMITS. */
+  facts(
+    db: Db,
+    deployment: string,
+    id: string,
+    facts: Record<string, FactValue>,
+    address: string,
+    now: number,
+  ): number {
+    const merged = stmt(db, 'SELECT json_patch(facts, ?) FROM instances WHERE deployment = ? AND id = ?')
+      .pluck()
+      .get(JSON.stringify(facts), deployment, id) as string | undefined
+    if (merged === undefined) return 0
+    checkBounds(
+      merged,
+      `the facts of ${id}`,
+      {limit: LIMITS.factsPerInstance, name: 'factsPerInstance'},
+      {limit: LIMITS.factBytesPerInstance, name: 'factBytesPerInstance'},
+    )
+    return stmt(
+      db,
+      `UPDATE instances SET facts = ?, address = ?, first_contact = COALESCE(first_contact, ?), last_contact = ?
+       WHERE deployment = ? AND id = ?`,
+    ).run(merged, address, now, now, deployment, id).changes
+  },
+
+  /**
+   * A phone-home with the bootstrap token: record a new node token (its hash) as `bootstrapUse` allows,
+   * or throw the 401. Decided on the committed row, so two phone-homes racing cannot both pass a check
+   * made in memory. Returns undefined when the instance is unknown (the facts write then finds no row).
+   */
+  exchange(
+    db: Db,
+    deployment: string,
+    id: string,
+    nodeTokenHash: Buffer,
+    now: number,
+    graceMs: number,
+  ): {exchangedAt: number} | undefined {
+    const row = stmt(db, 'SELECT exchanged_at, node_token_used_at FROM instances WHERE deployment = ? AND id = ?').get(
+      deployment,
+      id,
+    ) as {exchanged_at: number | null; node_token_used_at: number | null} | undefined
+    if (!row) return undefined
+    const state = {
+      ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
+      ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
+    }
+    if (bootstrapUse(state, now, graceMs) === 'refuse')
+      throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+    // The grace counts from the first exchange: retries cannot stretch it.
+    const exchangedAt = row.exchanged_at ?? now
+    stmt(db, 'UPDATE instances SET node_token_hash = ?, exchanged_at = ? WHERE deployment = ? AND id = ?').run(
+      nodeTokenHash,
+      exchangedAt,
+      deployment,
+      id,
+    )
+    return {exchangedAt}
+  },
+
+  /** The node token's first use closes the grace for retried exchanges. */
+  nodeTokenUsed(db: Db, deployment: string, id: string, nodeTokenHash: Buffer, now: number): number {
+    return stmt(
+      db,
+      'UPDATE instances SET node_token_used_at = ? WHERE deployment = ? AND id = ? AND node_token_hash = ? AND node_token_used_at IS NULL',
+    ).run(now, deployment, id, nodeTokenHash).changes
+  },
+
+  /** A service report: its outputs merge into those reported before, within the bounds of LIMITS. */
+  run(
+    db: Db,
+    deployment: string,
+    id: string,
+    service: string,
+    report: {state: ServiceState; exitCode?: number; message?: string; outputs: Record<string, string>},
+    now: number,
+  ): number {
+    // The instance may have been removed by an op of the same commit (or one just before): no row, no run.
+    if (stmt(db, 'SELECT 1 FROM instances WHERE deployment = ? AND id = ?').get(deployment, id) === undefined) return 0
+    const merged = stmt(
+      db,
+      `SELECT json_patch(COALESCE((SELECT outputs FROM runs WHERE deployment = ? AND instance = ? AND service = ?), '{}'), ?)`,
+    )
+      .pluck()
+      .get(deployment, id, service, JSON.stringify(report.outputs)) as string
+    checkBounds(
+      merged,
+      `the outputs of ${id}/${service}`,
+      {limit: LIMITS.outputsPerService, name: 'outputsPerService'},
+      {limit: LIMITS.outputBytesPerService, name: 'outputBytesPerService'},
+    )
+    return stmt(
+      db,
+      `INSERT INTO runs (deployment, instance, service, state, exit_code, message, outputs, started_at, ended_at)
+       VALUES (@deployment, @id, @service, @state, @exitCode, @message, @outputs, @now, @ended)
+       ON CONFLICT (deployment, instance, service) DO UPDATE SET
+         state = excluded.state, exit_code = excluded.exit_code, message = excluded.message,
+         outputs = excluded.outputs,
+         started_at = COALESCE(runs.started_at, excluded.started_at), ended_at = excluded.ended_at`,
+    ).run({
+      deployment,
+      id,
+      service,
+      state: report.state,
+      exitCode: report.exitCode ?? null,
+      message: report.message ?? null,
+      outputs: merged,
+      now,
+      ended: report.state === 'running' ? null : now,
+    }).changes
+  },
+
+  deleteDeployment(db: Db, deployment: string): number {
+    return stmt(db, 'DELETE FROM deployments WHERE name = ?').run(deployment).changes
+  },
+
+  deleteInstance(db: Db, deployment: string, id: string): number {
+    return stmt(db, 'DELETE FROM instances WHERE deployment = ? AND id = ?').run(deployment, id).changes
+  },
+}
