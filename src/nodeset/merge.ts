@@ -5,18 +5,18 @@
  */
 import path from 'node:path'
 import type {Diagnostic} from '../core/diagnostics.js'
-import type {Source} from '../core/source.js'
-import {parseIni, type RawEntry} from './ini.js'
+import {formatSource, type Source} from '../core/source.js'
+import {outcome, type ReaderIO} from './files.js'
+import {type Operator, parseIni, type RawEntry} from './ini.js'
 
-export interface ReaderIO {
-  /** The file's text, or undefined when it does not exist. */
-  readFile(file: string): string | undefined
-  env: Record<string, string | undefined>
-}
+export type {ReaderIO} from './files.js'
 
 export interface MergedValue {
   value: string
   source: Source
+  /** For `key +=` / `key -=`: the operator, and where the value it changed was set. */
+  op?: Operator
+  inherited?: Source
 }
 
 export interface MergedSection {
@@ -38,22 +38,46 @@ function splitWords(value: string): string[] {
   return value.split(/\s+/).filter(Boolean)
 }
 
-function applyEntry(target: MergedSection, entry: RawEntry): void {
+function applyEntry(target: MergedSection, entry: RawEntry, problems: Diagnostic[]): void {
   const source = {file: entry.file, line: entry.line}
   const previous = target.values.get(entry.key)
+  if (entry.op === '-=' && !previous) {
+    problems.push({
+      message: `${entry.key} -= removes from a value that is not set`,
+      source,
+      hint: `[${target.name}] has no ${entry.key} before this line (in this file or a file it extends); remove the line or fix the key`,
+    })
+    return
+  }
   if (entry.op === '=' || !previous) {
-    if (entry.op === '-=') return
     target.values.set(entry.key, {value: entry.value, source})
     return
   }
   const lines = previous.value.split('\n').filter((l) => l.trim() !== '')
+  const inherited = {op: entry.op, inherited: previous.source}
   if (entry.op === '+=') {
     const added = entry.value.split('\n').filter((l) => l.trim() !== '')
-    target.values.set(entry.key, {value: [...lines, ...added].join('\n'), source})
-  } else {
-    const removed = new Set(entry.value.split('\n').map((l) => l.trim()))
-    target.values.set(entry.key, {value: lines.filter((l) => !removed.has(l.trim())).join('\n'), source})
+    target.values.set(entry.key, {value: [...lines, ...added].join('\n'), source, ...inherited})
+    return
   }
+  const words = (l: string) => l.trim().split(/\s+/)
+  const removed = entry.value
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+  // A line is removed whole; on a one-line value of several words (`hostnames = a b`), a word.
+  const oneLine = lines.length === 1 && removed.every((r) => !r.includes(' ') && words(lines[0]).includes(r))
+  const have = oneLine ? words(lines[0]) : lines.map((l) => l.trim())
+  for (const r of removed.filter((r) => !have.includes(r))) {
+    problems.push({
+      message: `${entry.key} -= ${r}: the value set at ${formatSource(previous.source)} has no such line`,
+      source,
+      hint: `it has: ${have.join(', ') || 'nothing'}`,
+      details: [`${entry.key} set at ${formatSource(previous.source)}`],
+    })
+  }
+  const kept = have.filter((l) => !removed.includes(l))
+  target.values.set(entry.key, {value: kept.join(oneLine ? ' ' : '\n'), source, ...inherited})
 }
 
 function mergeInto(into: Merged, from: Merged): void {
@@ -72,15 +96,17 @@ export function readMerged(file: string, io: ReaderIO): MergeResult {
   const problems: Diagnostic[] = []
   const files: string[] = []
   const load = (current: string, stack: string[], from?: Source): Merged => {
-    const text = io.readFile(current)
+    const {text, problem} = outcome(io.readFile(current))
     if (text === undefined) {
-      problems.push({
-        message: `cannot read ${current}: no such file`,
-        source: from,
-        hint: from
-          ? 'fix the path in extends (relative to the file that names it)'
-          : 'check the path of the nodeset file',
-      })
+      if (problem) problems.push({message: `${current} ${problem}`, source: from})
+      else
+        problems.push({
+          message: `cannot read ${current}: no such file`,
+          source: from,
+          hint: from
+            ? 'fix the path in extends (relative to the file that names it)'
+            : 'check the path of the nodeset file',
+        })
       return new Map()
     }
     files.push(current)
@@ -123,7 +149,7 @@ export function readMerged(file: string, io: ReaderIO): MergeResult {
           })
         }
         if (entry.op === '=') seen.set(entry.key, entry.line)
-        applyEntry(target, entry)
+        applyEntry(target, entry, problems)
       }
     }
     return merged

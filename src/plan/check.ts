@@ -1,11 +1,22 @@
 /**
  * The checks made before anything is created, shared by `nodeset plan` and the config server's
  * registration: every reference names something that exists and provides what is asked, and no
- * (node, service) pair waits on itself through a chain of outputs.
+ * (node, service) pair waits on itself through a chain of outputs. Every template is checked in the
+ * scope it is rendered in (template.ts): a param value sees the node itself, a service's template
+ * also its params, general, locations and hostnames; what passes here renders at node time.
  */
 import {type Diagnostic, didYouMean} from '../core/diagnostics.js'
 import {type Edge, findCycles} from './graph.js'
-import {extractRefs, TemplateError, type TemplateRef} from './template.js'
+import {
+  checkTemplate,
+  extractRefs,
+  paramScope,
+  type PartialSource,
+  scriptScope,
+  TemplateError,
+  type TemplateProblem,
+  type TemplateRef,
+} from './template.js'
 import {formatSource, type Source} from '../core/source.js'
 import type {Reference} from './types.js'
 
@@ -20,8 +31,8 @@ export interface CheckService {
   params: CheckParam[]
   provides: string[]
   after: string[]
-  /** The service's template body, when references in it count too (setup scripts, balancer config). */
-  body?: {text: string; file: string}
+  /** The service's template body, when references in it count too (setup scripts, balancer config), and its partials. */
+  body?: {text: string; file: string; partials?: Record<string, {text: string; file: string}>}
 }
 
 export interface CheckInstance {
@@ -73,22 +84,38 @@ export function analyze(instances: CheckInstance[]): Analysis {
     for (const service of instance.services) {
       const from = vertexName(instance.id, service.name)
       vertices.push(from)
-      const texts: Array<{param?: string; text: string; source?: Source}> = service.params.map((p) => ({
-        param: p.name,
-        text: p.value,
-        source: p.source,
-      }))
-      if (service.body) texts.push({text: service.body.text, source: {file: service.body.file, line: 1}})
-      for (const {param, text, source} of texts) {
+      const texts: Array<{param?: string; text: string; source?: Source; problems: TemplateProblem[]}> =
+        service.params.map((p) => ({
+          param: p.name,
+          text: p.value,
+          source: p.source,
+          problems: checkParam(p.value),
+        }))
+      if (service.body) {
+        const {text, file, partials = {}} = service.body
+        texts.push({text, source: {file, line: 1}, problems: checkBody(service, service.body)})
+        for (const partial of Object.values(partials))
+          texts.push({text: partial.text, source: {file: partial.file, line: 1}, problems: []})
+      }
+      for (const {param, text, source, problems: found} of texts) {
+        const what = param ? `param ${param} of ${service.name}` : `template of ${service.name}`
+        for (const p of found) {
+          problems.push({
+            message: `${what}: ${p.message}`,
+            source: p.file ? {file: p.file, line: p.line} : sourceAt(source, p.line),
+            hint: p.hint ?? 'fix the {{…}} expression; see "Node-time interpolation" in the README',
+          })
+        }
+        if (found.length > 0) continue
         let refs: readonly TemplateRef[]
         try {
           refs = extractRefs(text)
         } catch (error) {
           if (!(error instanceof TemplateError)) throw error
           problems.push({
-            message: `${param ? `param ${param} of ${service.name}` : `template of ${service.name}`}: ${error.message}`,
+            message: `${what}: ${error.message}`,
             source: sourceAt(source, error.line),
-            hint: 'fix the {{…}} expression; see "Node-time interpolation" in the README',
+            hint: error.hint ?? 'fix the {{…}} expression; see "Node-time interpolation" in the README',
           })
           continue
         }
@@ -133,7 +160,49 @@ export function analyze(instances: CheckInstance[]): Analysis {
     }
   }
   for (const cycle of findCycles(vertices, edges)) problems.push(cycleDiagnostic(cycle))
-  return {references, edges, vertices, problems}
+  return {references, edges, vertices, problems: dedupe(problems)}
+}
+
+// A param or template shared by many nodes (a default, a role's setting, a service's script) is
+// checked once per text and scope, and its problems are reported once.
+const CHECK_LIMIT = 10_000
+const paramChecks = new Map<string, TemplateProblem[]>()
+const bodyChecks = new WeakMap<object, Map<string, TemplateProblem[]>>()
+
+function remember(cache: Map<string, TemplateProblem[]>, key: string, check: () => TemplateProblem[]) {
+  let found = cache.get(key)
+  if (!found) {
+    found = check()
+    if (cache.size >= CHECK_LIMIT) cache.clear()
+    cache.set(key, found)
+  }
+  return found
+}
+
+function checkParam(text: string): TemplateProblem[] {
+  if (!text.includes('{{')) return []
+  return remember(paramChecks, text, () => checkTemplate(text, {root: paramScope()}))
+}
+
+/** Bodies are cached by identity: every node of a service shares its body object. */
+function checkBody(service: CheckService, body: NonNullable<CheckService['body']>): TemplateProblem[] {
+  const names = service.params.map((p) => p.name)
+  let byParams = bodyChecks.get(body)
+  if (!byParams) bodyChecks.set(body, (byParams = new Map()))
+  const partials: Record<string, PartialSource> = body.partials ?? {}
+  return remember(byParams, JSON.stringify([service.name, names]), () =>
+    checkTemplate(body.text, {root: scriptScope(service.name, names), partials}),
+  )
+}
+
+function dedupe(problems: Diagnostic[]): Diagnostic[] {
+  const seen = new Set<string>()
+  return problems.filter((p) => {
+    const key = JSON.stringify([p.source, p.message, p.details])
+    if (seen.has(key)) return false
+    seen.add(key)
+    return true
+  })
 }
 
 function resolveRef(

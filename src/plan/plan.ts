@@ -2,19 +2,21 @@
  * Nodeset → Plan: expand each role into named nodes, give each node its services with their params,
  * and find the references between (node, service) pairs. Pure: no I/O.
  */
-import Handlebars from 'handlebars'
 import {type Diagnostic, DiagnosticsError} from '../core/diagnostics.js'
-import {isValidHostname} from '../nodeset/read.js'
+import {isInputMarker, isValidHostname} from '../nodeset/read.js'
 import type {Nodeset, RoleSpec} from '../nodeset/types.js'
-import {type Catalog, isSecretName} from '../services/catalog.js'
-import {type Analysis, analyze, type CheckInstance} from './check.js'
-import type {NodePlan, ParamPlan, Plan, StepPlan} from './types.js'
+import {type Catalog, isSecretName, paramSource} from '../services/catalog.js'
+import {type Analysis, analyze, type CheckInstance, type CheckService} from './check.js'
+import {checkTemplate, nodeNameScope, renderTemplate} from './template.js'
+import type {NodePlan, ParamPlan, Plan, PlanInput, StepPlan} from './types.js'
 
 export interface PlanResult {
   plan: Plan
   analysis: Analysis
   /** Whether the appservers sit behind the balancer (explicit, or inferred from the node count and [balancer]). */
   loadBalancing: boolean
+  /** The params awaited at launch, in file order. */
+  inputs: PlanInput[]
 }
 
 function defaultNodeName(role: RoleSpec, domain: string): string {
@@ -33,20 +35,18 @@ function nodeNames(nodeset: Nodeset, role: RoleSpec, problems: Diagnostic[]): st
   const domain = nodeset.general.baseDomain ?? nodeset.general.name
   const pattern = role.nodeName?.value ?? defaultNodeName(role, domain)
   const source = role.nodeName?.source ?? role.source
-  let render: (n: number) => string
-  try {
-    const compiled = Handlebars.compile(pattern, {noEscape: true, strict: true})
-    render = (n) =>
-      compiled({n, index: n, role: role.role, general: {name: nodeset.general.name, base_domain: domain}}).trim()
-    render(1)
-  } catch (error) {
-    problems.push({
-      message: `node_name "${pattern}" cannot be rendered: ${(error as Error).message.split('\n')[0]}`,
-      source,
-      hint: 'node_name may use {{n}} (the node number), {{role}} and {{general.base_domain}}',
-    })
+  const found = checkTemplate(pattern, {root: nodeNameScope(), helpers: 'builtins'})
+  if (found.length > 0) {
+    for (const p of found)
+      problems.push({
+        message: `node_name "${pattern}": ${p.message}`,
+        source,
+        hint: p.hint ?? 'node_name may use {{n}} (the node number), {{role}} and {{general.base_domain}}',
+      })
     return []
   }
+  const general = {name: nodeset.general.name, base_domain: domain}
+  const render = (n: number) => renderTemplate(pattern, {nodes: []}, {n, index: n, role: role.role, general}).trim()
   if (role.nodes.value > 1 && render(1) === render(2)) {
     problems.push({
       message: `node_name "${pattern}" gives all ${role.nodes.value} nodes of [${role.section}] the same name`,
@@ -72,28 +72,48 @@ function nodeNames(nodeset: Nodeset, role: RoleSpec, problems: Diagnostic[]): st
 }
 
 function stepParams(
-  nodeset: Nodeset,
   role: RoleSpec,
   service: string,
   catalog: Catalog,
   node: string,
   problems: Diagnostic[],
+  inputs: Map<string, PlanInput>,
 ): ParamPlan[] {
   const meta = catalog.get(service)
   const params: ParamPlan[] = []
   for (const [name, spec] of Object.entries(meta?.params ?? {})) {
     const set = role.params[service]?.[name]
     const secret = spec.secret || isSecretName(name)
-    if (set) params.push({name, value: set.value, source: set.source, secret})
+    if ((set && isInputMarker(set.value)) || (!set && spec.input)) {
+      const source = set?.source ?? paramSource(meta!, name)
+      const key = `${role.section}.${service}.${name}`
+      let input = inputs.get(key)
+      if (!input) {
+        input = {
+          section: role.section,
+          role: role.role,
+          service,
+          param: name,
+          key,
+          description: spec.description,
+          secret,
+          nodes: [],
+          source,
+        }
+        inputs.set(key, input)
+      }
+      input.nodes.push(node)
+      params.push({name, value: '', source, secret, input: true})
+    } else if (set) params.push({name, value: set.value, source: set.source, secret})
     else if (spec.default !== undefined)
-      params.push({name, value: spec.default, source: {file: meta!.dir + '/service.json', line: 1}, secret})
+      params.push({name, value: spec.default, source: paramSource(meta!, name), secret})
     else if (spec.required) {
       problems.push({
         message: `${node}: service ${service} needs param "${name}" (${spec.description || 'no description'})`,
         source: role.source,
         hint: `set "${service}.${name} = …" in [${role.section}]`,
       })
-    }
+    } else params.push({name, value: '', source: {file: meta!.dir + '/service.json', line: 1}, secret})
   }
   return params
 }
@@ -104,6 +124,7 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
   const nodes: NodePlan[] = []
   const steps: StepPlan[] = []
   const owner = new Map<string, RoleSpec>()
+  const inputs = new Map<string, PlanInput>()
   for (const role of nodeset.roles) {
     nodeNames(nodeset, role, problems).forEach((name, i) => {
       const clash = owner.get(name)
@@ -122,7 +143,7 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
         steps.push({
           node: name,
           service,
-          params: stepParams(nodeset, role, service, catalog, name, problems),
+          params: stepParams(role, service, catalog, name, problems, inputs),
           provides: meta?.provides ?? [],
           after: meta?.after ?? [],
         })
@@ -144,22 +165,32 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
   }
   if (problems.length > 0) throw new DiagnosticsError(problems)
 
+  // One body object per service: every node of it shares the check of its template.
+  const bodies = new Map<string, CheckService['body']>()
+  const bodyOf = (service: string): CheckService['body'] => {
+    if (!bodies.has(service)) {
+      const meta = catalog.get(service)
+      const partials = Object.fromEntries(
+        Object.entries(meta?.partials ?? {}).map(([name, text]) => [name, {text, file: meta!.partialPaths[name]}]),
+      )
+      bodies.set(service, meta?.script ? {text: meta.script, file: meta.scriptPath, partials} : undefined)
+    }
+    return bodies.get(service)
+  }
   const instances: CheckInstance[] = nodes.map((node) => ({
     id: node.name,
     role: node.role,
     index: node.index,
     services: steps
       .filter((s) => s.node === node.name)
-      .map((s) => {
-        const meta = catalog.get(s.service)
-        return {
-          name: s.service,
-          params: s.params.map((p) => ({name: p.name, value: p.value, source: p.source})),
-          provides: s.provides,
-          after: s.after,
-          body: meta?.script ? {text: meta.script, file: meta.scriptPath} : undefined,
-        }
-      }),
+      .map((s) => ({
+        name: s.service,
+        // An input's value is empty here: it carries no reference, and the config server serves it as given.
+        params: s.params.map((p) => ({name: p.name, value: p.value, source: p.source})),
+        provides: s.provides,
+        after: s.after,
+        body: bodyOf(s.service),
+      })),
   }))
   const analysis = analyze(instances)
   const plan: Plan = {
@@ -170,5 +201,5 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
     steps,
     references: analysis.references,
   }
-  return {plan, analysis, loadBalancing}
+  return {plan, analysis, loadBalancing, inputs: [...inputs.values()]}
 }

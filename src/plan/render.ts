@@ -1,5 +1,6 @@
 /** Plans and graphs as text, JSON and DOT: pure functions, printed by the commands. */
 import {REDACTED} from '../core/redact.js'
+import {INPUT_MARKER} from '../nodeset/read.js'
 import type {Nodeset} from '../nodeset/types.js'
 import type {PlanResult} from './plan.js'
 import {formatSource, type SizeSpec} from '../core/source.js'
@@ -46,8 +47,22 @@ export function planJson(nodeset: Nodeset, result: PlanResult): unknown {
       after: s.after,
       provides: s.provides,
       params: Object.fromEntries(
-        s.params.map((p) => [p.name, p.secret && !p.value.includes('{{') && p.value !== '' ? REDACTED : p.value]),
+        s.params.map((p) => [
+          p.name,
+          p.input ? INPUT_MARKER : p.secret && !p.value.includes('{{') && p.value !== '' ? REDACTED : p.value,
+        ]),
       ),
+    })),
+    inputs: result.inputs.map((i) => ({
+      key: i.key,
+      section: i.section,
+      role: i.role,
+      service: i.service,
+      param: i.param,
+      description: i.description,
+      secret: i.secret,
+      nodes: i.nodes,
+      source: i.source ? formatSource(i.source) : undefined,
     })),
     references: plan.references.map((r) => ({
       from: `${r.from.node}/${r.from.service}${r.from.param ? `.${r.from.param}` : ''}`,
@@ -97,6 +112,24 @@ export function planText(nodeset: Nodeset, result: PlanResult): string {
     if (plan.references.length > shown.length)
       out.push(`… and ${plan.references.length - shown.length} more (--json lists them all)`)
     out.push('')
+  }
+  if (result.inputs.length > 0) {
+    out.push(`awaited at launch (${result.inputs.length}):`)
+    out.push(
+      table(
+        ['INPUT', 'NODES', 'ABOUT', 'AT'],
+        result.inputs.map((i) => [
+          i.key,
+          String(i.nodes.length),
+          `${i.secret ? '(secret) ' : ''}${i.description}`,
+          i.source ? formatSource(i.source) : '',
+        ]),
+      ),
+    )
+    out.push(
+      '  create-node, setup-node and up ask for them on a terminal; or give them with --set INPUT=VALUE or --values FILE',
+      '',
+    )
   }
   if (analysis.problems.length === 0) {
     out.push(

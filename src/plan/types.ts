@@ -1,14 +1,42 @@
 import type {Source, SizeSpec} from '../core/source.js'
 
-/** A parameter of one service on one node: a constant or a handlebars template that may refer to other nodes. */
+/**
+ * A parameter of one service on one node: a constant, a handlebars template that may refer to other
+ * nodes, or an input given when the deployment is launched.
+ */
 export interface ParamPlan {
   name: string
-  /** The raw value; handlebars `{{…}}` is rendered at node time, once what it refers to is known. */
+  /** The raw value; handlebars `{{…}}` is rendered at node time, once what it refers to is known. Empty for an input. */
   value: string
   source?: Source
   /** Never printed: passwords, secrets, tokens. */
   secret: boolean
+  /** Given at launch (`--set`, `--values`, or asked), passed to the config server as an input: see PlanInput. */
+  input?: boolean
 }
+
+/**
+ * A param the file leaves to launch time (`SERVICE.PARAM = {{input}}`, or `"input": true` in service.json
+ * and not set in the file): one value for every node of the role.
+ */
+export interface PlanInput {
+  /** The role's section as the file writes it (`service:mysql`, `appserver`, `role:worker`). */
+  section: string
+  role: string
+  service: string
+  param: string
+  /** `SECTION.SERVICE.PARAM`, as `--set` names it. */
+  key: string
+  description: string
+  secret: boolean
+  /** The nodes that get the value. */
+  nodes: string[]
+  /** Where the file (or service.json) leaves it to launch time. */
+  source?: Source
+}
+
+/** Launch-time values for the config server: inputs[node][service][param]. */
+export type Inputs = Record<string, Record<string, Record<string, string>>>
 
 /** One (node, service) pair: the vertex of the dependency graph and the unit of setup. */
 export interface StepPlan {

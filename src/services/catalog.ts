@@ -18,6 +18,8 @@ const paramMetaSchema = z
     default: z.string().optional(),
     required: z.boolean().default(false),
     secret: z.boolean().default(false),
+    /** Given when the deployment is launched (`--set`, `--values`, or asked), unless the nodeset file sets it. */
+    input: z.boolean().default(false),
   })
   .strict()
 
@@ -42,6 +44,10 @@ export interface ServiceDefinition extends ServiceMeta {
   script: string
   /** Other `*.hbs` files of the directory, usable in the script as `{{> NAME}}` (file name without .hbs). */
   partials: Record<string, string>
+  /** The path of each partial, for messages that point into it. */
+  partialPaths: Record<string, string>
+  /** The line of service.json where each param is declared. */
+  paramLines?: Record<string, number>
   builtin: boolean
 }
 
@@ -59,9 +65,10 @@ function loadDir(dir: string, builtin: boolean, catalog: Catalog, problems: Diag
     const serviceDir = path.join(dir, name)
     const metaPath = path.join(serviceDir, 'service.json')
     if (!fs.existsSync(metaPath)) continue
+    const text = fs.readFileSync(metaPath, 'utf8')
     let meta: ServiceMeta
     try {
-      meta = serviceMetaSchema.parse(JSON.parse(fs.readFileSync(metaPath, 'utf8')))
+      meta = serviceMetaSchema.parse(JSON.parse(text))
     } catch (error) {
       const detail =
         error instanceof z.ZodError
@@ -76,15 +83,38 @@ function loadDir(dir: string, builtin: boolean, catalog: Catalog, problems: Diag
     }
     const scriptPath = path.join(serviceDir, 'setup.sh.hbs')
     const script = fs.existsSync(scriptPath) ? fs.readFileSync(scriptPath, 'utf8') : ''
-    const partials = Object.fromEntries(
+    const partialPaths = Object.fromEntries(
       fs
         .readdirSync(serviceDir)
         .filter((f) => f.endsWith('.hbs') && f !== 'setup.sh.hbs')
-        .map((f) => [f.slice(0, -'.hbs'.length), fs.readFileSync(path.join(serviceDir, f), 'utf8')]),
+        .map((f) => [f.slice(0, -'.hbs'.length), path.join(serviceDir, f)]),
     )
-    for (const [param, spec] of Object.entries(meta.params)) if (isSecretName(param)) spec.secret = true
-    catalog.set(name, {...meta, name, dir: serviceDir, scriptPath, script, partials, builtin})
+    const partials = Object.fromEntries(
+      Object.entries(partialPaths).map(([partial, file]) => [partial, fs.readFileSync(file, 'utf8')]),
+    )
+    for (const [param, spec] of Object.entries(meta.params)) {
+      if (isSecretName(param)) spec.secret = true
+      if (spec.input && spec.default !== undefined)
+        problems.push({
+          message: `service ${name}: param ${param} is "input": true and has a default`,
+          source: {file: metaPath, line: lineOf(text, JSON.stringify(param))},
+          hint: 'an input is given at launch: drop its "default", or drop "input" to keep the default',
+        })
+    }
+    const paramLines = Object.fromEntries(Object.keys(meta.params).map((p) => [p, lineOf(text, JSON.stringify(p))]))
+    catalog.set(name, {...meta, name, dir: serviceDir, scriptPath, script, partials, partialPaths, paramLines, builtin})
   }
+}
+
+/** The 1-based line where `needle` first appears in `text` (1 when it does not). */
+function lineOf(text: string, needle: string): number {
+  const at = text.indexOf(needle)
+  return at < 0 ? 1 : text.slice(0, at).split('\n').length
+}
+
+/** Where a service's param is declared, for messages about its default or its input. */
+export function paramSource(meta: ServiceDefinition, param: string): {file: string; line: number} {
+  return {file: path.join(meta.dir, 'service.json'), line: meta.paramLines?.[param] ?? 1}
 }
 
 /** nodeset's services, then the user's (which may replace one of ours by name). */

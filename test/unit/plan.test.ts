@@ -117,4 +117,60 @@ describe('planning', () => {
       '11: {{output "service:mysql" "postgres" "port"}}: mysql.shop.test runs no service "postgres" | mysql.shop.test runs: mysql',
     ])
   })
+
+  it('checks templates in config values at the line of the value, multi-line ones included', () => {
+    const probe = path.resolve(__dirname, '../fixtures/services')
+    const text = `[general]\nname = shop\nservices_dir = ${probe}\n[provider]\nprovider = local\n[service:mysql]\n[role:probe]\nservices = probe\nprobe.db_host = first line\n  {{outptu "service:mysql" "port"}}\n`
+    const {analysis} = plan(text)
+    expect(analysis.problems.map((p) => [p.source?.line, p.message, p.hint])).toEqual([
+      [
+        10,
+        'param db_host of probe: {{outptu "service:mysql" "port"}}: unknown helper "outptu"',
+        'did you mean output?',
+      ],
+    ])
+    const again = plan(text.replace(/probe.db_host = [^]*$/, 'probe.db_host = {{params.port}}\n'))
+    expect(again.analysis.problems.map((p) => [p.source?.line, p.message])).toEqual([
+      [9, 'param db_host of probe: {{params.port}}: unknown variable "params"'],
+    ])
+  })
+
+  it('checks a service template and its partials at their own file and line, once per service', () => {
+    const svc = path.resolve(__dirname, '../fixtures/broken/svc')
+    const at = (service: string) => {
+      const {analysis} = plan(
+        `[general]\nname = shop\nservices_dir = ${svc}\n[provider]\nprovider = local\n[role:worker]\nnodes = 3\nservices = ${service}\n`,
+      )
+      return analysis.problems.map(
+        (p) => `${path.relative(svc, p.source!.file)}:${p.source?.line}: ${p.message} | ${p.hint}`,
+      )
+    }
+    expect(at('typo')).toEqual([
+      'typo/setup.sh.hbs:3: template of typo: {{params.prot}}: service typo has no param "prot" | did you mean {{params.port}}?',
+      'typo/setup.sh.hbs:4: template of typo: {{parms.port}}: unknown variable "parms" | did you mean {{params.port}}?',
+      'typo/setup.sh.hbs:5: template of typo: {{outptu "db" "port"}}: unknown helper "outptu" | did you mean output?',
+    ])
+    expect(at('partial')).toEqual([
+      'partial/helper.hbs:2: template of partial: {{nmae}}: unknown variable "nmae" | did you mean {{name}}?',
+      'partial/setup.sh.hbs:3: template of partial: {{> helpr}}: no partial "helpr" | did you mean {{> helper}}?',
+    ])
+    expect(at('syntax')).toEqual([
+      'syntax/setup.sh.hbs:3: template of syntax: {{name" is not closed with }} | write {{NAME}}, {{HELPER "ARG"}} or {{#each LIST}}…{{/each}}, with every {{ closed by }} and every quote closed; a literal {{ is written \\{{',
+    ])
+  })
+
+  it('refuses a node_name that uses an unknown variable, with the closest one', () => {
+    expect(refused(() => plan(`${head}[appserver]\nnodes = 2\nnode_name = app{{num}}.shop.test\n`))).toBe(
+      '/conf/main.conf:8: node_name "app{{num}}.shop.test": {{num}}: unknown variable "num"\n  hint: did you mean {{n}}?',
+    )
+  })
+
+  it('gives every declared param a value: an optional one without a default is empty', () => {
+    const svc = path.resolve(__dirname, '../fixtures/broken/svc')
+    const {plan: p, analysis} = plan(
+      `[general]\nname = shop\nservices_dir = ${svc}\n[provider]\nprovider = local\n[role:worker]\nservices = optional\n`,
+    )
+    expect(analysis.problems).toEqual([])
+    expect(p.steps[0].params.map((x) => [x.name, x.value])).toEqual([['note', '']])
+  })
 })

@@ -1,5 +1,18 @@
+import fs from 'node:fs'
+import path from 'node:path'
 import {describe, expect, it} from 'vitest'
-import {extractRefs, missingValues, renderTemplate, TemplateError, type World} from '../../src/plan/template.js'
+import {loadCatalog, TEMPLATES_DIR} from '../../src/services/catalog.js'
+import {
+  checkTemplate,
+  type CheckOptions,
+  extractRefs,
+  missingValues,
+  paramScope,
+  renderTemplate,
+  scriptScope,
+  TemplateError,
+  type World,
+} from '../../src/plan/template.js'
 
 const world: World = {
   nodes: [
@@ -78,5 +91,169 @@ describe('node-time templates', () => {
     expect(
       renderTemplate('{{name}} {{ip}} {{params.port}}', world, {name: 'self', ip: '1.2.3.4', params: {port: '80'}}),
     ).toBe('self 1.2.3.4 80')
+  })
+})
+
+const ROOT = path.resolve(__dirname, '../..')
+const script: CheckOptions = {root: scriptScope('web', ['port']), partials: {}}
+const param: CheckOptions = {root: paramScope()}
+const found = (template: string, options: CheckOptions) =>
+  checkTemplate(template, options).map((p) => [p.line, p.message, p.hint])
+
+describe('checking templates before they run', () => {
+  it('refuses an unknown helper, with the closest one', () => {
+    expect(found('x\n{{outptu "service:mysql" "port"}}', param)).toEqual([
+      [2, '{{outptu "service:mysql" "port"}}: unknown helper "outptu"', 'did you mean output?'],
+    ])
+    expect(found('{{#eahc locations}}{{url}}{{/eahc}}', script)).toEqual([
+      [1, '{{#eahc locations}}: unknown helper "eahc"', 'did you mean each?'],
+    ])
+  })
+
+  it('refuses an unknown variable or param, with the closest name', () => {
+    expect(found('{{parms.port}}\n\n{{params.prot}}', script)).toEqual([
+      [1, '{{parms.port}}: unknown variable "parms"', 'did you mean {{params.port}}?'],
+      [3, '{{params.prot}}: service web has no param "prot"', 'did you mean {{params.port}}?'],
+    ])
+    expect(found('{{#each locations}}{{prot}}{{/each}} {{general.domain}}', script)).toEqual([
+      [1, '{{prot}}: a location has no field "prot"', 'did you mean {{port}}?'],
+      [1, '{{general.domain}}: general has no "domain"', 'known here: name, base_domain'],
+    ])
+    expect(found('{{sshd_port}}', script)[0][2]).toContain('{{facts.sshd_port}}')
+  })
+
+  it('gives a param value only what both setup-node and the config server render it with', () => {
+    expect(found('{{name}}-{{n}}-{{index}}-{{role}}-{{ip}}-{{facts.x}} {{ip "db"}}', param)).toEqual([])
+    for (const name of ['params.port', 'general.name', 'deployment', 'locations', 'hostnames'])
+      expect(found(`{{${name}}}`, param)[0][2]).toMatch(/is for a service's templates/)
+  })
+
+  it('checks partials: that they exist, and what they hold, at their own file and line', () => {
+    const partials = {helper: {text: 'line one\n{{nmae}}', file: '/svc/web/helper.hbs'}, loop: {text: '{{> loop}}'}}
+    const options = {...script, partials}
+    expect(checkTemplate('{{> helper}}\n{{> helpr}}\n{{> loop}}', options)).toEqual([
+      {
+        line: 2,
+        file: '/svc/web/helper.hbs',
+        message: '{{nmae}}: unknown variable "nmae"',
+        hint: 'did you mean {{name}}?',
+      },
+      {line: 2, message: '{{> helpr}}: no partial "helpr"', hint: 'did you mean {{> helper}}?'},
+      {
+        line: 1,
+        message: '{{> loop}}: partial loop includes itself',
+        hint: 'a partial cannot include itself, directly or not',
+      },
+    ])
+    expect(found('{{> helper}}', param)).toEqual([
+      [
+        1,
+        '{{> helper}}: partials are only for the templates of a service',
+        "a value cannot include a file; put the text in the service's setup.sh.hbs",
+      ],
+    ])
+  })
+
+  it('refuses blocks without what they need, and helpers used as the wrong kind', () => {
+    expect(found('{{#each}}x{{/each}}\n{{#if}}x{{/if}}\n{{each locations}}\n{{#ip "db"}}x{{/ip}}', script)).toEqual([
+      [
+        1,
+        '{{#each}}: each needs one list to go through',
+        'e.g. {{#each locations}}…{{/each}} or {{#each (nodes "appserver")}}…{{/each}}',
+      ],
+      [2, '{{#if}}: if needs one value to test', 'e.g. {{#if params.port}}…{{/if}}'],
+      [3, '{{each locations}}: each is a block helper', 'write {{#each …}}…{{/each}}'],
+      [4, '{{#ip "db"}}: ip is not a block helper', 'write {{ip …}}, with no {{/ip}}'],
+    ])
+    expect(found('{{#each name}}x{{/each}} {{@index}}', script).map((p) => p[1])).toEqual([
+      '{{#each name}}: name is a single value, not a list',
+      '{{@index}}: @index is set only inside {{#each}}',
+    ])
+  })
+
+  it('refuses printing a list or an object', () => {
+    expect(found('{{params}} {{nodes "appserver"}} {{facts}}', script)).toEqual([
+      [1, '{{params}}: prints an object', 'print one of its fields: {{params.port}}'],
+      [1, '{{nodes "appserver"}}: prints a list', 'go through it: {{#each (nodes "appserver")}}…{{/each}}'],
+      [1, '{{facts}}: prints an object', 'print one of its keys: {{facts.KEY}}'],
+    ])
+  })
+
+  it("says what is wrong with malformed syntax, on its line, instead of the parser's token list", () => {
+    const one = (t: string) => {
+      const [p] = checkTemplate(t, script)
+      expect(p.message).not.toMatch(/Expecting|OPEN|CLOSE|'ID'/)
+      return [p.line, p.message]
+    }
+    expect(one('a\nb {{num')).toEqual([2, '{{num is not closed with }}'])
+    expect(one('{{ip "db}}')).toEqual([1, 'a quote in {{ip "db}} is not closed'])
+    expect(one('x\n{{#each locations}}\n{{url}}')).toEqual([3, 'a {{#…}} block is never closed'])
+    expect(one('{{#each locations}}{{/if}}')).toEqual([1, '{{/if}} closes {{#each}}'])
+    expect(one('{{else}}')).toEqual([1, '{{else}} outside a block'])
+    expect(one('{{a b=}}')).toEqual([1, 'syntax error: unexpected }} at "{{a b=}}" (expected a name)'])
+  })
+
+  it('passes every service nodeset ships and every one the examples, tests and benchmarks use', () => {
+    const dirs = ['examples/services', 'test/fixtures/services', 'bench/setup/services'].map((d) => path.join(ROOT, d))
+    const {catalog, problems} = loadCatalog(dirs)
+    expect(problems).toEqual([])
+    const names = new Set<string>()
+    for (const dir of [path.join(TEMPLATES_DIR, 'services'), ...dirs])
+      for (const name of fs.readdirSync(dir)) names.add(name)
+    expect(names.size).toBeGreaterThanOrEqual(9)
+    for (const name of names) {
+      const s = catalog.get(name)!
+      const partials = Object.fromEntries(
+        Object.entries(s.partials).map(([n, text]) => [n, {text, file: s.partialPaths[n]}]),
+      )
+      expect([name, checkTemplate(s.script, {root: scriptScope(name, Object.keys(s.params)), partials})]).toEqual([
+        name,
+        [],
+      ])
+      for (const spec of Object.values(s.params)) expect(checkTemplate(spec.default ?? '', param)).toEqual([])
+    }
+    const base = fs.readFileSync(path.join(TEMPLATES_DIR, 'base', 'setup.sh.hbs'), 'utf8')
+    expect(checkTemplate(base, {root: scriptScope('base', [])})).toEqual([])
+  })
+})
+
+describe('strict rendering', () => {
+  const facts = {ip: '10.0.0.5', hostname: 'self'}
+  // What setup-node renders a param with, and what the config server does.
+  const setupVars = {
+    general: {name: 'd', base_domain: 'd.test'},
+    hostnames: [],
+    locations: [],
+    ...facts,
+    deployment: 'd',
+    name: 'app1.d.test',
+    role: 'appserver',
+    index: 1,
+    n: 1,
+    facts,
+  }
+  const serverVars = {...facts, name: 'app1.d.test', role: 'appserver', index: 1, n: 1, facts, outputs: {}}
+
+  it('throws on an unknown name instead of printing nothing; an unreported fact is empty', () => {
+    expect(() => renderTemplate('port={{params.prot}}', world, {params: {port: '80'}})).toThrowError(
+      /\{\{params\.prot\}\}: params has no "prot" \(did you mean \{\{params\.port\}\}\?\)/,
+    )
+    expect(() => renderTemplate('{{nmae}}', world, serverVars)).toThrowError(TemplateError)
+    expect(renderTemplate('[{{facts.sshd_port}}]', world, serverVars)).toBe('[]')
+  })
+
+  it('renders in both places every param value the check accepts', () => {
+    const accepted = [
+      '{{name}}#{{n}} {{index}} {{role}}',
+      '{{ip}} {{hostname}} [{{private_ip}}] {{facts.ip}}',
+      '{{#if private_ip}}p{{else}}{{ip}}{{/if}}',
+      '{{#each (nodes "appserver")}}{{name}}={{ip}}:{{output "appserver" "port"}}/{{outputs.appserver.port}}{{#unless @last}},{{/unless}}{{/each}}',
+      '{{#with facts}}{{ip}}{{/with}} {{lookup facts "hostname"}}',
+    ]
+    for (const t of accepted) {
+      expect(checkTemplate(t, param)).toEqual([])
+      const a = renderTemplate(t, world, setupVars)
+      expect(renderTemplate(t, world, serverVars)).toBe(a)
+    }
   })
 })
