@@ -2,16 +2,12 @@
  * Live progress for long work over many items (nodes, node × step): listr2 in a terminal, plain
  * timestamped lines otherwise, NDJSON events with --json. Commands report; the view decides how.
  */
+import {createInterface} from 'node:readline/promises'
 import {Listr, type ListrTaskWrapper} from 'listr2'
 import {redact} from '../core/redact.js'
+import type {OperationUi, ProgressSink} from '../operations/ui.js'
 
-export interface Progress {
-  update(item: string, text: string): void
-  done(item: string, ok: boolean, text: string): void
-  /** Structured events for --json (ignored by the human views). */
-  event(event: Record<string, unknown>): void
-  finish(): Promise<void>
-}
+type Progress = ProgressSink
 
 export function progressView(items: string[], opts: {json: boolean; secrets: string[]}): Progress {
   if (opts.json) return new JsonProgress(opts.secrets)
@@ -113,5 +109,25 @@ class ListrProgress implements Progress {
     for (const [item, handle] of this.handles)
       if (!handle.outcome) this.done(item, true, handle.title?.replace(`${item}: `, '') ?? 'done')
     await this.running
+  }
+}
+
+/** The CLI's side of an operation: progress views, headings and notes, and questions on a terminal. */
+export function cliUi(opts: {json: boolean; secrets: string[]}): OperationUi {
+  return {
+    progress: (items) => progressView(items, opts),
+    heading: (text) => {
+      if (!opts.json) process.stdout.write(redact(text, opts.secrets) + '\n')
+    },
+    note: (text) => process.stderr.write(redact(text, opts.secrets) + '\n'),
+    confirm: async (question) => {
+      if (!process.stdin.isTTY) return undefined
+      const rl = createInterface({input: process.stdin, output: process.stderr})
+      try {
+        return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim())
+      } finally {
+        rl.close()
+      }
+    },
   }
 }

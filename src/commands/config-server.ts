@@ -1,19 +1,11 @@
 import {Command, Flags} from '@oclif/core'
 import {adminTokenFrom} from '../configserver/auth.js'
 import {startConfigServer} from '../configserver/server.js'
-
-/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all addresses). */
-export function parseListen(value: string): {host: string; port: number} {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value)
-  const port = Number(match?.[3])
-  if (!match || port > 65535)
-    throw new Error(`--listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:8470, 0.0.0.0:8470 or [::1]:8470`)
-  return {host: match[1] ?? (match[2] || '0.0.0.0'), port}
-}
+import {parseListen} from '../core/address.js'
 
 export default class ConfigServer extends Command {
   static summary = 'Run a standalone config server: nodes phone home to it and get their configuration.'
-  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON lines on stdout. State (SQLite, WAL) lives in --state and survives restarts. The admin token is read from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy so the address a node phones home from is taken from X-Forwarded-For.`
+  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON lines on stdout. State (SQLite, WAL) lives in --state and survives restarts. The admin token is read from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy (or --trusted-proxies) so the address a node phones home from is taken from X-Forwarded-For: the right-most address your proxies did not add, and only a literal IP.`
   static examples = [
     '<%= config.bin %> config-server --listen 0.0.0.0:8470 --state /var/lib/nodeset',
     '<%= config.bin %> config-server --listen 0.0.0.0:8443 --state /var/lib/nodeset --tls-cert cert.pem --tls-key key.pem',
@@ -24,8 +16,13 @@ export default class ConfigServer extends Command {
     'tls-cert': Flags.string({description: 'PEM certificate (chain) to serve HTTPS with.', dependsOn: ['tls-key']}),
     'tls-key': Flags.string({description: 'PEM private key of --tls-cert.', dependsOn: ['tls-cert']}),
     'trust-proxy': Flags.boolean({
-      description: 'Take client addresses from X-Forwarded-For (only behind your own proxy).',
+      description: 'Behind one proxy of your own: take the right-most X-Forwarded-For address as the client.',
       default: false,
+    }),
+    'trusted-proxies': Flags.string({
+      description:
+        'Behind several proxies: their count (2) or their addresses and ranges (10.0.0.5,10.1.0.0/16); the client is the right-most address not among them.',
+      exclusive: ['trust-proxy'],
     }),
     'admin-token-file': Flags.string({
       description: 'File holding the admin token (created with a new token when missing).',
@@ -47,7 +44,7 @@ export default class ConfigServer extends Command {
       stateDir: flags.state,
       ...(adminToken === undefined ? {} : {adminToken}),
       ...(flags['tls-cert'] && flags['tls-key'] ? {tls: {cert: flags['tls-cert'], key: flags['tls-key']}} : {}),
-      trustProxy: flags['trust-proxy'],
+      trustProxy: flags['trusted-proxies'] ?? flags['trust-proxy'],
       logger: true,
     }).catch((error: Error) => this.error(error.message, {exit: 1}))
     const tokenFile = flags['admin-token-file'] ?? server.adminTokenFile

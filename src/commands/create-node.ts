@@ -1,14 +1,10 @@
-import {Args, Flags} from '@oclif/core'
-import {trustOnFirstUseFlag} from '../cli/flags.js'
+import {Flags} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {UserError} from '../core/errors.js'
-import {progressView} from '../cli/progress.js'
-import {ConfigServerError} from '../configserver/client.js'
-import {DiagnosticsError} from '../core/diagnostics.js'
-import {openConfigServer} from '../operations/connect.js'
-import {openDeployment} from '../operations/deployment.js'
-import {BootTimeoutError, createNodes, type NodeRow} from '../operations/nodes.js'
-import {table} from '../plan/render.js'
+import {fileArg, trustOnFirstUseFlag, deploymentFlags} from '../cli/flags.js'
+import {createdTable, previewText} from '../cli/views.js'
+import {create} from '../operations/create.js'
+import {preview} from '../operations/preview.js'
+import {BootTimeoutError, type NodeRow} from '../operations/nodes.js'
 
 export default class CreateNode extends NodesetCommand {
   static summary = 'Create the nodes the nodeset file describes, boot them, and wait until each has phoned home.'
@@ -19,8 +15,9 @@ The file is checked first: a bad file creates nothing (exit code 2).`
     '<%= config.bin %> create-node examples/local.conf',
     '<%= config.bin %> create-node foobar.conf --prune --json',
   ]
-  static args = {file: Args.string({description: 'The nodeset file.', required: true})}
+  static args = {file: fileArg}
   static flags = {
+    ...deploymentFlags,
     'trust-on-first-use': trustOnFirstUseFlag,
     prune: Flags.boolean({
       description: 'Destroy nodes of this deployment that the file no longer has.',
@@ -31,6 +28,8 @@ The file is checked first: a bad file creates nothing (exit code 2).`
       default: true,
       allowNo: true,
     }),
+    'dry-run': Flags.boolean({description: 'Say what would be created and pruned; change nothing.', default: false}),
+    yes: Flags.boolean({char: 'y', description: 'With --prune: destroy without asking.', default: false}),
     'rollback-on-failure': Flags.boolean({
       description: 'When a node does not phone home in time, destroy the nodes this run created.',
       default: false,
@@ -39,75 +38,26 @@ The file is checked first: a bad file creates nothing (exit code 2).`
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(CreateNode)
-    const deployment = openDeployment(args.file, {trustOnFirstUse: flags['trust-on-first-use']})
-    this.secrets = deployment.nodeset.secrets
-    const {plan} = deployment.result
-    const progress = progressView(
-      plan.nodes.map((n) => n.name),
-      {json: flags.json, secrets: this.secrets},
-    )
-    const {operatorAddress} = await deployment.prepare()
-    const server = await openConfigServer(deployment.nodeset, deployment.workspace, operatorAddress)
-    this.secrets.push(server.adminToken)
-    let rows: NodeRow[]
-    try {
-      rows = await createNodes(
-        {
-          plan,
-          provider: deployment.provider,
-          server: server.client,
-          nodeUrl: server.nodeUrl,
-          hostKeys: deployment.hostKeys,
-          bootTimeoutSec: deployment.nodeset.general.bootTimeoutSec,
-          onEvent: (e) => {
-            progress.event(e)
-            if (e.type === 'plan') {
-              for (const n of e.missing) progress.update(n, 'creating')
-              for (const n of e.existing) progress.update(n, 'exists')
-              for (const n of e.extras)
-                this.note(`${n} is not in ${args.file}${flags.prune ? '; destroying it' : '; --prune destroys it'}`)
-            } else if (e.type === 'created')
-              progress.update(
-                e.node,
-                `created (${e.id}${e.address ? `, ${e.address}` : ''}), waiting for it to phone home`,
-              )
-            else if (e.type === 'phoned-home') progress.done(e.node, true, `phoned home from ${e.address ?? '?'}`)
-            else if (e.type === 'rolled-back') progress.done(e.node, false, 'rolled back')
-          },
-        },
-        {prune: flags.prune, wait: flags.wait, rollbackOnFailure: flags['rollback-on-failure']},
-      )
-      for (const r of rows) progress.done(r.name, true, r.phonedHome ? `phoned home from ${r.address ?? '?'}` : r.state)
-      await progress.finish()
-    } catch (error) {
-      await progress.finish()
-      if (error instanceof BootTimeoutError) {
-        this.printRows(error.rows, flags.json)
-        throw new UserError(error.message)
-      }
-      if (error instanceof ConfigServerError && error.diagnostics.length) throw new DiagnosticsError(error.diagnostics)
-      throw error
-    } finally {
-      await server.close()
+    const dep = this.openDeployment(args.file, flags)
+    if (flags['dry-run']) {
+      const p = await preview(dep)
+      return flags.json ? this.printJson({type: 'dry-run', ...p}) : this.print(previewText(p, {prune: flags.prune}))
     }
-    this.printRows(rows, flags.json)
+    const options = {
+      prune: flags.prune,
+      yes: flags.yes,
+      wait: flags.wait,
+      rollbackOnFailure: flags['rollback-on-failure'],
+    }
+    const rows = await create(dep, options).catch((error) => {
+      if (error instanceof BootTimeoutError) this.printRows(error.rows)
+      throw error
+    })
+    this.printRows(rows)
   }
 
-  private printRows(rows: NodeRow[], json: boolean): void {
-    if (json) return this.printJson({type: 'result', nodes: rows})
-    this.print(
-      '\n' +
-        table(
-          ['NODE', 'ROLE', 'ID', 'ADDRESS', 'STATE', 'PHONED HOME'],
-          rows.map((r) => [
-            r.name,
-            r.role,
-            r.id ?? '-',
-            r.address ?? '-',
-            r.createdNow ? `${r.state} (new)` : r.state,
-            r.phonedHome ?? 'no',
-          ]),
-        ),
-    )
+  private printRows(rows: NodeRow[]): void {
+    if (this.jsonMode) this.printJson({type: 'result', nodes: rows})
+    else this.print('\n' + createdTable(rows))
   }
 }

@@ -1,7 +1,7 @@
 import {Args} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
 import {loadPlan} from '../operations/load.js'
-import {DiagnosticsError} from '../core/diagnostics.js'
+import {DiagnosticsError, formatDiagnostic} from '../core/diagnostics.js'
 import {planJson, planText} from '../plan/render.js'
 
 export default class Plan extends NodesetCommand {
@@ -17,13 +17,17 @@ Exit codes: 0 the plan is good; 2 the file is refused (every problem is printed 
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Plan)
-    const {nodeset, result} = loadPlan(args.file)
+    const {nodeset, result, warnings} = loadPlan(args.file)
     this.secrets = nodeset.secrets
-    if (flags.json) this.printJson(planJson(nodeset, result))
-    else this.print(planText(nodeset, result))
-    if (result.analysis.problems.length > 0) {
-      if (flags.json) this.exit(2)
-      throw new DiagnosticsError(result.analysis.problems)
+    const {problems} = result.analysis
+    if (flags.json) {
+      const shape = problems.length ? {type: 'error', diagnostics: problems} : {type: 'plan'}
+      this.printJson({...shape, ...(planJson(nodeset, result) as object), warnings})
+      if (problems.length) this.exit(2)
+      return
     }
+    this.print(planText(nodeset, result))
+    for (const w of warnings) this.note(`warning: ${formatDiagnostic(w)}`)
+    if (problems.length > 0) throw new DiagnosticsError(problems)
   }
 }

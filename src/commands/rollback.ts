@@ -1,12 +1,11 @@
 import {Args, Flags} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
+import {fileArg, rolloutFlags, deploymentFlags} from '../cli/flags.js'
+import {deployTable} from '../cli/views.js'
 import {UserError} from '../core/errors.js'
-import {openDeployment} from '../operations/deployment.js'
-import {connectDeployment} from '../operations/deploy-context.js'
 import {RELEASE_ID_PATTERN} from '../deploy/release.js'
-import {deployOutcomes, deployTable, withAppContext} from '../operations/deploy-run.js'
-import {failureSummary, rollbackApp} from '../deploy/update.js'
-import {rolloutFlags} from './update.js'
+import {failureSummary} from '../deploy/update.js'
+import {rollback} from '../operations/deploy.js'
 
 export default class Rollback extends NodesetCommand {
   static summary = 'Go back to an earlier release of an app, staged like an update (the migration hook does not run).'
@@ -21,44 +20,28 @@ Data is not rolled back: the database stays as the newer release's migration lef
   ]
   static args = {
     app: Args.string({description: 'The app name (as the locations name it).', required: true}),
-    file: Args.string({description: 'The nodeset file.', required: true}),
+    file: fileArg,
   }
   static flags = {
+    ...deploymentFlags,
     ...rolloutFlags,
     to: Flags.string({description: 'The release to go back to (an id from nodeset releases).'}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Rollback)
-    if (flags.to && !RELEASE_ID_PATTERN.test(flags.to))
-      throw new UserError(
-        `--to ${flags.to} is not a release id (like 20250102T030405Z-1a2b3c4d): see nodeset releases ${args.app} ${args.file}`,
-        2,
-      )
-    const deployment = openDeployment(args.file)
-    this.secrets = [...deployment.nodeset.secrets]
-    const opened = await connectDeployment(deployment, this.secrets)
-    try {
-      const result = await withAppContext(
-        opened,
-        {file: args.file, app: args.app, services: [], json: flags.json, secrets: this.secrets, lock: true},
-        (ctx) =>
-          rollbackApp(ctx, flags.to, {
-            batchSize: flags['batch-size'],
-            healthTimeoutSec: flags['health-timeout'],
-            hookTimeoutSec: 60,
-          }),
-        deployOutcomes,
-      )
-      if (flags.json)
-        this.printJson({type: 'result', ...result, error: result.ok ? undefined : failureSummary(result, 'rollback')})
-      else this.print('\n' + deployTable(result))
-      if (!result.ok) {
-        if (!flags.json) this.note('\n' + failureSummary(result, 'rollback'))
-        this.exit(1)
-      }
-    } finally {
-      await opened.close()
+    const {file, rest} = this.nodesetFileAmong([args.app, args.file], 1)
+    const app = rest[0]
+    if (flags.to && !RELEASE_ID_PATTERN.test(flags.to)) {
+      const hint = `see nodeset releases ${app} ${file}`
+      throw new UserError(`--to ${flags.to} is not a release id (like 20250102T030405Z-1a2b3c4d): ${hint}`, 2)
     }
+    const options = {batchSize: flags['batch-size'], healthTimeoutSec: flags['health-timeout']}
+    const result = await rollback(this.openDeployment(file, flags), app, flags.to, options)
+    const error = result.ok ? undefined : failureSummary(result, 'rollback')
+    if (flags.json) this.printJson({type: 'result', ...result, error})
+    else this.print('\n' + deployTable(result))
+    if (error && !flags.json) this.note('\n' + error)
+    if (error) this.exit(1)
   }
 }

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 import path from 'node:path'
 import {NodesetCommand} from '../cli/base.js'
-import {table} from '../plan/render.js'
+import {servicesText} from '../cli/views.js'
 import {loadCatalog} from '../services/catalog.js'
 
 export default class Services extends NodesetCommand {
@@ -26,27 +26,7 @@ export default class Services extends NodesetCommand {
       roles: s.roles,
     }))
     if (flags.json) return this.printJson({services, problems})
-    this.print(
-      table(
-        ['SERVICE', 'PROVIDES', 'DESCRIPTION'],
-        services.map((s) => [s.name, s.provides.join(' ') || '-', s.description]),
-      ),
-    )
-    for (const s of services) {
-      const params = Object.entries(s.params)
-      if (params.length === 0) continue
-      this.print(`\n${s.name} params:`)
-      this.print(
-        table(
-          ['  PARAM', 'DEFAULT', 'DESCRIPTION'],
-          params.map(([name, p]) => [
-            `  ${name}`,
-            p.secret ? '(secret)' : p.default === undefined ? (p.required ? '(required)' : '-') : p.default || '""',
-            p.description,
-          ]),
-        ),
-      )
-    }
+    this.print(servicesText(services))
     for (const p of problems) this.note(`warning: ${p.message}`)
   }
 }

@@ -1,10 +1,8 @@
-import {Args, Flags} from '@oclif/core'
+import {Flags} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {UserError} from '../core/errors.js'
-import type {DeploymentStatus} from '../configserver/protocol.js'
-import {openConfigServer} from '../operations/connect.js'
-import {openDeployment} from '../operations/deployment.js'
-import {statusText} from '../operations/status.js'
+import {fileArg, deploymentFlags} from '../cli/flags.js'
+import {statusText} from '../cli/views.js'
+import {status} from '../operations/status.js'
 
 export default class Status extends NodesetCommand {
   static summary = "Show the deployment's state at the config server: every node, every service, what each waits for."
@@ -15,38 +13,20 @@ With --wait, returns when the deployment settles (exit 0) or fails (exit 1).`
     '<%= config.bin %> status examples/local.conf',
     '<%= config.bin %> status foobar.conf --wait --json',
   ]
-  static args = {file: Args.string({description: 'The nodeset file.', required: true})}
+  static args = {file: fileArg}
   static flags = {
+    ...deploymentFlags,
     wait: Flags.boolean({description: 'Wait until the deployment settles or fails.', default: false}),
     timeout: Flags.integer({description: 'With --wait: give up after this many seconds.', default: 3600}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Status)
-    const deployment = openDeployment(args.file)
-    this.secrets = deployment.nodeset.secrets
-    const {operatorAddress} = await deployment.prepare()
-    const server = await openConfigServer(deployment.nodeset, deployment.workspace, operatorAddress)
-    this.secrets.push(server.adminToken)
-    let status: DeploymentStatus
-    try {
-      status = await server.client.status()
-      const deadline = Date.now() + flags.timeout * 1000
-      while (flags.wait && status.state === 'pending' && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 1000))
-        status = await server.client.status()
-      }
-    } catch (error) {
-      if ((error as {status?: number}).status === 404)
-        throw new UserError(
-          `deployment ${deployment.result.plan.deployment} is not registered yet: run nodeset create-node ${args.file}`,
-        )
-      throw error
-    } finally {
-      await server.close()
-    }
-    if (flags.json) this.printJson(status)
-    else this.print(statusText(status))
-    if (flags.wait && status.state !== 'settled') this.exit(1)
+    const current = await status(this.openDeployment(args.file, flags), {
+      waitSec: flags.wait ? flags.timeout : undefined,
+    })
+    if (flags.json) this.printJson(current)
+    else this.print(statusText(current))
+    if (flags.wait && current.state !== 'settled') this.exit(1)
   }
 }

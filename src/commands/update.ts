@@ -1,20 +1,9 @@
-import {Args, Flags} from '@oclif/core'
+import {Args} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {openDeployment} from '../operations/deployment.js'
-import {readAppConfig} from '../deploy/appini.js'
-import {connectDeployment} from '../operations/deploy-context.js'
-import {deployOutcomes, deployTable, withAppContext} from '../operations/deploy-run.js'
-import {nodesetOffer} from '../deploy/targets.js'
-import {failureSummary, updateApp} from '../deploy/update.js'
-
-export const rolloutFlags = {
-  'batch-size': Flags.integer({description: 'Appservers switched at once after the first one.', default: 1, min: 1}),
-  'health-timeout': Flags.integer({
-    description: "Seconds an appserver has to answer 2xx on the app's health_check once restarted.",
-    default: 30,
-    min: 1,
-  }),
-}
+import {fileArg, forceReleaseFlag, hookTimeoutFlag, rolloutFlags, deploymentFlags} from '../cli/flags.js'
+import {deployTable} from '../cli/views.js'
+import {failureSummary} from '../deploy/update.js'
+import {appConfig, update} from '../operations/deploy.js'
 
 export default class Update extends NodesetCommand {
   static summary = 'Deploy a new release of an app to its appservers, staged and reversible.'
@@ -27,47 +16,33 @@ A bad app.ini is refused with file:line and a hint (exit code 2); nothing is cha
   ]
   static args = {
     app_dir: Args.string({description: 'The app directory (with app.ini).', required: true}),
-    file: Args.string({description: 'The nodeset file.', required: true}),
+    file: fileArg,
   }
   static flags = {
+    ...deploymentFlags,
     ...rolloutFlags,
-    'hook-timeout': Flags.integer({description: "Seconds the app's update_fetch may run.", default: 600, min: 1}),
+    'hook-timeout': hookTimeoutFlag,
+    force: forceReleaseFlag,
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Update)
-    const deployment = openDeployment(args.file)
-    this.secrets = [...deployment.nodeset.secrets]
-    const config = readAppConfig(args.app_dir, nodesetOffer(deployment.nodeset, deployment.result.plan))
-    const opened = await connectDeployment(deployment, this.secrets)
-    try {
-      const result = await withAppContext(
-        opened,
-        {
-          file: args.file,
-          app: config.appName,
-          services: config.services,
-          json: flags.json,
-          secrets: this.secrets,
-          lock: true,
-        },
-        (ctx) =>
-          updateApp(ctx, args.app_dir, config, {
-            batchSize: flags['batch-size'],
-            healthTimeoutSec: flags['health-timeout'],
-            hookTimeoutSec: flags['hook-timeout'],
-          }),
-        deployOutcomes,
-      )
-      if (flags.json)
-        this.printJson({type: 'result', ...result, error: result.ok ? undefined : failureSummary(result, 'update')})
-      else this.print('\n' + deployTable(result))
-      if (!result.ok) {
-        if (!flags.json) this.note('\n' + failureSummary(result, 'update'))
-        this.exit(1)
-      }
-    } finally {
-      await opened.close()
+    const {file, rest} = this.nodesetFileAmong([args.app_dir, args.file], 1)
+    const dep = this.openDeployment(file, flags)
+    const appDir = rest[0]
+    const options = {
+      batchSize: flags['batch-size'],
+      healthTimeoutSec: flags['health-timeout'],
+      hookTimeoutSec: flags['hook-timeout'],
+      force: flags.force,
     }
+    const result = await update(dep, appDir, appConfig(dep, appDir), options)
+    const error = result.ok ? undefined : failureSummary(result, 'update')
+    if (flags.json) this.printJson({type: 'result', ...result, error})
+    else if (result.unchanged)
+      this.print(`${result.app}: ${result.release} is current everywhere with this content; nothing to do`)
+    else this.print('\n' + deployTable(result))
+    if (error && !flags.json) this.note('\n' + error)
+    if (error) this.exit(1)
   }
 }

@@ -2,9 +2,11 @@
  * A release: the app directory as a gzipped tar, named by when it was made and what it holds
  * (`20250102T030405Z-1a2b3c4d`: sortable by time, the suffix the start of the archive's sha256).
  */
-import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
+import fs from 'node:fs'
+import path from 'node:path'
 import {gzipSync} from 'node:zlib'
+import tar from 'tar-stream'
 import {UserError} from '../core/errors.js'
 
 export const RELEASE_ID_PATTERN = /^\d{8}T\d{6}Z-[0-9a-f]{8}$/
@@ -30,59 +32,73 @@ export function releaseTime(id: string): Date | undefined {
   return m ? new Date(`${m[1]}-${m[2]}-${m[3]}T${m[4]}:${m[5]}:${m[6]}Z`) : undefined
 }
 
-/**
- * The tar arguments: version control directories and nodeset's own workspace left out, entries in
- * name order with root as owner and files readable by everyone (the app runs unprivileged and must
- * not be able to change its own code), so the same tree gives the same bytes.
- */
-export function tarArguments(appDir: string): string[] {
-  return [
-    '-C',
-    appDir,
-    '--exclude-vcs',
-    '--exclude=./.nodeset',
-    '--sort=name',
-    '--owner=0',
-    '--group=0',
-    '--numeric-owner',
-    '--mode=go-w,a+rX',
-    '-cf',
-    '-',
-    '.',
-  ]
+/** What is never part of a release: version control and nodeset's own workspace. */
+const LEFT_OUT = new Set(['.git', '.hg', '.svn', '.bzr', 'CVS', '.nodeset'])
+
+interface Entry {
+  name: string
+  kind: 'directory' | 'file' | 'symlink'
+  mode: number
+  content?: Buffer
+  target?: string
 }
 
-/** Pack APP_DIR (GNU tar, gzip by zlib: no time stamp in the header). */
+/**
+ * The app directory's entries in name order, each as a release holds it: owned by root, readable by
+ * everyone and writable by no one else (the app runs unprivileged and must not change its own code),
+ * with no time stamps, so the same content gives the same bytes, whenever and wherever it is packed.
+ */
+export function releaseEntries(appDir: string): Entry[] {
+  const entries: Entry[] = []
+  const walk = (dir: string, prefix: string) => {
+    for (const name of fs.readdirSync(dir).sort()) {
+      if (LEFT_OUT.has(name)) continue
+      const full = path.join(dir, name)
+      const rel = prefix + name
+      const stat = fs.lstatSync(full)
+      const executable = stat.isDirectory() || (stat.mode & 0o111) !== 0
+      const mode = (stat.mode & 0o7777 & ~0o022) | 0o444 | (executable ? 0o111 : 0)
+      if (stat.isSymbolicLink()) entries.push({name: rel, kind: 'symlink', mode: 0o777, target: fs.readlinkSync(full)})
+      else if (stat.isDirectory()) {
+        entries.push({name: `${rel}/`, kind: 'directory', mode})
+        walk(full, `${rel}/`)
+      } else if (stat.isFile()) entries.push({name: rel, kind: 'file', mode, content: fs.readFileSync(full)})
+    }
+  }
+  walk(appDir, './')
+  return entries
+}
+
+/** Pack APP_DIR as a gzipped tar (tar-stream, gzip by zlib: no time stamp in either). */
 export async function packRelease(appDir: string, createdAt = new Date()): Promise<ReleaseArchive> {
-  const tarball = await runTar(tarArguments(appDir))
-  const archive = gzipSync(tarball)
+  let entries: Entry[]
+  try {
+    entries = releaseEntries(appDir)
+  } catch (error) {
+    throw new UserError(`cannot pack ${appDir}: ${(error as Error).message}`, 2)
+  }
+  const archive = gzipSync(await tarOf(entries))
   const sha256 = createHash('sha256').update(archive).digest('hex')
   return {id: releaseId(createdAt, sha256), sha256, archive, createdAt}
 }
 
-function runTar(args: string[]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('tar', args, {stdio: ['ignore', 'pipe', 'pipe']})
-    const out: Buffer[] = []
-    let err = ''
-    child.stdout.on('data', (chunk: Buffer) => out.push(chunk))
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()))
-    child.on('error', (error: NodeJS.ErrnoException) =>
-      reject(
-        error.code === 'ENOENT'
-          ? new UserError(
-              'packing the app needs GNU tar on this machine: install it (apt-get install tar, or brew install gnu-tar and put it first in PATH)',
-            )
-          : error,
-      ),
-    )
-    child.on('close', (code) => {
-      if (code === 0) return resolve(Buffer.concat(out))
-      reject(
-        new UserError(
-          `tar could not pack ${args[1]}: ${err.trim().split('\n').slice(-3).join('; ')}${/unrecognized option|sort/.test(err) ? ' (nodeset needs GNU tar)' : ''}`,
-        ),
-      )
+async function tarOf(entries: Entry[]): Promise<Buffer> {
+  const pack = tar.pack()
+  const chunks: Buffer[] = []
+  const done = new Promise<Buffer>((resolve, reject) => {
+    pack.on('data', (chunk: unknown) => {
+      chunks.push(chunk as Buffer)
     })
+    pack.on('end', () => resolve(Buffer.concat(chunks)))
+    pack.on('error', reject)
   })
+  const epoch = new Date(0)
+  for (const e of entries) {
+    const header = {name: e.name, type: e.kind, mode: e.mode, uid: 0, gid: 0, mtime: epoch}
+    if (e.kind === 'symlink') pack.entry({...header, linkname: e.target})
+    else if (e.kind === 'file') pack.entry({...header, size: e.content!.length}, e.content!)
+    else pack.entry(header)
+  }
+  pack.finalize()
+  return done
 }

@@ -67,7 +67,7 @@ export interface RolloutPlan {
   runHook: boolean
 }
 
-export type NodeOutcome = 'activated' | 'not switched' | 'reverted' | 'deactivated' | 'revert failed'
+export type NodeOutcome = 'activated' | 'unchanged' | 'not switched' | 'reverted' | 'deactivated' | 'revert failed'
 
 export interface NodeResult {
   node: string

@@ -1,3 +1,4 @@
+// Over 300 lines: every shell script a deploy runs on a node, kept as one set that is read and tested together.
 /**
  * What `update`, `rollback` and `releases` run on nodes, as data: POSIX sh scripts built from
  * validated names and quoted values. They travel on the SSH channel's stdin (`sh -s`), never on a
@@ -13,7 +14,7 @@
  *   data/                 the app's own files (owned by the app's user), kept across releases
  */
 import {posix} from 'node:path'
-import {shellQuote} from '../ssh/shell.js'
+import {shellQuote} from '../core/quote.js'
 import {APP_NAME_PATTERN, type HookStep} from './appini.js'
 import {RELEASE_ID_PATTERN} from './release.js'
 
@@ -41,17 +42,13 @@ function checkId(id: string): string {
   return id
 }
 
-/** Always single-quoted, so nodeset-app can read a value back with sed. */
-function singleQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`
-}
-
 /** The app's environment file: KEY='value' lines, read by nodeset-app with `set -a; . env`. */
 export function envFile(vars: Record<string, string>): string {
   return Object.entries(vars)
     .map(([key, value]) => {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new Error(`environment variable name "${key}" is not valid`)
-      return `${key}=${singleQuote(value)}\n`
+      // Always single-quoted, so nodeset-app can read a value back with sed.
+      return `${key}=${shellQuote(value, {always: true})}\n`
     })
     .join('')
 }
@@ -213,7 +210,7 @@ for r in "$A"/releases/*; do
   [ -d "$r" ] || continue
   id=\${r##*/}
   case "$id" in *.partial) continue ;; esac
-  printf 'release %s %s %s\\n' "$id" "$(cat "$r/.nodeset/created" 2>/dev/null || echo -)" "$(cat "$r/.nodeset/health" 2>/dev/null || echo /)"
+  printf 'release %s %s %s\\n' "$id" "$(cat "$r/.nodeset/created" 2>/dev/null || echo -)" "$(cat "$r/.nodeset/health" 2>/dev/null || echo /)" "$(cat "$r/.nodeset/sha256" 2>/dev/null || echo -)"
 done
 if ${SUPERVISOR} status ${checkApp(app)} > /dev/null 2>&1; then echo 'running yes'; else echo 'running no'; fi
 `
@@ -223,14 +220,14 @@ export interface NodeReleases {
   current?: string
   /** Activated releases, oldest first. */
   history: string[]
-  releases: Array<{id: string; createdAt?: string; healthCheck: string}>
+  releases: Array<{id: string; createdAt?: string; healthCheck: string; sha256?: string}>
   running: boolean
 }
 
 export function parseListing(text: string): NodeReleases {
   const listing: NodeReleases = {history: [], releases: [], running: false}
   for (const line of text.split('\n')) {
-    const [kind, value = '', created, health] = line.trim().split(/\s+/)
+    const [kind, value = '', created, health, sha256] = line.trim().split(/\s+/)
     if (kind === 'current' && value) listing.current = value
     else if (kind === 'history' && value) listing.history.push(value)
     else if (kind === 'release' && RELEASE_ID_PATTERN.test(value))
@@ -238,6 +235,7 @@ export function parseListing(text: string): NodeReleases {
         id: value,
         createdAt: created && created !== '-' ? created : undefined,
         healthCheck: health?.startsWith('/') ? health : '/',
+        ...(sha256 && /^[0-9a-f]{64}$/.test(sha256) ? {sha256} : {}),
       })
     else if (kind === 'running') listing.running = value === 'yes'
   }

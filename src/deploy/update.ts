@@ -1,3 +1,4 @@
+// Over 300 lines: update, rollback and releases share one app's staging, listing and rollout steps.
 /**
  * `update`, `rollback` and `releases` over the appservers of one app:
  *   1. prepare the services the app needs (its database and user) and its settings;
@@ -41,6 +42,8 @@ export interface DeployContext {
 }
 
 export interface RolloutOptions {
+  /** update only: deploy even when the app's content equals the current release everywhere. */
+  force?: boolean
   batchSize: number
   healthTimeoutSec: number
   hookTimeoutSec: number
@@ -55,6 +58,8 @@ export interface DeployResult {
   nodes: NodeResult[]
   /** Releases deleted, per node. */
   pruned: Record<string, string[]>
+  /** Nothing was done: every appserver already runs a release with this content. */
+  unchanged?: boolean
 }
 
 const STAGE_CONCURRENCY = 8
@@ -92,6 +97,17 @@ export async function updateApp(
   const emit = emitter(ctx)
   const {targets} = ctx
   const app = config.appName
+  if (!opts.force) {
+    const current = await currentWithSameContent(ctx, appDir)
+    if (current) {
+      emit.phase(
+        'activate',
+        `${current} already has this content on every appserver: nothing to do (--force redeploys)`,
+      )
+      const nodes = targets.appservers.map((n) => unchangedNode(n.name, current))
+      return {app, release: current, ok: true, nodes, pruned: {}, unchanged: true}
+    }
+  }
   let staged: {release: ReleaseArchive; before: Map<string, NodeReleases>}
   try {
     staged = await prepareAndStage(ctx, appDir, config)
@@ -128,6 +144,21 @@ export async function updateApp(
   )
   const pruned = report.ok ? await prune(ctx, app, config.keepReleases) : {}
   return {app, release: release.id, ok: report.ok, failure: report.failure, nodes: report.nodes, pruned}
+}
+
+const unchangedNode = (node: string, release: string): NodeResult => ({
+  ...{node, before: release, target: release, release},
+  ...{outcome: 'unchanged', inRotation: true},
+})
+
+/** The current release when every appserver runs one whose archive has the content APP_DIR packs to. */
+async function currentWithSameContent(ctx: DeployContext, appDir: string): Promise<string | undefined> {
+  const {sha256} = await packRelease(appDir)
+  const listings = [...(await listReleases(ctx)).values()]
+  const currents = listings.map((l) => l.running && l.releases.find((r) => r.id === l.current))
+  const same = currents.every((r) => r && r.sha256 === sha256)
+  const ids = new Set(currents.map((r) => (r ? r.id : '')))
+  return same && ids.size === 1 && listings.length > 0 ? [...ids][0] : undefined
 }
 
 /** Phases 1 and 2: the app's services and settings, then the release on every appserver, not active. */

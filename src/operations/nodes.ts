@@ -3,6 +3,7 @@
  * exist, by their tags) with the plan, register the deployment with the config server, boot the
  * missing nodes with user data that phones home, and wait until they have.
  */
+import {UserError} from '../core/errors.js'
 import type {ConfigServerClient} from '../configserver/client.js'
 import type {DeploymentStatus} from '../configserver/protocol.js'
 import type {Plan, NodePlan} from '../plan/types.js'
@@ -68,7 +69,8 @@ export interface NodeRow {
   createdNow: boolean
 }
 
-export class BootTimeoutError extends Error {
+/** Some nodes did not phone home in time: the message says which and what to do; rows show every node. */
+export class BootTimeoutError extends UserError {
   constructor(
     message: string,
     readonly rows: NodeRow[],
@@ -81,7 +83,7 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
   const {plan, provider, server} = ctx
   const emit = ctx.onEvent ?? (() => undefined)
   const started = Date.now()
-  const records = await provider.list(plan.deployment)
+  const records = await provider.list()
   const rec = reconcile(plan, records)
   emit({
     type: 'plan',

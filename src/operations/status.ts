@@ -1,31 +1,66 @@
-/** The config server's report as a table: a row per service, the node's columns on its first row. */
+/** status and list-nodes: the deployment as the config server and the provider see it. */
 import type {DeploymentStatus} from '../configserver/protocol.js'
-import {table} from '../plan/render.js'
+import {UserError} from '../core/errors.js'
+import {reconcile} from './nodes.js'
+import type {OpenedDeployment} from './opened.js'
 
-export function statusText(status: DeploymentStatus): string {
-  const rows = status.instances.flatMap((i) =>
-    (i.services.length
-      ? i.services
-      : [
-          {
-            name: '-',
-            status: '-' as string,
-            waitingFor: undefined as string[] | undefined,
-            exitCode: undefined as number | undefined,
-          },
-        ]
-    ).map((s, k) => [
-      k === 0 ? i.id : '',
-      k === 0 ? (i.address ?? '-') : '',
-      k === 0 ? (i.lastContact ?? 'never') : '',
-      s.name,
-      s.status + (s.exitCode !== undefined ? ` (exit ${s.exitCode})` : ''),
-      s.waitingFor?.join('; ') ?? '',
-    ]),
-  )
-  return [
-    `deployment ${status.deployment}: ${status.state}${status.reason ? ` — ${status.reason}` : ''}`,
-    '',
-    table(['NODE', 'ADDRESS', 'LAST PHONE-HOME', 'SERVICE', 'STATE', 'WAITING FOR'], rows),
-  ].join('\n')
+export interface StatusOptions {
+  /** Return only when the deployment settles or fails, or this many seconds passed. */
+  waitSec?: number
+  /** How often to ask while waiting (ms). */
+  pollMs?: number
+}
+
+export async function status(dep: OpenedDeployment, opts: StatusOptions = {}): Promise<DeploymentStatus> {
+  const {client} = await dep.configServer({readOnly: true})
+  try {
+    let current = await client.status()
+    const deadline = Date.now() + (opts.waitSec ?? 0) * 1000
+    while (opts.waitSec !== undefined && current.state === 'pending' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, opts.pollMs ?? 1000))
+      current = await client.status()
+    }
+    return current
+  } catch (error) {
+    if ((error as {status?: number}).status === 404)
+      throw new UserError(`deployment ${dep.name} is not registered yet: run nodeset create-node ${dep.file}`)
+    throw error
+  }
+}
+
+export interface NodeListing {
+  name: string
+  role: string
+  id: string | null
+  address: string | null
+  state: string
+  lastPhoneHome: string | null
+  /** False for a node the file no longer has. */
+  planned: boolean
+}
+
+/** Every planned node (missing ones too) and every node the file no longer has, with its last phone-home. */
+export async function listNodes(dep: OpenedDeployment): Promise<NodeListing[]> {
+  const {plan} = dep
+  const records = await dep.provider.list()
+  let contacts = new Map<string, string | undefined>()
+  if (records.length > 0) {
+    try {
+      const server = await dep.configServer({readOnly: true})
+      contacts = new Map((await server.client.status()).instances.map((i) => [i.id, i.lastContact]))
+    } catch {
+      // A deployment never registered has no contacts yet.
+    }
+  }
+  const contact = (name: string) => contacts.get(name) ?? null
+  const planned = plan.nodes.map((n): NodeListing => {
+    const r = records.find((x) => x.name === n.name && x.state !== 'terminated')
+    const [id, address, state] = [r?.id ?? null, r?.address ?? null, r?.state ?? 'missing']
+    return {name: n.name, role: n.role, id, address, state, lastPhoneHome: contact(n.name), planned: true}
+  })
+  const extras = reconcile(plan, records).extras.map((r): NodeListing => ({
+    ...{name: r.name, role: r.role, id: r.id, address: r.address ?? null, state: r.state},
+    ...{lastPhoneHome: contact(r.name), planned: false},
+  }))
+  return [...planned, ...extras]
 }

@@ -19,8 +19,17 @@ export class Workspace {
 
   ensure(): this {
     fs.mkdirSync(this.dir, {recursive: true, mode: 0o700})
-    fs.chmodSync(path.dirname(this.dir), 0o700)
+    const top = path.dirname(this.dir)
+    fs.chmodSync(top, 0o700)
+    // It holds a private key and tokens: never to be committed by accident.
+    const ignore = path.join(top, '.gitignore')
+    if (!fs.existsSync(ignore)) fs.writeFileSync(ignore, '*\n', {mode: 0o600})
     return this
+  }
+
+  /** Whether any command has kept state for this deployment here. */
+  exists(): boolean {
+    return fs.existsSync(this.dir)
   }
 
   get configServerDir(): string {

@@ -9,7 +9,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {openConfigServer} from '../../src/operations/connect.js'
-import {openDeployment} from '../../src/operations/deployment.js'
+import {open} from '../../src/operations/opened.js'
 import {BootTimeoutError, createNodes} from '../../src/operations/nodes.js'
 import type {NodeRequest, Provider} from '../../src/providers/provider.js'
 import {mustRunLocalNodes, ROOT, runCli, sshRun} from '../helpers/cli.js'
@@ -114,23 +114,31 @@ describe.runIf(await mustRunLocalNodes())('create-node on local nodes', () => {
     expect(kept.code, kept.stderr).toBe(0)
     expect(kept.stderr).toContain('app2.create.test is not in')
     expect(namespaces()).toContain('app3-create-test')
-    const pruned = await runCli(['create-node', base, '--prune', '--json'])
+    const refused = await runCli(['create-node', base, '--prune', '--json'])
+    // Without a terminal, pruning needs --yes: nothing is destroyed.
+    expect(refused.code).toBe(1)
+    expect(refused.stdout).toContain('pass --yes')
+    expect(namespaces()).toContain('app3-create-test')
+    const pruned = await runCli(['create-node', base, '--prune', '--yes', '--json'])
     expect(pruned.code, pruned.stderr).toBe(0)
     expect(namespaces()).not.toMatch(/app[23]-create-test/)
     expect(namespaces()).toMatch(/app1-create-test/)
   })
 
   it('fails when a node does not phone home by boot_timeout, and rolls back what the run created', async () => {
-    const deployment = openDeployment(scaled)
+    const deployment = open(scaled)
     // A real node whose user data never phones home: the run must give up at the deadline.
+    const real = deployment.provider
     const silent: Provider = {
-      name: 'local',
-      create: (requests: NodeRequest[]) =>
-        deployment.provider.create(requests.map((r) => ({...r, userData: '#!/bin/sh\nexit 0\n'}))),
-      list: (dep) => deployment.provider.list(dep),
-      destroy: (nodes) => deployment.provider.destroy(nodes),
+      kind: real.kind,
+      prepare: () => real.prepare(),
+      create: (requests: NodeRequest[]) => real.create(requests.map((r) => ({...r, userData: '#!/bin/sh\nexit 0\n'}))),
+      list: () => real.list(),
+      destroy: (nodes) => real.destroy(nodes),
+      sshTarget: (node) => real.sshTarget(node),
+      hostKeyPolicy: () => real.hostKeyPolicy(),
     }
-    const {operatorAddress} = await deployment.prepare()
+    const {operatorAddress} = await deployment.provider.prepare()
     const server = await openConfigServer(deployment.nodeset, deployment.workspace, operatorAddress)
     const started = Date.now()
     try {
@@ -154,7 +162,7 @@ describe.runIf(await mustRunLocalNodes())('create-node on local nodes', () => {
       await server.close()
     }
     expect(namespaces()).not.toMatch(/app[23]-create-test/)
-    const remaining = await deployment.provider.list('create-test')
+    const remaining = await deployment.provider.list()
     expect(remaining.map((r) => r.name).sort()).toEqual(['app1.create.test', 'db1.create.test'])
   })
 })

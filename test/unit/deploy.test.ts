@@ -29,7 +29,7 @@ import {generatePassword} from '../../src/deploy/services.js'
 import {resolveTargets} from '../../src/deploy/targets.js'
 import {entryUrls} from '../../src/operations/up.js'
 import {failureSummary, rollbackTarget} from '../../src/deploy/update.js'
-import {releaseRows} from '../../src/commands/releases.js'
+import {releaseRows} from '../../src/operations/deploy.js'
 import type {NodeRecord} from '../../src/providers/provider.js'
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-deploy-unit-'))
@@ -91,6 +91,9 @@ describe('releases', () => {
     expect(listing).toMatch(/^-rw-r--r-- 0\/0 .* \.\/lib\/secret-mode\.js$/m)
     expect(listing).toContain('./app.ini')
     expect(listing).not.toMatch(/\.git|\.nodeset/)
+    // Only content counts: touching a file (a fresh checkout, a copy) packs the same bytes.
+    fs.utimesSync(path.join(app, 'app.ini'), new Date('2030-01-01'), new Date('2030-01-01'))
+    expect((await packRelease(app)).sha256).toBe(one.sha256)
     fs.writeFileSync(path.join(app, 'app.ini'), '[production]\n# changed\n')
     expect((await packRelease(app)).sha256).not.toBe(one.sha256)
   })
