@@ -9,11 +9,15 @@ import {ConfigServerError} from '../configserver/client.js'
 import {Ec2Error} from '../providers/ec2-errors.js'
 import {HostKeyError} from '../ssh/hostkeys.js'
 import {SshKeyError} from '../ssh/login.js'
-import {SshAuthError, SshUnreachableError} from '../ssh/ssh.js'
+import {SshConfigError} from '../ssh/config.js'
+import {JumpForwardError, SshAuthError, SshUnreachableError} from '../ssh/ssh.js'
 import {cliUi} from './progress.js'
 
 /** Errors that say what went wrong and what to do, like a UserError: printed as a message, not a trace. */
-const REPORTABLE = [HostKeyError, SshKeyError, SshAuthError, SshUnreachableError, Ec2Error, ConfigServerError]
+const REPORTABLE = [
+  ...[HostKeyError, SshKeyError, SshAuthError, SshUnreachableError, SshConfigError, JumpForwardError],
+  ...[Ec2Error, ConfigServerError],
+]
 const isReportable = (error: Error) => REPORTABLE.some((kind) => error instanceof kind)
 
 /**

@@ -5,14 +5,20 @@ import {parseListen} from '../core/address.js'
 
 export default class ConfigServer extends Command {
   static summary = 'Run a standalone config server: nodes phone home to it and get their configuration.'
-  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON lines on stdout. State (SQLite, WAL) lives in --state and survives restarts. The admin token is read from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy (or --trusted-proxies) so the address a node phones home from is taken from X-Forwarded-For: the right-most address your proxies did not add, and only a literal IP.`
+  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON lines on stdout. State lives in --state (SQLite, WAL) or, for several replicas behind a load balancer, in one PostgreSQL database (--store postgresql://…, with --admin-token-file); it survives restarts. The admin token is read from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy (or --trusted-proxies) so the address a node phones home from is taken from X-Forwarded-For: the right-most address your proxies did not add, and only a literal IP.`
   static examples = [
     '<%= config.bin %> config-server --listen 0.0.0.0:8470 --state /var/lib/nodeset',
     '<%= config.bin %> config-server --listen 0.0.0.0:8443 --state /var/lib/nodeset --tls-cert cert.pem --tls-key key.pem',
+    '<%= config.bin %> config-server --listen 0.0.0.0:8470 --store postgresql://nodeset@db.internal/nodeset --admin-token-file /etc/nodeset/admin-token',
   ]
   static flags = {
     listen: Flags.string({description: 'Address and port to listen on (HOST:PORT).', default: '127.0.0.1:8470'}),
-    state: Flags.string({description: 'Directory of the server state (created, mode 0700).', required: true}),
+    state: Flags.string({description: 'Directory of the server state (created, mode 0700).'}),
+    store: Flags.string({
+      description:
+        'Where the state is: sqlite:DIR (the same as --state DIR) or a postgresql://USER@HOST:PORT/DB URL that replicas share (needs --admin-token-file).',
+      exactlyOne: ['state', 'store'],
+    }),
     'tls-cert': Flags.string({description: 'PEM certificate (chain) to serve HTTPS with.', dependsOn: ['tls-key']}),
     'tls-key': Flags.string({description: 'PEM private key of --tls-cert.', dependsOn: ['tls-cert']}),
     'trust-proxy': Flags.boolean({
@@ -41,7 +47,8 @@ export default class ConfigServer extends Command {
     }
     const server = await startConfigServer({
       listen,
-      stateDir: flags.state,
+      ...(flags.state ? {stateDir: flags.state} : {}),
+      ...(flags.store ? {store: flags.store} : {}),
       ...(adminToken === undefined ? {} : {adminToken}),
       ...(flags['tls-cert'] && flags['tls-key'] ? {tls: {cert: flags['tls-cert'], key: flags['tls-key']}} : {}),
       trustProxy: flags['trusted-proxies'] ?? flags['trust-proxy'],

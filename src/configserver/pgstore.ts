@@ -1,3 +1,4 @@
+// Over 300 lines: the batched commits, the listening connection and the store methods share one queue and one pool.
 /**
  * The PostgreSQL store: replicas of the config server share one database. Writes queued in the same
  * turn of the event loop commit in one transaction (each op in its own savepoint, so a failing op
@@ -216,11 +217,7 @@ export class PgStore implements StateStore {
       client.release()
     } catch (error) {
       client?.release(true)
-      const failure = Object.assign(new Error(`the write to ${this.where} failed: ${(error as Error).message}`), {
-        code: 'POSTGRES_UNAVAILABLE',
-        cause: error,
-      })
-      for (const item of batch) item.reject(failure)
+      for (const item of batch) item.reject(this.unavailable('the write', error))
       return
     }
     batch.forEach((item, i) => {
@@ -255,9 +252,19 @@ export class PgStore implements StateStore {
     }
   }
 
+  /** The database failing underneath: answered 503 (app.ts), with the cause in the log. */
+  private unavailable(what: string, error: unknown): Error {
+    return Object.assign(new Error(`${what} to ${this.where} failed: ${(error as Error).message}`), {
+      code: 'POSTGRES_UNAVAILABLE',
+      cause: error,
+    })
+  }
+
   /** A read that sees one snapshot. */
   private async read<T>(op: (client: pg.ClientBase) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect()
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw this.unavailable('a read', error)
+    })
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY')
       const value = await op(client)
@@ -327,7 +334,9 @@ export class PgStore implements StateStore {
   }
 
   async authFailure(keys: string[], now: number, limit: number, windowMs: number): Promise<number> {
-    const client = await this.pool.connect()
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw this.unavailable('counting a failed authentication', error)
+    })
     try {
       return await pgWrites.authFailure(client, keys, now, limit, windowMs)
     } finally {

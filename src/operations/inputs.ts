@@ -185,13 +185,12 @@ export async function collectInputs(dep: InputsDeployment, opts: CollectOptions 
   return inputs
 }
 
+function sameRole(input: PlanInput, target: string): boolean {
+  return target === input.section || (roleOfSection(target) ?? target) === input.role
+}
+
 function matches(input: PlanInput, given: GivenValue): boolean {
-  const role = roleOfSection(given.target) ?? given.target
-  return (
-    (given.target === input.section || role === input.role) &&
-    given.service === input.service &&
-    given.param === input.param
-  )
+  return sameRole(input, given.target) && given.service === input.service && given.param === input.param
 }
 
 /** Why a given value has nowhere to go: the param is set by the file, or there is no such param. */
@@ -213,7 +212,11 @@ function notAwaited(dep: InputsDeployment, given: GivenValue): Diagnostic {
       hint: `to give it at launch, write "${given.service}.${given.param} = ${INPUT_MARKER}" in its role's section of ${dep.file}`,
     }
   }
-  const guess = didYouMean(key, awaited)
+  // A guess is written the way the role was: `app.probe.db_host` for `app.probe.db_hots`.
+  const written = dep.result.inputs.map((i) =>
+    sameRole(i, given.target) ? `${given.target}.${i.service}.${i.param}` : i.key,
+  )
+  const guess = didYouMean(key, written)
   return {
     message: `${lead}${key} names no param of ${dep.file}`,
     ...where,

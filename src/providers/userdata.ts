@@ -44,12 +44,28 @@ function agentTemplate(): Handlebars.TemplateDelegate {
     const hb = Handlebars.create()
     // Always quoted: the settings at the top of the agent stay one plain `NAME='value'` form.
     hb.registerHelper('sh', (value: unknown) => shellQuote(String(value ?? ''), {always: true}))
-    compiled = hb.compile(readFileSync(new URL('userdata/agent.sh.hbs', templatesDir), 'utf8'), {
+    compiled = hb.compile(compactScript(readFileSync(new URL('userdata/agent.sh.hbs', templatesDir), 'utf8')), {
       noEscape: true,
       strict: true,
     })
   }
   return compiled
+}
+
+/**
+ * A shell script without its comment lines, blank lines and indentation, past its opening comment
+ * (which says what it is): the agent must fit EC2's 16 KB of user data. Sound for scripts whose
+ * multi-line quoted strings are awk programs (no heredocs), as the agent's are.
+ */
+export function compactScript(text: string): string {
+  if (/<<-?\s*['"]?[A-Za-z_]/.test(text)) throw new Error('compactScript cannot keep a heredoc intact')
+  const lines = text.split('\n')
+  const header = lines.findIndex((line) => !line.startsWith('#'))
+  const body = lines
+    .slice(header)
+    .map((line) => line.replace(/^\s+/, ''))
+    .filter((line) => line !== '' && !line.startsWith('#'))
+  return [...lines.slice(0, header), ...body, ''].join('\n')
 }
 
 /** Render the agent for one node; throws on values that could not be carried safely, or when too big. */
@@ -66,7 +82,7 @@ export function renderUserData(opts: UserDataOptions): string {
     pin: opts.serverPubkeySha256 ?? '',
     deadline: opts.bootDeadlineSec ?? DEFAULT_BOOT_DEADLINE_SEC,
     extraFacts,
-    hostsMerge: hostsMergeScript(opts.deployment),
+    hostsMerge: compactScript(hostsMergeScript(opts.deployment)),
   })
   checkUserDataSize(opts.node, text)
   return text

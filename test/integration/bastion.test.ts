@@ -271,7 +271,7 @@ describe.skipIf(skip)('a node reachable only through a bastion', () => {
 
     writeFileSync(knownHosts, '')
     await expect(connect(target, options())).rejects.toThrow(
-      /Host key of jump host bastion at 10\.97\.1\.2 is unknown: SHA256:.*nodeset trusts a jump host only by your known_hosts/,
+      /Host key of jump host bastion at 10\.97\.1\.2 is unknown: SHA256:[\s\S]*nodeset trusts a jump host only by your known_hosts/,
     )
     expect([bastion.logins(), node.logins()]).toEqual([bastionBefore, nodeBefore])
     trustBastion(bastion.hostKeyLine)

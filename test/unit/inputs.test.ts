@@ -266,13 +266,17 @@ describe('collecting the inputs', () => {
       return 'x'
     }
     const error = await refusal(
-      collectInputs(dep, {sets: ['service:mysql.mysql.port=1', 'role:app.probe.db_hots=1', 'nobody.x.y=1'], ask}),
+      collectInputs(dep, {
+        sets: ['service:mysql.mysql.port=1', 'role:app.probe.db_hots=1', 'app.launch.greting=1', 'nobody.x.y=1'],
+        ask,
+      }),
     )
     expect(error).toBeInstanceOf(DiagnosticsError)
     expect((error as DiagnosticsError).diagnostics.map(formatDiagnostic)).toEqual([
       `--set service:mysql.mysql.port: service:mysql.mysql.port is not given at launch: its value is set at ${main}:13\n` +
         '  hint: to give it at launch, write "mysql.port = {{input}}" in its role\'s section of launch.conf',
       '--set role:app.probe.db_hots: role:app.probe.db_hots names no param of launch.conf\n  hint: did you mean role:app.probe.db_host?',
+      '--set app.launch.greting: app.launch.greting names no param of launch.conf\n  hint: did you mean app.launch.greeting?',
       '--set nobody.x.y: nobody.x.y names no param of launch.conf\n' +
         '  hint: the params given at launch: role:app.probe.db_host, role:app.launch.greeting, role:app.launch.api_token, service:mysql.mysql.admin_password',
     ])
