@@ -1,6 +1,17 @@
 import {Args, Flags} from '@oclif/core'
 
 /** The nodeset file argument every deployment command takes. */
+/** Params given at launch (create-node, setup-node, up): collectInputs in src/operations/inputs.ts. */
+export const inputFlags = {
+  set: Flags.string({
+    description: 'A param given at launch: ROLE.SERVICE.PARAM=VALUE, ROLE as the section of the file (repeatable).',
+    multiple: true,
+  }),
+  values: Flags.string({
+    description: 'A file of params given at launch: [ROLE] sections of SERVICE.PARAM = value lines.',
+  }),
+}
+
 export const fileArg = Args.string({description: 'The nodeset file.', required: true})
 
 /** For static servers whose host key is in no known_hosts file: pin the key they offer on first contact. */

@@ -120,6 +120,22 @@ export function cliUi(opts: {json: boolean; secrets: string[]}): OperationUi {
       if (!opts.json) process.stdout.write(redact(text, opts.secrets) + '\n')
     },
     note: (text) => process.stderr.write(redact(text, opts.secrets) + '\n'),
+    ask: async (question, {secret}) => {
+      if (!process.stdin.isTTY) return undefined
+      const rl = createInterface({input: process.stdin, output: process.stderr, terminal: true})
+      // A secret is not echoed: once the question is shown, what the user types is not written back.
+      let muted = false
+      const output = rl as unknown as {_writeToOutput(text: string): void}
+      const write = output._writeToOutput.bind(rl)
+      output._writeToOutput = (text) => (muted && !text.includes('\n') ? undefined : write(text))
+      try {
+        const answer = rl.question(`${question}: `)
+        muted = secret
+        return (await answer).trim() || undefined
+      } finally {
+        rl.close()
+      }
+    },
     confirm: async (question) => {
       if (!process.stdin.isTTY) return undefined
       const rl = createInterface({input: process.stdin, output: process.stderr})

@@ -131,11 +131,11 @@ export function execText(outcomes: Array<{node: string; code: number; error?: st
 /** A dry run, one line per kind of change. */
 export function previewText(
   p: {deployment: string; exist: string[]; create: string[]; extra: string[]; steps: Array<{node: string}>},
-  opts: {prune: boolean; apps?: string[]},
+  opts: {prune: boolean; apps?: string[]; title?: string},
 ): string {
   const list = (names: string[]) => names.join(', ') || 'none'
   const lines = [
-    `dry run of ${p.deployment}: nothing was changed`,
+    opts.title ?? `dry run of ${p.deployment}: nothing was changed`,
     `  exist:          ${list(p.exist)}`,
     `  would create:   ${list(p.create)}`,
     opts.prune

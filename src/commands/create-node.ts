@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {fileArg, trustOnFirstUseFlag, deploymentFlags} from '../cli/flags.js'
+import {fileArg, inputFlags, trustOnFirstUseFlag, deploymentFlags} from '../cli/flags.js'
 import {createdTable, previewText} from '../cli/views.js'
 import {create} from '../operations/create.js'
 import {preview} from '../operations/preview.js'
@@ -19,6 +19,7 @@ The file is checked first: a bad file creates nothing (exit code 2).`
   static flags = {
     ...deploymentFlags,
     'trust-on-first-use': trustOnFirstUseFlag,
+    ...inputFlags,
     prune: Flags.boolean({
       description: 'Destroy nodes of this deployment that the file no longer has.',
       default: false,
@@ -44,6 +45,8 @@ The file is checked first: a bad file creates nothing (exit code 2).`
       return flags.json ? this.printJson({type: 'dry-run', ...p}) : this.print(previewText(p, {prune: flags.prune}))
     }
     const options = {
+      sets: flags.set ?? [],
+      valuesFile: flags.values,
       prune: flags.prune,
       yes: flags.yes,
       wait: flags.wait,

@@ -1,6 +1,8 @@
 import {Args} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
+import {previewText} from '../cli/views.js'
 import {loadPlan} from '../operations/load.js'
+import {existingState} from '../operations/preview.js'
 import {DiagnosticsError, formatDiagnostic} from '../core/diagnostics.js'
 import {planJson, planText} from '../plan/render.js'
 
@@ -17,16 +19,19 @@ Exit codes: 0 the plan is good; 2 the file is refused (every problem is printed 
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Plan)
-    const {nodeset, result, warnings} = loadPlan(args.file)
+    const loaded = loadPlan(args.file)
+    const {nodeset, result, warnings} = loaded
+    const state = await existingState(args.file, loaded)
     this.secrets = nodeset.secrets
     const {problems} = result.analysis
     if (flags.json) {
       const shape = problems.length ? {type: 'error', diagnostics: problems} : {type: 'plan'}
-      this.printJson({...shape, ...(planJson(nodeset, result) as object), warnings})
+      this.printJson({...shape, ...(planJson(nodeset, result) as object), warnings, ...(state ? {state} : {})})
       if (problems.length) this.exit(2)
       return
     }
     this.print(planText(nodeset, result))
+    if (state) this.print('\n' + previewText(state, {prune: false, title: `${state.deployment} now`}))
     for (const w of warnings) this.note(`warning: ${formatDiagnostic(w)}`)
     if (problems.length > 0) throw new DiagnosticsError(problems)
   }

@@ -1,6 +1,6 @@
 import {Flags} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {fileArg, trustOnFirstUseFlag, deploymentFlags} from '../cli/flags.js'
+import {fileArg, inputFlags, trustOnFirstUseFlag, deploymentFlags} from '../cli/flags.js'
 import {setupText} from '../cli/views.js'
 import {DEFAULT_CONCURRENCY, failedSteps, setup} from '../operations/setup.js'
 import {DEFAULT_SETUP_TIMEOUT_SEC} from '../setup/runner.js'
@@ -19,6 +19,7 @@ A failing step is reported with the end of its output; what depends on it is "bl
   static flags = {
     ...deploymentFlags,
     'trust-on-first-use': trustOnFirstUseFlag,
+    ...inputFlags,
     concurrency: Flags.integer({
       description: 'Steps run at once, across nodes.',
       default: DEFAULT_CONCURRENCY,
@@ -42,6 +43,8 @@ A failing step is reported with the end of its output; what depends on it is "bl
     const {args, flags} = await this.parse(SetupNode)
     const dep = this.openDeployment(args.file, flags)
     const options = {
+      sets: flags.set ?? [],
+      valuesFile: flags.values,
       concurrency: flags.concurrency,
       force: flags.force,
       timeoutSec: flags.timeout,

@@ -1,6 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
-import {fileArg, forceReleaseFlag, hookTimeoutFlag, rolloutFlags, deploymentFlags} from '../cli/flags.js'
+import {fileArg, inputFlags, forceReleaseFlag, hookTimeoutFlag, rolloutFlags, deploymentFlags} from '../cli/flags.js'
 import {deployTable, previewText} from '../cli/views.js'
 import {appConfig} from '../operations/deploy.js'
 import {preview} from '../operations/preview.js'
@@ -21,6 +21,7 @@ export default class Up extends NodesetCommand {
   static flags = {
     ...deploymentFlags,
     ...rolloutFlags,
+    ...inputFlags,
     'hook-timeout': hookTimeoutFlag,
     force: forceReleaseFlag,
     'dry-run': Flags.boolean({
@@ -41,6 +42,8 @@ export default class Up extends NodesetCommand {
         : this.print(previewText(p, {prune: false, apps}))
     }
     const options = {
+      sets: flags.set ?? [],
+      valuesFile: flags.values,
       batchSize: flags['batch-size'],
       healthTimeoutSec: flags['health-timeout'],
       hookTimeoutSec: flags['hook-timeout'],

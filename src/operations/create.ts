@@ -2,11 +2,12 @@
 import {ConfigServerError} from '../configserver/client.js'
 import {DiagnosticsError} from '../core/diagnostics.js'
 import {confirmOrRefuse} from './destroy.js'
+import {collectInputs, type InputOptions} from './inputs.js'
 import {createNodes, reconcile, type NodeEvent, type NodeRow} from './nodes.js'
 import type {OpenedDeployment} from './opened.js'
 import type {ProgressSink} from './ui.js'
 
-export interface CreateOptions {
+export interface CreateOptions extends InputOptions {
   /** Destroy nodes of the deployment that the file no longer has. */
   prune?: boolean
   /** Wait until every node has phoned home (default true). */
@@ -18,6 +19,8 @@ export interface CreateOptions {
 }
 
 export async function create(dep: OpenedDeployment, opts: CreateOptions = {}): Promise<NodeRow[]> {
+  // Before anything is prepared or created: a missing value stops the command here (exit 2).
+  const inputs = opts.inputs ?? (await collectInputs(dep, {...opts, ask: dep.ui.ask?.bind(dep.ui)}))
   if (opts.prune && !opts.yes) {
     const {extras} = reconcile(dep.plan, await dep.provider.list())
     if (extras.length) await confirmOrRefuse(dep, `Destroy ${extras.map((r) => r.name).join(', ')}?`, '--yes')
@@ -32,6 +35,7 @@ export async function create(dep: OpenedDeployment, opts: CreateOptions = {}): P
         server: server.client,
         nodeUrl: server.nodeUrl,
         hostKeys: dep.hostKeys,
+        inputs,
         bootTimeoutSec: dep.nodeset.general.bootTimeoutSec,
         onEvent: (event) => showCreateEvent(dep, progress, event, opts),
       },

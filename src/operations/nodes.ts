@@ -11,6 +11,7 @@ import type {NodeRecord, NodeRequest, Provider} from '../providers/provider.js'
 import {renderUserData} from '../providers/userdata.js'
 import {HostKeyStore} from '../ssh/hostkeys.js'
 import {registrationFor} from '../configserver/registration.js'
+import type {Inputs} from '../plan/types.js'
 
 export interface Reconciliation {
   missing: NodePlan[]
@@ -48,6 +49,8 @@ export interface CreateContext {
   nodeUrl: string
   hostKeys: HostKeyStore
   bootTimeoutSec: number
+  /** Values of the params given at launch (collectInputs). */
+  inputs?: Inputs
   onEvent?: (event: NodeEvent) => void
 }
 
@@ -93,7 +96,9 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
   })
 
   // No start-up deadline yet: booting has its own (boot_timeout, below); setup-node sets one for the services.
-  const {tokens} = await server.register(registrationFor(plan, {reissueTokens: rec.missing.map((n) => n.name)}))
+  const {tokens} = await server.register(
+    registrationFor(plan, {reissueTokens: rec.missing.map((n) => n.name), inputs: ctx.inputs}),
+  )
   emit({type: 'registered', deployment: plan.deployment})
 
   const requests: NodeRequest[] = rec.missing.map((node) => {

@@ -5,13 +5,14 @@ import {setupVars} from '../plan/vars.js'
 import type {NodeRecord} from '../providers/provider.js'
 import {DEFAULT_SETUP_TIMEOUT_SEC, setupNodes, StepMatrix, type StepReport} from '../setup/runner.js'
 import {applyOperatorEtcHosts} from './etchosts.js'
+import {collectInputs, type InputOptions} from './inputs.js'
 import type {OpenedDeployment} from './opened.js'
 import {silentUi} from './ui.js'
 
 /** Steps run at once, across nodes. */
 export const DEFAULT_CONCURRENCY = 16
 
-export interface SetupOptions {
+export interface SetupOptions extends InputOptions {
   concurrency?: number
   /** Run every step even when unchanged. */
   force?: boolean
@@ -29,11 +30,14 @@ export async function setup(dep: OpenedDeployment, opts: SetupOptions = {}): Pro
     throw new UserError(
       `these nodes do not exist yet: ${missing.join(', ')}; run nodeset create-node ${dep.file} first`,
     )
+  const inputs = opts.inputs ?? (await collectInputs(dep, {...opts, ask: dep.ui.ask?.bind(dep.ui)}))
   const server = await dep.configServer()
   // Registering again keeps the config server's params in step with the file, and starts the
   // deployment's start-up deadline for this run; facts, outputs and tokens of existing nodes stay.
-  await server.client.register(registrationFor(plan, {startupTimeoutSec: opts.timeoutSec ?? DEFAULT_SETUP_TIMEOUT_SEC}))
-  const reports = await runSetup(dep, records, opts, false)
+  await server.client.register(
+    registrationFor(plan, {startupTimeoutSec: opts.timeoutSec ?? DEFAULT_SETUP_TIMEOUT_SEC, inputs}),
+  )
+  const reports = await runSetup(dep, records, {...opts, inputs}, false)
   if (opts.etcHosts) applyOperatorEtcHosts(plan.deployment, (await server.client.state()).instances)
   return reports
 }
@@ -67,6 +71,7 @@ async function runSetup(dep: OpenedDeployment, records: NodeRecord[], opts: Setu
       force: opts.force ?? false,
       startupTimeoutSec: opts.timeoutSec,
       secrets: dep.secrets,
+      inputs: opts.inputs ?? {},
       wiringOnly,
       onEvent: (e) => {
         progress.event({...e})

@@ -7,6 +7,7 @@ import {UserError} from '../core/errors.js'
 import {appLocation} from '../deploy/targets.js'
 import {failureSummary, type DeployResult} from '../deploy/update.js'
 import {create} from './create.js'
+import {collectInputs, type InputOptions} from './inputs.js'
 import {appConfig, update, type DeployOptions} from './deploy.js'
 import type {OpenedDeployment} from './opened.js'
 import {failedSteps, setup} from './setup.js'
@@ -19,17 +20,23 @@ export interface UpResult {
   nothingChanged: boolean
 }
 
-export async function up(dep: OpenedDeployment, appDirs: string[], opts: DeployOptions = {}): Promise<UpResult> {
+export async function up(
+  dep: OpenedDeployment,
+  appDirs: string[],
+  opts: DeployOptions & InputOptions = {},
+): Promise<UpResult> {
   // Every app.ini is checked before anything is created.
   const apps = appDirs.map((dir) => ({dir, config: appConfig(dep, dir)}))
   const names = apps.map((a) => a.config.appName)
   const twice = names.find((n, i) => names.indexOf(n) !== i)
   if (twice) throw new UserError(`two of the app directories are app ${twice}: give each app once`, 2)
 
+  // Asked once, for both phases, before anything is created.
+  const inputs = await collectInputs(dep, {...opts, ask: dep.ui.ask?.bind(dep.ui)})
   dep.ui.heading('== create-node')
-  const rows = await create(dep)
+  const rows = await create(dep, {inputs})
   dep.ui.heading('== setup-node')
-  const reports = await setup(dep)
+  const reports = await setup(dep, {inputs})
   const failed = failedSteps(reports).filter((r) => r.status === 'failed')
   if (failed.length) {
     const detail = failed.map((r) => `${r.node} ${r.step}: ${r.message ?? 'failed'}${r.tail ? `\n${r.tail}` : ''}`)

@@ -6,20 +6,14 @@
 import {chmod, mkdir, readdir, readFile, rename, rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {allocateAddress, hostAddress, hostVethName, namespaceName, type Subnet} from './local-network.js'
+import type {NodeNet} from './local-commands.js'
 import type {NodeRecord, NodeRequest} from './provider.js'
 
 /** What a node is, as recorded in its node.json (its "tags"). */
-export interface LocalNodeState {
+export interface LocalNodeState extends NodeNet {
   deployment: string
-  name: string
   role: string
   index: number
-  namespace: string
-  address: string
-  subnet: string
-  hostAddress: string
-  bridge: string
-  hostVeth: string
   createdAt: string
   /** `creating` until its sshd first answered. */
   phase: 'creating' | 'created'

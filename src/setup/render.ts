@@ -6,6 +6,7 @@ import fs from 'node:fs'
 import path from 'node:path'
 import {hostsMergeScript} from '../core/hostsblock.js'
 import {renderTemplate, type World} from '../plan/template.js'
+import type {Inputs} from '../plan/types.js'
 import {renderHostsBlock, renderRoleMap, renderRolesJson, type RoleMember} from '../plan/wiring.js'
 import {type Catalog, TEMPLATES_DIR} from '../services/catalog.js'
 import {BASE_STEP, type Step, WIRING_STEP} from './steps.js'
@@ -18,6 +19,8 @@ export interface RenderContext {
   setEtcHosts: boolean
   /** The values of secret params are added here as they are rendered. */
   secrets: string[]
+  /** Values of the params given at launch: inputs[node][service][param]. */
+  inputs?: Inputs
 }
 
 /** The wiring step's script: role map, roles.json, and the managed block of /etc/hosts. */
@@ -54,7 +57,11 @@ export function renderStep(ctx: RenderContext, step: Step, world: World, list: R
   }
   if (step.name === BASE_STEP) return renderTemplate(baseTemplate(), world, vars)
   if (step.name === WIRING_STEP) return wiringScript(ctx.deployment, list, ctx.setEtcHosts)
-  const params = Object.fromEntries(step.plan!.params.map((p) => [p.name, renderTemplate(p.value, world, vars)]))
+  // A param given at launch is its value as given: never rendered (a password may hold `{{`).
+  const given = ctx.inputs?.[step.node]?.[step.plan!.service] ?? {}
+  const params = Object.fromEntries(
+    step.plan!.params.map((p) => [p.name, p.input ? (given[p.name] ?? '') : renderTemplate(p.value, world, vars)]),
+  )
   for (const p of step.plan!.params) if (p.secret && params[p.name]) ctx.secrets.push(params[p.name])
   const meta = ctx.catalog.get(step.plan!.service)!
   return renderTemplate(meta.script, world, {...vars, params}, meta.partials)

@@ -8,7 +8,7 @@
  */
 import type {ConfigServerClient} from '../configserver/client.js'
 import type {World} from '../plan/template.js'
-import type {Plan} from '../plan/types.js'
+import type {Inputs, Plan} from '../plan/types.js'
 import type {RoleMember} from '../plan/wiring.js'
 import type {NodeRecord} from '../providers/provider.js'
 import type {Catalog} from '../services/catalog.js'
@@ -59,6 +59,8 @@ export interface SetupContext {
   force: boolean
   /** Secret values known so far; secret outputs are added as they arrive. */
   secrets: string[]
+  /** Values of the params given at launch (collectInputs): inputs[node][service][param]. */
+  inputs?: Inputs
   onEvent?(event: SetupEvent): void
   /** Longest a step may run. */
   stepTimeoutMs?: number

@@ -68,6 +68,7 @@ function nodeRoot(name: string, opts: UserDataOptions): FakeNode {
     join(root, 'etc/hosts'),
     `127.0.0.1 localhost\n# BEGIN nodeset ${opts.deployment}\n10.9.9.9 stale.example\n# END nodeset ${opts.deployment}\n192.0.2.50 kept.example # the operator's own line\n`,
   )
+  writeFileSync(join(root, 'etc/ssh/sshd_config'), "# the node's sshd\nPort 2222\n")
   const script = join(work, `${name}.sh`)
   writeFileSync(script, renderUserData(opts), {mode: 0o700})
   const hostKeys = ['ecdsa', 'ed25519'].map((t) =>
@@ -80,7 +81,7 @@ function nodeRoot(name: string, opts: UserDataOptions): FakeNode {
 }
 
 function startAgent(node: FakeNode, http: 'curl' | 'wget' = 'curl'): ChildProcess & {done: Promise<number>} {
-  const child = spawn('sh', [node.script], {
+  const child = spawn('sh', [node.script, 'run'], {
     env: {
       PATH: '/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin',
       NODESET_AGENT_ROOT: node.root,
@@ -136,7 +137,7 @@ describe.each(httpClients)('the agent with %s', (http) => {
       node: id,
       token: tokens[id],
       serverUrl: server.url,
-      extraFacts: {sshd_port: '22'},
+      extraFacts: {rack: 'r7'},
     })
     const app = nodeRoot(`app-${http}`, opts(`app.${deployment}`))
     const db = nodeRoot(`db-${http}`, opts(`db.${deployment}`))
@@ -148,7 +149,8 @@ describe.each(httpClients)('the agent with %s', (http) => {
     expect(read(app, 'etc/nodeset/agent.state')).toBe('waiting')
     expect(existsSync(join(app.root, 'etc/nodeset/config.json'))).toBe(false)
     const seen = (await admin.state()).instances.find((i) => i.id === `app.${deployment}`)
-    expect(seen?.facts).toMatchObject({hostname: expect.any(String), sshd_port: '22', ip: '127.0.0.1'})
+    // sshd_port is the node's own (its sshd_config says Port 2222); rack came with the user data.
+    expect(seen?.facts).toMatchObject({hostname: expect.any(String), sshd_port: 2222, rack: 'r7', ip: '127.0.0.1'})
     expect([...(seen?.facts.ssh_host_keys as string[])].sort()).toEqual([...app.hostKeys].sort())
 
     const dbAgent = startAgent(db, http)
@@ -210,7 +212,7 @@ describe.each(httpClients)('the agent with %s', (http) => {
     const hostsBefore = read(app, 'etc/hosts')
     expect(await startAgent(app, http).done).toBe(0)
     expect(read(app, 'etc/hosts')).toBe(hostsBefore)
-    expect(agentLog(app).match(/: complete$/gm)).toHaveLength(2)
+    expect(agentLog(app).match(/: configuration complete$/gm)).toHaveLength(2)
     expect(agentLog(app).match(/: using the node token in .*\/var\/lib\/nodeset\/token$/gm)).toHaveLength(1)
     expect(read(app, 'var/lib/nodeset/token').trim()).toBe(nodeTokens[0])
   })

@@ -54,6 +54,7 @@ describe.runIf(mustRun)('operator commands on a real node', () => {
     const dry = await runCli(['create-node', conf, '--dry-run', '--json'])
     expect(dry.code).toBe(0)
     expect(JSON.parse(dry.stdout)).toMatchObject({type: 'dry-run', create: NODES, exist: []})
+    expect(JSON.parse((await runCli(['plan', conf, '--json'])).stdout).state).toBeUndefined()
     const text = await runCli(['up', conf, '--dry-run'])
     expect(text.stdout).toContain(`would create:   ${NODES.join(', ')}`)
     expect(fs.existsSync(state)).toBe(false)
@@ -65,6 +66,9 @@ describe.runIf(mustRun)('operator commands on a real node', () => {
     expect(fs.readFileSync(path.join(state, '.gitignore'), 'utf8')).toBe('*\n')
     const dry = await runCli(['create-node', conf, '--dry-run', '--json'])
     expect(JSON.parse(dry.stdout)).toMatchObject({create: [], exist: NODES})
+    // plan is the dry run too, once the deployment has state here.
+    const plan = await runCli(['plan', conf, '--json'])
+    expect(JSON.parse(plan.stdout).state).toMatchObject({exist: NODES, create: [], extra: []})
   }, 120_000)
 
   it('exec runs on every node of a role, prefixes output, and fails when one node fails', async () => {

@@ -1,6 +1,12 @@
 import {describe, expect, it} from 'vitest'
 import {hostsMergeScript} from '../../src/core/hostsblock.js'
-import {checkUserDataSize, renderUserData, USER_DATA_LIMIT, type UserDataOptions} from '../../src/providers/userdata.js'
+import {
+  checkUserDataSize,
+  compactScript,
+  renderUserData,
+  USER_DATA_LIMIT,
+  type UserDataOptions,
+} from '../../src/providers/userdata.js'
 
 const TOKEN = 'tok_Zq8v1-Xy2.Wk3~Lm4+Np5/Qr6='
 const base: UserDataOptions = {
@@ -50,9 +56,18 @@ describe('renderUserData', () => {
 
   it('merges its hosts block with the same script as the wiring step', () => {
     const script = renderUserData(base)
-    expect(script).toContain(hostsMergeScript('foobar'))
+    expect(script).toContain(compactScript(hostsMergeScript('foobar')))
     expect(script).toContain('merge_hosts "$HOSTS" "$WORK/body" "$WORK/hosts"')
     expect(script).not.toContain('BEGIN nodeset $DEPLOYMENT')
+  })
+
+  it('as user data, makes itself a service and returns; `run` and no-boot-hook run it in the foreground', () => {
+    const script = renderUserData(base)
+    expect(script).toContain('[ "${1:-}" = run ] || [ -e "$ETC/no-boot-hook" ] || { launch && exit 0; }')
+    expect(script).toContain('run="/bin/sh $LIB/agent.sh run"')
+    expect(script).toContain('"ExecStart=$run"')
+    expect(script).toContain('systemctl start --no-block nodeset-agent.service')
+    expect(script).toMatch(/setsid nohup \/bin\/sh "\$LIB\/agent\.sh" run <\/dev\/null/)
   })
 
   it('waits an hour by default and long-polls the config', () => {
@@ -133,9 +148,23 @@ describe('user data size', () => {
   })
 
   it('leaves room for facts, and refuses rendering when extra facts make it too big', () => {
-    expect(Buffer.byteLength(renderUserData(base))).toBeLessThan(USER_DATA_LIMIT - 2048)
+    expect(Buffer.byteLength(renderUserData(base))).toBeLessThan(USER_DATA_LIMIT - 1536)
     expect(() => renderUserData({...base, extraFacts: {blob: 'x'.repeat(8000)}})).toThrow(
       /user data for app1.foobar.com is \d+ bytes/,
     )
+  })
+})
+
+describe('compactScript', () => {
+  it('drops comment lines, blank lines and indentation past the opening comment', () => {
+    const text =
+      "#!/bin/sh\n# what it is\n\n# a note\nf() {\n  echo '# kept'  # trailing kept\n\n    awk '\n      { print }'\n}\n"
+    expect(compactScript(text)).toBe(
+      "#!/bin/sh\n# what it is\nf() {\necho '# kept'  # trailing kept\nawk '\n{ print }'\n}\n",
+    )
+  })
+
+  it('refuses a script with a heredoc, whose lines it would change', () => {
+    expect(() => compactScript("#!/bin/sh\ncat <<'EOF'\n  # a line\nEOF\n")).toThrow(/heredoc/)
   })
 })
