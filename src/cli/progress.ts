@@ -3,6 +3,7 @@
  * timestamped lines otherwise, NDJSON events with --json. Commands report; the view decides how.
  */
 import {createInterface} from 'node:readline/promises'
+import {Writable} from 'node:stream'
 import {Listr, type ListrTaskWrapper} from 'listr2'
 import {redact} from '../core/redact.js'
 import type {OperationUi, ProgressSink} from '../operations/ui.js'
@@ -122,16 +123,21 @@ export function cliUi(opts: {json: boolean; secrets: string[]}): OperationUi {
     note: (text) => process.stderr.write(redact(text, opts.secrets) + '\n'),
     ask: async (question, {secret}) => {
       if (!process.stdin.isTTY) return undefined
-      const rl = createInterface({input: process.stdin, output: process.stderr, terminal: true})
       // A secret is not echoed: once the question is shown, what the user types is not written back.
       let muted = false
-      const output = rl as unknown as {_writeToOutput(text: string): void}
-      const write = output._writeToOutput.bind(rl)
-      output._writeToOutput = (text) => (muted && !text.includes('\n') ? undefined : write(text))
+      const output = new Writable({
+        write(chunk, _encoding, done) {
+          if (!muted) process.stderr.write(chunk)
+          done()
+        },
+      })
+      const rl = createInterface({input: process.stdin, output, terminal: true})
       try {
         const answer = rl.question(`${question}: `)
         muted = secret
-        return (await answer).trim() || undefined
+        const text = await answer
+        if (secret) process.stderr.write('\n')
+        return text.trim() || undefined
       } finally {
         rl.close()
       }

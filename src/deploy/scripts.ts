@@ -210,7 +210,7 @@ for r in "$A"/releases/*; do
   [ -d "$r" ] || continue
   id=\${r##*/}
   case "$id" in *.partial) continue ;; esac
-  printf 'release %s %s %s\\n' "$id" "$(cat "$r/.nodeset/created" 2>/dev/null || echo -)" "$(cat "$r/.nodeset/health" 2>/dev/null || echo /)" "$(cat "$r/.nodeset/sha256" 2>/dev/null || echo -)"
+  printf 'release %s %s %s %s\\n' "$id" "$(cat "$r/.nodeset/created" 2>/dev/null || echo -)" "$(cat "$r/.nodeset/health" 2>/dev/null || echo /)" "$(cat "$r/.nodeset/sha256" 2>/dev/null || echo -)"
 done
 if ${SUPERVISOR} status ${checkApp(app)} > /dev/null 2>&1; then echo 'running yes'; else echo 'running no'; fi
 `

@@ -121,6 +121,28 @@ describe('releases', () => {
     expect(parseListing('')).toEqual({history: [], releases: [], running: false})
   })
 
+  it('the listing script, run on a real release tree, reads back each release with its sha256', () => {
+    const apps = path.join(work, 'srv-apps')
+    const sha = 'ab'.repeat(32)
+    for (const [id, created] of [
+      [R1, '2025-01-01T00:00:00.000Z'],
+      [R2, '2025-01-02T00:00:00.000Z'],
+    ]) {
+      fs.mkdirSync(path.join(apps, 'shop', 'releases', id, '.nodeset'), {recursive: true})
+      fs.writeFileSync(path.join(apps, 'shop', 'releases', id, '.nodeset', 'created'), `${created}\n`)
+      fs.writeFileSync(path.join(apps, 'shop', 'releases', id, '.nodeset', 'health'), '/health\n')
+    }
+    fs.writeFileSync(path.join(apps, 'shop', 'releases', R2, '.nodeset', 'sha256'), `${sha}\n`)
+    fs.symlinkSync(`releases/${R2}`, path.join(apps, 'shop', 'current'))
+    const script = listScript('shop').replace(/^A=.*$/m, `A=${apps}/shop`)
+    const listing = parseListing(execFileSync('sh', ['-c', script], {encoding: 'utf8'}))
+    expect(listing.current).toBe(R2)
+    expect(listing.releases).toEqual([
+      {id: R1, createdAt: '2025-01-01T00:00:00.000Z', healthCheck: '/health'},
+      {id: R2, createdAt: '2025-01-02T00:00:00.000Z', healthCheck: '/health', sha256: sha},
+    ])
+  })
+
   it('keep the newest keep_releases, and never the current one or the one before it', () => {
     const releases = [R1, R2, R3, R4].map((id) => ({id, healthCheck: '/'}))
     expect(releasesToPrune({current: R4, history: [R3, R4], releases, running: true}, 2)).toEqual([R1, R2])
