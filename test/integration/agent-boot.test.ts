@@ -71,6 +71,7 @@ const read = (root: Root, path: string): string =>
   existsSync(join(root.dir, path)) ? readFileSync(join(root.dir, path), 'utf8') : ''
 const agentPid = (root: Root): number => Number(read(root, 'var/lib/nodeset/agent.lock/pid').trim())
 const alive = (pid: number): boolean => {
+  if (!pid) return false
   try {
     process.kill(pid, 0)
     return true
@@ -134,7 +135,7 @@ describe.skipIf(!DASH && process.env.CI !== 'true')('the agent at boot', () => {
     await until('the agent says what it waits on', () => read(app, 'dev/console').includes('waiting on'))
     const pid = agentPid(app)
     expect(alive(pid)).toBe(true)
-    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')).toEqual([
+    expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean)).toEqual([
       '/bin/sh',
       join(app.dir, 'var/lib/nodeset/agent.sh'),
       'run',

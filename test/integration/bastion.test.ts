@@ -134,7 +134,7 @@ class NamespaceSshd {
 }
 
 function killNamespace(ns: string): void {
-  let pids: string[] = []
+  let pids: string[]
   try {
     pids = ip('netns', 'pids', ns).split('\n').filter(Boolean)
   } catch {
@@ -147,11 +147,7 @@ function killNamespace(ns: string): void {
       // Already gone.
     }
   }
-  try {
-    ip('netns', 'del', ns)
-  } catch {
-    // Never made.
-  }
+  ip('netns', 'del', ns)
 }
 
 let bastion: NamespaceSshd

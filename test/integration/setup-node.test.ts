@@ -2,10 +2,12 @@
  * setup-node on real local nodes (network namespaces with their own sshd), through the CLI:
  * the files on each node, reachability by name, the balancer forwarding to every appserver, a
  * second run that skips everything, scaling up that reruns only what changed, a failing service
- * that does not stop the others, and a changed host key that is refused.
+ * that does not stop the others, a changed host key that is refused, and a node whose sshd moved
+ * to another port, reached at the port it reports.
  */
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import fs from 'node:fs'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
@@ -225,4 +227,63 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
       fs.writeFileSync(knownHosts, original)
     }
   })
+
+  it('sets up a node whose sshd moved to port 2222 through the port the node reports', async () => {
+    // The deployment's config server, on its state and port, while the node's agent runs again.
+    const {configServerPort} = JSON.parse(fs.readFileSync(path.join(workspace, 'settings.json'), 'utf8'))
+    const server = spawn(
+      process.execPath,
+      [
+        path.join(ROOT, 'bin/run.js'),
+        'config-server',
+        '--listen',
+        `10.81.0.1:${configServerPort}`,
+        '--state',
+        path.join(workspace, 'configserver'),
+      ],
+      {stdio: 'ignore'},
+    )
+    const exited = new Promise((resolve) => server.once('exit', resolve))
+    try {
+      for (let i = 0; i < 200; i++) {
+        if (
+          await fetch(`http://10.81.0.1:${configServerPort}/healthz`).then(
+            (r) => r.ok,
+            () => false,
+          )
+        )
+          break
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      // On the node, as its operator would: sshd moved to 2222, the agent run again (it reports
+      // sshd_port from `sshd -T`), then sshd told to reload. Port 22 is closed from then on.
+      // sshd's listener is the outermost sshd above this session (each connection has its own).
+      const move = String.raw`sed -i 's/^ListenAddress \(.*\):22$/ListenAddress \1:2222/' /etc/ssh/sshd_config &&
+        sh /var/lib/nodeset/agent.sh run && p=$$ && listener= &&
+        while [ "$p" -gt 1 ]; do
+          case "$(tr '\0' ' ' </proc/$p/cmdline)" in *sshd*) listener=$p ;; esac
+          p=$(cut -d' ' -f4 /proc/$p/stat)
+        done && kill -HUP "$listener"`
+      const moved = await sshRun(workspace, APP(1), move)
+      expect(moved.code, moved.stderr).toBe(0)
+    } finally {
+      server.kill('SIGTERM')
+      await exited
+    }
+    const listening = (port: number) =>
+      new Promise<boolean>((resolve) => {
+        const socket = net.connect(port, APP(1))
+        socket.once('connect', () => (socket.destroy(), resolve(true)))
+        socket.once('error', () => resolve(false))
+      })
+    for (let i = 0; i < 100 && !(await listening(2222)); i++) await new Promise((r) => setTimeout(r, 100))
+    expect(await listening(2222)).toBe(true)
+    expect(await listening(22)).toBe(false)
+
+    const result = await runCli(['setup-node', scaled, '--json', '--force'])
+    expect(result.code, failures(result)).toBe(0)
+    const app1 = jsonResult(result).steps.filter((s) => s.node === 'app1.setup.test')
+    expect(app1.length).toBeGreaterThan(0)
+    expect(app1.every((s) => s.status === 'done')).toBe(true)
+  }, 180_000)
 })

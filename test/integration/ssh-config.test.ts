@@ -272,39 +272,40 @@ describe.skipIf(shouldSkipSshd())('the configuration and ssh-agent against a rea
     ).rejects.toThrow(/ProxyCommand exited with 3: no route to 127\.0\.0\.1/)
   })
 
-  test('a CertificateFile certificate logs in where the key alone is refused', async () => {
-    const key = join(home, '.ssh', 'certified')
-    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'certified', '-f', key])
+  test.each([
+    ['ed25519', 'ED25519-CERT'],
+    ['ecdsa', 'ECDSA-CERT'],
+    ['rsa', 'RSA-CERT'],
+  ])('a CertificateFile certificate of an %s key logs in where the key alone is refused', async (type, logged) => {
+    const key = join(home, '.ssh', `certified_${type}`)
+    execFileSync('ssh-keygen', ['-q', '-t', type, '-N', '', '-C', 'certified', '-f', key])
     const target = {nodeName: 'cert1', host: '127.0.0.1', port: sshd.port, user: 'root'}
     store.pin('cert1', '127.0.0.1', [sshd.hostKeyLine], sshd.port)
-    writeFileSync(config, `Host cert1\n  IdentityFile ~/.ssh/certified\n  IdentitiesOnly yes\n`)
-    await expect(connect(target, opts())).rejects.toThrow(/Login to node cert1 .* failed; tried .*certified\b/)
+    writeFileSync(config, `Host cert1\n  IdentityFile ${key}\n  IdentitiesOnly yes\n`)
+    await expect(connect(target, opts())).rejects.toThrow(
+      new RegExp(`Login to node cert1 .* failed; tried .*${type}\\b`),
+    )
 
-    execFileSync('ssh-keygen', [
-      '-q',
-      '-s',
-      join(home, 'user_ca'),
-      '-I',
-      'nodeset-test',
-      '-n',
-      'root',
-      '-V',
-      '+1h',
-      `${key}.pub`,
-    ])
-    const certificate = join(home, 'issued-cert.pub')
+    const id = `nodeset-test-${type}`
+    execFileSync('ssh-keygen', ['-q', '-s', join(home, 'user_ca'), '-I', id, '-n', 'root', '-V', '+1h', `${key}.pub`])
+    // Named by CertificateFile, not found beside the key.
+    const certificate = join(home, `issued-${type}-cert.pub`)
     copyFileSync(`${key}-cert.pub`, certificate)
     rmSync(`${key}-cert.pub`)
-    writeFileSync(
-      config,
-      `Host cert1\n  IdentityFile ~/.ssh/certified\n  CertificateFile ${certificate}\n  IdentitiesOnly yes\n`,
-    )
+    writeFileSync(config, `Host cert1\n  IdentityFile ${key}\n  CertificateFile ${certificate}\n  IdentitiesOnly yes\n`)
     const before = sshd.logins()
     const session = await connect(target, opts())
     expect((await session.exec('id -un')).stdout).toBe('root\n')
     session.close()
     expect(sshd.logins()).toBe(before + 1)
-    expect(readFileSync(sshd.logPath, 'utf8')).toMatch(/Accepted publickey for root .*ED25519-CERT .*ID nodeset-test/)
+    expect(readFileSync(sshd.logPath, 'utf8')).toMatch(new RegExp(`Accepted publickey for root .*${logged} .*ID ${id}`))
+
+    // A certificate beside its key (KEY-cert.pub) is offered with it, as OpenSSH does.
+    copyFileSync(certificate, `${key}-cert.pub`)
+    writeFileSync(config, `Host cert1\n  IdentityFile ${key}\n  IdentitiesOnly yes\n`)
+    const beside = await connect(target, opts())
+    expect((await beside.exec('echo beside')).stdout).toBe('beside\n')
+    beside.close()
   })
 
   test('a key held by a real ssh-agent logs in, with no key file given', async () => {

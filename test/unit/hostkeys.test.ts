@@ -288,4 +288,34 @@ describe('policy and errors', () => {
     expect(pinned.message).toMatch(/phones home/)
     expect(pinned.message).not.toContain('--trust-on-first-use')
   })
+
+  test('a jump host is trusted by its known_hosts files alone: under its address, or its HostKeyAlias only', () => {
+    const store = tempStore()
+    const userFile = join(dirs[0], 'fleet_known_hosts')
+    writeFileSync(userFile, `bastion ${ED25519}\n[203.0.113.7]:2201 ${ECDSA}\n`)
+    // Pinned under the same name, and trusted for a static node: never for a jump host.
+    store.pin('bastion', '203.0.113.7', [randomEd25519()], 2201)
+    const jump = {nodeName: 'bastion', address: '203.0.113.7', port: 2201, knownHostsFiles: [userFile]}
+    const byAddress = trustedKeysFor({mode: 'known-hosts'}, jump)
+    expect(byAddress.trusted.map((t) => [fingerprint(t.key), t.source])).toEqual([[ECDSA_FINGERPRINT, `${userFile}:2`]])
+    const byAlias = trustedKeysFor({mode: 'known-hosts'}, {...jump, hostKeyAlias: 'bastion'})
+    expect(byAlias.trusted.map((t) => fingerprint(t.key))).toEqual([ED25519_FINGERPRINT])
+    // A static node takes the files its configuration names unless the provider names its own.
+    const node = {nodeName: 'db1', address: '203.0.113.7', port: 2201, knownHostsFiles: [userFile]}
+    expect(trustedKeysFor({mode: 'static', store}, node).trusted.map((t) => t.source)).toEqual([`${userFile}:2`])
+    expect(trustedKeysFor({mode: 'static', store, knownHostsPaths: []}, node).trusted).toEqual([])
+
+    const unknown = new UnknownHostKeyError(
+      jump,
+      parseHostKey(ED25519),
+      {trusted: [], revoked: []},
+      {mode: 'known-hosts'},
+    )
+    expect(unknown.message).toMatch(/^Host key of jump host bastion at \[203\.0\.113\.7\]:2201 is unknown/)
+    expect(unknown.message).toContain(`only by your known_hosts (${userFile})`)
+    expect(unknown.message).not.toContain('--trust-on-first-use')
+    const changed = new HostKeyMismatchError(jump, parseHostKey(ED25519), byAddress, {mode: 'known-hosts'})
+    expect(changed.message).toMatch(/^Host key of jump host bastion at \[203\.0\.113\.7\]:2201 does not match\./)
+    expect(changed.message).toContain('ssh-keygen -R [203.0.113.7]:2201')
+  })
 })

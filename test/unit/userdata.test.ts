@@ -73,7 +73,9 @@ describe('renderUserData', () => {
   it('waits an hour by default and long-polls the config', () => {
     const script = renderUserData(base)
     expect(assigned(script, 'DEADLINE_SEC')).toBe('3600')
-    expect(script).toContain("request GET '/config?wait=60&roles=false'")
+    // The first ask answers at once (to say what the node waits on), the next ones long-poll.
+    expect(script).toContain('request GET "/config?wait=$wait&roles=false"')
+    expect(script).toMatch(/wait=0\n[\s\S]*then wait=60\n/)
     expect(script).toContain('/dev/urandom')
   })
 
