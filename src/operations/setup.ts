@@ -69,7 +69,6 @@ async function runSetup(dep: OpenedDeployment, records: NodeRecord[], opts: Setu
       setEtcHosts: dep.nodeset.general.setEtcHosts,
       concurrency: opts.concurrency ?? DEFAULT_CONCURRENCY,
       force: opts.force ?? false,
-      startupTimeoutSec: opts.timeoutSec,
       secrets: dep.secrets,
       inputs: opts.inputs ?? {},
       wiringOnly,

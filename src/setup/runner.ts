@@ -66,11 +66,6 @@ export interface SetupContext {
   stepTimeoutMs?: number
   /** Only rewire: run the wiring step on the nodes that exist (after nodes were destroyed). */
   wiringOnly?: boolean
-  /**
-   * @deprecated Not read: the caller registers the deployment (which starts its start-up deadline)
-   * before setupNodes runs.
-   */
-  startupTimeoutSec?: number
 }
 
 /** Seconds every service has to start by default: the start-up deadline the caller registers with. */
