@@ -86,7 +86,7 @@ export interface LogFiles {
 }
 
 export function logFiles(dep: OpenedDeployment, node: string, service?: string): LogFiles {
-  const dir = path.dirname(dep.workspace.logFile(node, 'x'))
+  const dir = dep.workspace.logDir(node)
   const local = fs.existsSync(dir)
     ? fs
         .readdirSync(dir)

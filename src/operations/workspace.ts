@@ -44,8 +44,13 @@ export class Workspace {
     return path.join(this.dir, 'settings.json')
   }
 
+  /** Where setup-node keeps a node's step logs. */
+  logDir(node: string): string {
+    return path.join(this.dir, 'logs', node)
+  }
+
   logFile(node: string, step: string): string {
-    return path.join(this.dir, 'logs', node, `${step.replace(/[^A-Za-z0-9._-]/g, '_')}.log`)
+    return path.join(this.logDir(node), `${step.replace(/[^A-Za-z0-9._-]/g, '_')}.log`)
   }
 
   /** Small persistent settings (the embedded server's port), so nodes find it again run after run. */
