@@ -20,6 +20,7 @@ export const LAYERS = [
   'operations',
   'cli',
   'commands',
+  'hooks',
 ]
 
 export default tseslint.config(
