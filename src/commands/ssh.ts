@@ -25,7 +25,7 @@ export default class Ssh extends NodesetCommand {
     const [node, ...others] = await targetNodes(dep, [args.node])
     if (others.length) this.error(`${args.node} has ${others.length + 1} nodes: name one of them`, {exit: 2})
     const command = (argv as string[]).slice(2)
-    const ssh = spawnSync('ssh', sshArgv(dep, node, command, process.stdin.isTTY === true), {stdio: 'inherit'})
+    const ssh = spawnSync('ssh', await sshArgv(dep, node, command, process.stdin.isTTY === true), {stdio: 'inherit'})
     if (ssh.error) this.error(`cannot run ssh: ${ssh.error.message} (install openssh-client)`, {exit: 1})
     this.exit(ssh.status ?? 1)
   }

@@ -9,7 +9,8 @@ import type {DeploymentStatus} from '../configserver/protocol.js'
 import type {Plan, NodePlan} from '../plan/types.js'
 import type {NodeRecord, NodeRequest, Provider} from '../providers/provider.js'
 import {renderUserData} from '../providers/userdata.js'
-import {HostKeyStore} from '../ssh/hostkeys.js'
+import {withReportedSshPort} from '../setup/runner.js'
+import {formatHostKey, HostKeyStore} from '../ssh/hostkeys.js'
 import {registrationFor} from '../configserver/registration.js'
 import type {Inputs} from '../plan/types.js'
 
@@ -173,9 +174,30 @@ export async function pinHostKeys(
   const state = await server.state()
   for (const record of records) {
     const instance = state.instances.find((i) => i.id === record.name)
-    const keys = instance?.facts.ssh_host_keys
+    const facts = instance?.facts ?? {}
+    const keys = facts.ssh_host_keys
     if (!Array.isArray(keys) || keys.length === 0 || !record.address) continue
-    store.pin(record.name, record.address, keys.map(String), record.sshPort ?? 22)
+    // The port too: the one the node reported (its sshd_port fact) is where later commands reach it.
+    store.pin(record.name, record.address, keys.map(String), withReportedSshPort(record, facts).sshPort ?? 22)
+  }
+}
+
+/**
+ * Follow a node's sshd to the port it now reports (an operator moved it), keeping the keys pinned
+ * for it: only the phone-home at creation decides which keys a node is trusted with.
+ */
+export async function followReportedSshPorts(
+  server: ConfigServerClient,
+  store: HostKeyStore,
+  records: NodeRecord[],
+): Promise<void> {
+  const state = await server.state()
+  for (const record of records) {
+    const pinned = store.lookup(record.name)
+    const facts = state.instances.find((i) => i.id === record.name)?.facts ?? {}
+    const port = withReportedSshPort(record, facts).sshPort
+    if (!pinned || !record.address || port === undefined || port === store.pinnedPort(record.name)) continue
+    store.pin(record.name, record.address, pinned.keys.map(formatHostKey), port)
   }
 }
 

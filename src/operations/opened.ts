@@ -100,9 +100,18 @@ export class OpenedDeployment {
     return this.server
   }
 
-  /** The nodes that exist at the provider (terminated ones left out). */
+  /**
+   * The nodes that exist at the provider (terminated ones left out), each with the SSH port its
+   * host keys are pinned for: the port it reported at phone-home (setup re-pins after a change).
+   */
   async liveNodes(): Promise<NodeRecord[]> {
-    return (await this.provider.list()).filter((r) => r.state !== 'terminated')
+    const pinned = this.hostKeyPolicy.mode === 'pinned'
+    return (await this.provider.list())
+      .filter((r) => r.state !== 'terminated')
+      .map((r) => {
+        const port = pinned ? this.hostKeys.pinnedPort(r.name) : undefined
+        return port === undefined ? r : {...r, sshPort: port}
+      })
   }
 
   /** A new SSH session to a node, with the provider's host-key policy. */

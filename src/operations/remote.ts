@@ -9,6 +9,8 @@ import pLimit from 'p-limit'
 import {UserError} from '../core/errors.js'
 import type {NodeRecord} from '../providers/provider.js'
 import {shellQuote} from '../core/quote.js'
+import {defaultSshConfigPath, lookupHost} from '../ssh/config.js'
+import type {SshTarget} from '../ssh/login.js'
 import type {OpenedDeployment} from './opened.js'
 
 /** The nodes named, or the nodes of the roles named; every name must match something. */
@@ -22,8 +24,17 @@ export async function targetNodes(dep: OpenedDeployment, names: string[]): Promi
   return records.filter((r) => names.includes(r.name) || names.includes(r.role))
 }
 
-/** OpenSSH's argv for a shell (or a command) on a node, verifying its host key the provider's way. */
-export function sshArgv(dep: OpenedDeployment, node: NodeRecord, command: string[], tty: boolean): string[] {
+/**
+ * OpenSSH's argv for a shell (or a command) on a node, verifying its host key the provider's way.
+ * The node's name is the host asked for, so \`Host\` and \`Match host\` blocks of ~/.ssh/config match it
+ * as they do for setup; its address goes in as HostName.
+ */
+export async function sshArgv(
+  dep: OpenedDeployment,
+  node: NodeRecord,
+  command: string[],
+  tty: boolean,
+): Promise<string[]> {
   const target = dep.provider.sshTarget(node)
   const policy = dep.provider.hostKeyPolicy()
   // Nodes nodeset created are known only by their pinned keys; static servers also by the user's files.
@@ -31,11 +42,20 @@ export function sshArgv(dep: OpenedDeployment, node: NodeRecord, command: string
   const argv = ['-o', 'StrictHostKeyChecking=yes', '-o', `UserKnownHostsFile=${knownHosts.join(' ')}`]
   if (policy.mode === 'pinned') argv.push('-o', 'GlobalKnownHostsFile=/dev/null')
   if (target.privateKeyPath) argv.push('-i', target.privateKeyPath)
-  if (target.port && target.port !== 22) argv.push('-p', String(target.port))
+  const user = target.user ?? (target.defaultUser && !(await configuredUser(target)) ? target.defaultUser : undefined)
+  if (user) argv.push('-l', user)
+  if (target.port) argv.push('-p', String(target.port))
+  if (target.host !== target.nodeName) argv.push('-o', `HostName=${target.host}`)
   if (tty && command.length === 0) argv.push('-t')
-  argv.push(target.user ? `${target.user}@${target.host}` : target.host)
+  argv.push(target.nodeName)
   if (command.length) argv.push('--', command.map((word) => shellQuote(word)).join(' '))
   return argv
+}
+
+/** The User ~/.ssh/config (or the system's file) gives the node, if any. */
+async function configuredUser(target: SshTarget): Promise<string | undefined> {
+  const query = {host: target.nodeName, ...(target.host === target.nodeName ? {} : {hostName: target.host})}
+  return (await lookupHost(query, {path: defaultSshConfigPath(), system: true})).user
 }
 
 export interface ExecOutcome {

@@ -6,6 +6,7 @@ import type {NodeRecord} from '../providers/provider.js'
 import {DEFAULT_SETUP_TIMEOUT_SEC, setupNodes, StepMatrix, type StepReport} from '../setup/runner.js'
 import {applyOperatorEtcHosts} from './etchosts.js'
 import {collectInputs, type InputOptions} from './inputs.js'
+import {followReportedSshPorts} from './nodes.js'
 import type {OpenedDeployment} from './opened.js'
 import {silentUi} from './ui.js'
 
@@ -37,6 +38,8 @@ export async function setup(dep: OpenedDeployment, opts: SetupOptions = {}): Pro
   await server.client.register(
     registrationFor(plan, {startupTimeoutSec: opts.timeoutSec ?? DEFAULT_SETUP_TIMEOUT_SEC, inputs}),
   )
+  // A node whose sshd moved since create-node is reached where it now reports it listens.
+  await followReportedSshPorts(server.client, dep.hostKeys, records)
   const reports = await runSetup(dep, records, {...opts, inputs}, false)
   if (opts.etcHosts) applyOperatorEtcHosts(plan.deployment, (await server.client.state()).instances)
   return reports

@@ -103,7 +103,8 @@ export class Ec2Provider implements Provider {
 
   /** The image's user (ssh_user, default admin) with the key pair's private key (ssh_key). */
   sshTarget(node: NodeRecord): SshTarget {
-    return createdNodeTarget(node, node.sshUser ?? this.options.sshUser ?? DEFAULT_SSH_USER, this.options.sshKey)
+    const user = node.sshUser ?? this.options.sshUser
+    return createdNodeTarget(node, {user, defaultUser: DEFAULT_SSH_USER, privateKeyPath: this.options.sshKey})
   }
 
   /** The keys each node reported over its authenticated phone-home, and no other. */

@@ -85,7 +85,7 @@ export class LocalProvider implements Provider {
 
   /** Root logs in with the operator's key. */
   sshTarget(node: NodeRecord): SshTarget {
-    return createdNodeTarget(node, 'root', this.options.privateKeyPath)
+    return createdNodeTarget(node, {user: 'root', privateKeyPath: this.options.privateKeyPath})
   }
 
   /** The keys each node reported over its authenticated phone-home, and no other. */

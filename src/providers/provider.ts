@@ -66,9 +66,23 @@ export interface Provider {
   hostKeyPolicy(): HostKeyPolicy
 }
 
-/** Where a node nodeset created is reached: its address (else its name), its SSH port (else 22). */
-export function createdNodeTarget(node: NodeRecord, user: string, privateKeyPath?: string): SshTarget {
-  return {host: node.address ?? node.name, port: node.sshPort ?? 22, user, nodeName: node.name, privateKeyPath}
+/**
+ * Where a node nodeset created is reached: its address (else its name). Its SSH port and user when
+ * known (the port it reported, the provider's user setting); else ~/.ssh/config's Port and User for
+ * the node's name apply, then 22 and `defaultUser`.
+ */
+export function createdNodeTarget(
+  node: NodeRecord,
+  login: {user?: string; defaultUser?: string; privateKeyPath?: string},
+): SshTarget {
+  return {
+    host: node.address ?? node.name,
+    ...(node.sshPort ? {port: node.sshPort} : {}),
+    ...(login.user ? {user: login.user} : {}),
+    ...(login.defaultUser ? {defaultUser: login.defaultUser} : {}),
+    nodeName: node.name,
+    privateKeyPath: login.privateKeyPath,
+  }
 }
 
 /** Refuse a request of another deployment than the one the provider was opened for. */

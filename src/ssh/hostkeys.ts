@@ -82,6 +82,14 @@ export class HostKeyStore {
     return {nodeName, names: lines[0].names, keys: lines.map((line) => line.key)}
   }
 
+  /** The SSH port a node's keys are pinned for (the one it reported), when any are pinned. */
+  pinnedPort(nodeName: string): number | undefined {
+    const names = this.lookup(nodeName)?.names
+    if (!names) return undefined
+    const match = /^\[.*\]:(\d+)$/.exec(names[0])
+    return match ? Number(match[1]) : 22
+  }
+
   /** Drop a node's keys; true when it had some. */
   forget(nodeName: string): boolean {
     const lines = this.readLines()

@@ -28,6 +28,8 @@ export interface SshTarget {
   host: string
   port?: number
   user?: string
+  /** The user when neither \`user\` nor ~/.ssh/config's User says one (EC2's image user). Default root. */
+  defaultUser?: string
   /** The node's name: the key of its pinned host key and the name looked up in ~/.ssh/config. */
   nodeName: string
   privateKeyPath?: string
@@ -62,7 +64,7 @@ export async function resolveTarget(target: SshTarget, opts: ResolveOptions): Pr
     },
     opts.config,
   )
-  const user = target.user ?? options.user ?? 'root'
+  const user = target.user ?? options.user ?? target.defaultUser ?? 'root'
   return fromOptions(options, 'node', user, target.privateKeyPath, opts, 0)
 }
 

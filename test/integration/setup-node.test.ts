@@ -3,7 +3,7 @@
  * the files on each node, reachability by name, the balancer forwarding to every appserver, a
  * second run that skips everything, scaling up that reruns only what changed, a failing service
  * that does not stop the others, a changed host key that is refused, and a node whose sshd moved
- * to another port, reached at the port it reports.
+ * to another port, reached at the port it reports (by setup, exec and ssh).
  */
 import {execFileSync, spawn} from 'node:child_process'
 import fs from 'node:fs'
@@ -285,5 +285,13 @@ describe.runIf(await mustRunLocalNodes())('setup-node on local nodes', () => {
     const app1 = jsonResult(result).steps.filter((s) => s.node === 'app1.setup.test')
     expect(app1.length).toBeGreaterThan(0)
     expect(app1.every((s) => s.status === 'done')).toBe(true)
+
+    // Later commands reach the node where it reported it listens, too: exec and OpenSSH's ssh.
+    const exec = await runCli(['exec', scaled, 'app1.setup.test', '--json', '--', 'hostname'])
+    expect(exec.code, exec.stderr).toBe(0)
+    expect(exec.stdout).toContain('app1')
+    const ssh = await runCli(['ssh', scaled, 'app1.setup.test', '--', 'echo', 'reached on 2222'])
+    expect(ssh.code, ssh.stderr).toBe(0)
+    expect(ssh.stdout.trim()).toBe('reached on 2222')
   }, 180_000)
 })

@@ -11,6 +11,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {afterAll, beforeAll, describe, expect, test} from 'vitest'
 import {expandSshPath, hostOptions, lookupHost, parseJump, SshConfigError} from '../../src/ssh/config.js'
 import {HostKeyStore} from '../../src/ssh/hostkeys.js'
+import {createdNodeTarget} from '../../src/providers/provider.js'
 import {connect, planAuth, resolveTarget, SshKeyError} from '../../src/ssh/ssh.js'
 import {shouldSkipSshd, startSshd, type TestSshd} from '../helpers/sshd.js'
 
@@ -107,6 +108,25 @@ describe('the configuration, as OpenSSH evaluates it', () => {
     expect(target.certificateFiles).toEqual(['/home/me/.ssh/db1.foobar.com-cert.pub'])
     // No UserKnownHostsFile given: the user's own, under the home nodeset was given.
     expect(target.knownHostsFiles).toEqual(['/home/me/.ssh/known_hosts', '/etc/ssh/ssh_known_hosts'])
+  })
+
+  test("a created node's User and Port come from the configuration unless the provider says them", async () => {
+    // An EC2 node without ssh_user: db1's block gives its user and port; nodeset's address stays.
+    const record = {
+      ...{deployment: 'foobar', id: 'i-0db1', index: 1, role: 'service:mysql', state: 'running' as const},
+      ...{name: 'db1.foobar.com', address: '10.0.3.3'},
+    }
+    const fromConfig = await resolveTarget(createdNodeTarget(record, {defaultUser: 'admin'}), {config, homeDir: home})
+    expect(fromConfig).toMatchObject({host: '10.0.3.3', user: 'deploy', port: 2200})
+    // The port it reported at phone-home and the file's ssh_user win over the configuration.
+    const said = createdNodeTarget({...record, sshPort: 2222}, {user: 'ops', defaultUser: 'admin'})
+    expect(await resolveTarget(said, {config, homeDir: home})).toMatchObject({user: 'ops', port: 2222})
+    // Nothing in the configuration for the name: the image's default user, port 22.
+    const bare = createdNodeTarget({...record, name: 'web9.elsewhere'}, {defaultUser: 'admin'})
+    expect(await resolveTarget(bare, {config: configFile('empty', '# nothing\n'), homeDir: home})).toMatchObject({
+      user: 'admin',
+      port: 22,
+    })
   })
 
   test('a ProxyJump list goes hop by hop, each hop as ssh -J reaches it', async () => {
