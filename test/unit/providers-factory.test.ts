@@ -138,10 +138,11 @@ describe('the ec2 provider, from its settings', () => {
     expect(provider.kind).toBe('ec2')
     expect(ctx.keyAsked).toBe(0)
     expect(await provider.prepare()).toEqual({})
+    // No port reported yet: ~/.ssh/config's Port for the node applies, else 22 (resolveTarget).
     expect(provider.sshTarget(node('app1.fx.test', {address: '203.0.113.7'}))).toEqual({
       host: '203.0.113.7',
-      port: 22,
       user: 'ubuntu',
+      defaultUser: 'admin',
       nodeName: 'app1.fx.test',
       privateKeyPath: '/conf/keys/ops.pem',
     })
@@ -153,11 +154,11 @@ describe('the ec2 provider, from its settings', () => {
     expect(provider.hostKeyPolicy()).toEqual({mode: 'pinned', store: ctx.hostKeys})
   })
 
-  it('defaults to the admin user of Debian images', () => {
+  it("leaves the user to ~/.ssh/config without ssh_user, else Debian images' admin", () => {
     const {nodeset, plan} = read(settings)
-    expect(openProvider(nodeset, plan, context()).sshTarget(node('db.fx.test', {address: '10.0.0.9'})).user).toBe(
-      'admin',
-    )
+    const target = openProvider(nodeset, plan, context()).sshTarget(node('db.fx.test', {address: '10.0.0.9'}))
+    expect(target.user).toBeUndefined()
+    expect(target.defaultUser).toBe('admin')
   })
 
   it('refuses settings EC2 would refuse, each at its line', () => {
