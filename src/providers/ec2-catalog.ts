@@ -1,14 +1,9 @@
 /** What EC2 offers, looked up once per provider: the AMI an `image` means and the instance type a `size` means. */
-import {
-  DescribeImagesCommand,
-  paginateDescribeInstanceTypes,
-  type EC2Client,
-  type Image,
-  type InstanceTypeInfo,
-} from '@aws-sdk/client-ec2'
+import type {EC2Client, Image, InstanceTypeInfo} from '@aws-sdk/client-ec2'
 import type {SizeSpec} from '../core/source.js'
 import {Ec2Error, explainEc2Error, type Ec2ErrorContext} from './ec2-errors.js'
 import {DEFAULT_IMAGE_OWNERS, type ImageSpec} from './ec2-options.js'
+import {ec2Sdk} from './ec2-sdk.js'
 
 /** The AMI to launch, and its root device when it was looked up (a root volume of our own needs its name). */
 export interface ImageInfo {
@@ -27,7 +22,7 @@ export class Ec2Catalog {
 
   constructor(
     /** The client, made on first use. */
-    private readonly client: () => EC2Client,
+    private readonly client: () => Promise<EC2Client>,
     private readonly region: string | undefined,
     /** What the provider was doing, for error messages. */
     private readonly context: (operation: string, extra?: Partial<Ec2ErrorContext>) => Ec2ErrorContext,
@@ -73,7 +68,8 @@ export class Ec2Catalog {
   private async describeImage(id: string): Promise<ImageInfo> {
     let images: Image[]
     try {
-      images = (await this.client().send(new DescribeImagesCommand({ImageIds: [id]}))).Images ?? []
+      const {DescribeImagesCommand} = await ec2Sdk()
+      images = (await (await this.client()).send(new DescribeImagesCommand({ImageIds: [id]}))).Images ?? []
     } catch (error) {
       throw explainEc2Error(error, this.context('DescribeImages', {image: id}))
     }
@@ -95,7 +91,8 @@ export class Ec2Catalog {
     }
     let images
     try {
-      images = (await this.client().send(new DescribeImagesCommand(input))).Images ?? []
+      const {DescribeImagesCommand} = await ec2Sdk()
+      images = (await (await this.client()).send(new DescribeImagesCommand(input))).Images ?? []
     } catch (error) {
       throw explainEc2Error(error, this.context('DescribeImages', {image: pattern}))
     }
@@ -121,10 +118,9 @@ export class Ec2Catalog {
       ]
       const types: InstanceTypeInfo[] = []
       try {
-        for await (const page of paginateDescribeInstanceTypes(
-          {client: this.client(), pageSize: 100},
-          {Filters: filters},
-        ))
+        const {paginateDescribeInstanceTypes} = await ec2Sdk()
+        const client = await this.client()
+        for await (const page of paginateDescribeInstanceTypes({client, pageSize: 100}, {Filters: filters}))
           types.push(...(page.InstanceTypes ?? []))
       } catch (error) {
         this.instanceTypes = undefined

@@ -1,19 +1,14 @@
 /** Instances by id: described in chunks, waited for until running or terminated, and who did not get there, why. */
-import {
-  DescribeInstancesCommand,
-  waitUntilInstanceRunning,
-  waitUntilInstanceTerminated,
-  type EC2Client,
-  type Instance,
-} from '@aws-sdk/client-ec2'
+import type {EC2Client, Instance} from '@aws-sdk/client-ec2'
 import {Ec2Error, explainEc2Error, type Ec2ErrorContext} from './ec2-errors.js'
 import type {WaiterTiming} from './ec2-options.js'
+import {ec2Sdk} from './ec2-sdk.js'
 import {chunk, ID_CHUNK} from './ec2-requests.js'
 
 export class Ec2Instances {
   constructor(
     /** The client, made on first use. */
-    private readonly client: () => EC2Client,
+    private readonly client: () => Promise<EC2Client>,
     private readonly waiter: Required<WaiterTiming>,
     /** What the provider was doing, for error messages. */
     private readonly context: (operation: string, extra?: Partial<Ec2ErrorContext>) => Ec2ErrorContext,
@@ -23,7 +18,8 @@ export class Ec2Instances {
     const byId = new Map<string, Instance>()
     for (const part of chunk(ids, ID_CHUNK)) {
       try {
-        const out = await this.client().send(new DescribeInstancesCommand({InstanceIds: part}))
+        const {DescribeInstancesCommand} = await ec2Sdk()
+        const out = await (await this.client()).send(new DescribeInstancesCommand({InstanceIds: part}))
         for (const r of out.Reservations ?? [])
           for (const i of r.Instances ?? []) if (i.InstanceId) byId.set(i.InstanceId, i)
       } catch (error) {
@@ -35,10 +31,12 @@ export class Ec2Instances {
 
   /** Wait until every instance is `goal`; else say which are not, by their node names. */
   async waitFor(goal: 'running' | 'terminated', ids: string[], nameOf: (id: string) => string): Promise<void> {
-    const wait = goal === 'running' ? waitUntilInstanceRunning : waitUntilInstanceTerminated
+    const sdk = await ec2Sdk()
+    const wait = goal === 'running' ? sdk.waitUntilInstanceRunning : sdk.waitUntilInstanceTerminated
+    const client = await this.client()
     for (const part of chunk(ids, ID_CHUNK)) {
       try {
-        await wait({client: this.client(), ...this.waiter}, {InstanceIds: part})
+        await wait({client, ...this.waiter}, {InstanceIds: part})
       } catch (error) {
         throw await this.waitFailure(goal, part, nameOf, error)
       }

@@ -3,21 +3,14 @@
  * (ClientToken per batch); the requests are built as data in ec2-requests.ts, images and instance
  * types are looked up in ec2-catalog.ts, and EC2's errors explained in ec2-errors.ts.
  */
-import {
-  CreateTagsCommand,
-  DescribeInstancesCommand,
-  EC2Client,
-  RunInstancesCommand,
-  TerminateInstancesCommand,
-  paginateDescribeInstances,
-  type Instance,
-} from '@aws-sdk/client-ec2'
+import type {EC2Client, Instance} from '@aws-sdk/client-ec2'
 import pLimit from 'p-limit'
 
 import type {SizeSpec} from '../core/source.js'
 import type {HostKeyPolicy, HostKeyStore} from '../ssh/hostkeys.js'
 import type {SshTarget} from '../ssh/ssh.js'
 import {Ec2Catalog, type ImageInfo} from './ec2-catalog.js'
+import {ec2Sdk} from './ec2-sdk.js'
 import {Ec2Instances} from './ec2-instances.js'
 import {Ec2Error, errorCode, explainEc2Error, withLaunchedNote, type Ec2ErrorContext} from './ec2-errors.js'
 import {
@@ -73,7 +66,7 @@ interface Launched {
 export class Ec2Provider implements Provider {
   readonly kind = 'ec2'
   readonly deployment: string
-  private made?: EC2Client
+  private made?: Promise<EC2Client>
   private readonly waiter: Required<WaiterTiming>
   private readonly catalog: Ec2Catalog
   private readonly instances: Ec2Instances
@@ -85,14 +78,15 @@ export class Ec2Provider implements Provider {
     this.waiter = {...DEFAULT_WAITER, ...options.waiter}
     this.deployment = options.deployment
     const context = (operation: string, extra?: Partial<Ec2ErrorContext>) => this.context(operation, extra)
-    const client = () => this.client
+    const client = () => this.client()
     this.catalog = new Ec2Catalog(client, options.region, context)
     this.instances = new Ec2Instances(client, this.waiter, context)
   }
 
-  private get client(): EC2Client {
+  private client(): Promise<EC2Client> {
     const given = this.options.client
-    this.made ??= typeof given === 'function' ? given() : (given ?? newClient(this.options))
+    this.made ??=
+      typeof given === 'function' ? Promise.resolve(given()) : given ? Promise.resolve(given) : newClient(this.options)
     return this.made
   }
 
@@ -138,7 +132,9 @@ export class Ec2Provider implements Provider {
     const filters = deploymentFilters(this.deployment)
     const records: NodeRecord[] = []
     try {
-      for await (const page of paginateDescribeInstances({client: this.client, pageSize: 1000}, {Filters: filters})) {
+      const {paginateDescribeInstances} = await ec2Sdk()
+      const pages = paginateDescribeInstances({client: await this.client(), pageSize: 1000}, {Filters: filters})
+      for await (const page of pages) {
         for (const reservation of page.Reservations ?? [])
           for (const instance of reservation.Instances ?? []) records.push(this.record(instance))
       }
@@ -154,7 +150,8 @@ export class Ec2Provider implements Provider {
     const chunks = chunk(ids, ID_CHUNK)
     for (const ids of chunks) {
       try {
-        await this.client.send(new TerminateInstancesCommand({InstanceIds: ids}))
+        const {TerminateInstancesCommand} = await ec2Sdk()
+        await (await this.client()).send(new TerminateInstancesCommand({InstanceIds: ids}))
       } catch (error) {
         throw explainEc2Error(error, this.context('TerminateInstances', {nodes: namesOf(nodes, ids)}))
       }
@@ -187,13 +184,17 @@ export class Ec2Provider implements Provider {
    */
   private async launch(batch: Batch, image: ImageInfo): Promise<Launched[]> {
     const nodes = batch.requests.map((r) => r.name)
+    const {RunInstancesCommand} = await ec2Sdk()
     for (let generation = 0; generation < MAX_GENERATIONS; generation++) {
       const token = clientToken(batch.deployment, batch.role, nodes, generation)
       let instances: Instance[]
       try {
         instances =
-          (await this.client.send(new RunInstancesCommand(runInstancesInput(batch, image, token, this.options))))
-            .Instances ?? []
+          (
+            await (
+              await this.client()
+            ).send(new RunInstancesCommand(runInstancesInput(batch, image, token, this.options)))
+          ).Instances ?? []
       } catch (error) {
         if (errorCode(error) === 'IdempotentParameterMismatch' && !(await this.hasLiveInstances(token, nodes))) continue
         throw explainEc2Error(
@@ -221,6 +222,8 @@ export class Ec2Provider implements Provider {
   /** Give each instance of a multi-node batch its own Name and index, retrying while EC2 does not know the new id yet. */
   private async nameInstances(launched: Launched[]): Promise<void> {
     const limit = pLimit(CONCURRENCY)
+    const {CreateTagsCommand} = await ec2Sdk()
+    const client = await this.client()
     await Promise.all(
       launched.map(({request, instance}) =>
         limit(async () => {
@@ -230,7 +233,7 @@ export class Ec2Provider implements Provider {
           }
           for (let attempt = 1; ; attempt++) {
             try {
-              await this.client.send(new CreateTagsCommand(input))
+              await client.send(new CreateTagsCommand(input))
               return
             } catch (error) {
               if (errorCode(error) !== 'InvalidInstanceID.NotFound' || attempt >= 5)
@@ -245,7 +248,8 @@ export class Ec2Provider implements Provider {
 
   private async hasLiveInstances(token: string, nodes: string[]): Promise<boolean> {
     try {
-      const out = await this.client.send(new DescribeInstancesCommand({Filters: clientTokenFilters(token)}))
+      const {DescribeInstancesCommand} = await ec2Sdk()
+      const out = await (await this.client()).send(new DescribeInstancesCommand({Filters: clientTokenFilters(token)}))
       return (out.Reservations ?? []).some((r) => (r.Instances ?? []).length > 0)
     } catch (error) {
       throw explainEc2Error(error, this.context('DescribeInstances', {nodes}))
@@ -285,8 +289,9 @@ export class Ec2Provider implements Provider {
  * need a newer Node than this one runs; nodeset says which Node it needs itself (package.json engines),
  * so the warning is off unless AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED is set otherwise.
  */
-function newClient(o: Pick<Ec2Options, 'region' | 'profile'>): EC2Client {
+async function newClient(o: Pick<Ec2Options, 'region' | 'profile'>): Promise<EC2Client> {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  const {EC2Client} = await ec2Sdk()
   return new EC2Client({region: o.region, profile: o.profile})
 }
 
