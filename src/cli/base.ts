@@ -8,9 +8,8 @@ import type {DeploymentFlagValues} from './flags.js'
 import {ConfigServerError} from '../configserver/client.js'
 import {Ec2Error} from '../providers/ec2-errors.js'
 import {HostKeyError} from '../ssh/hostkeys.js'
-import {SshKeyError} from '../ssh/login.js'
 import {SshConfigError} from '../ssh/config.js'
-import {JumpForwardError, SshAuthError, SshUnreachableError} from '../ssh/ssh.js'
+import {JumpForwardError, SshAuthError, SshKeyError, SshUnreachableError} from '../ssh/errors.js'
 import {cliUi} from './progress.js'
 
 /** Errors that say what went wrong and what to do, like a UserError: printed as a message, not a trace. */

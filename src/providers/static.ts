@@ -9,7 +9,7 @@ import {mkdirSync, readFileSync, renameSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import pLimit from 'p-limit'
 import type {HostKeyPolicy, HostKeyStore} from '../ssh/hostkeys.js'
-import {connect, type ConnectOptions, type SshSession, type SshTarget} from '../ssh/ssh.js'
+import type {ConnectOptions, SshSession, SshTarget} from '../ssh/ssh.js'
 import {shellQuote} from '../ssh/shell.js'
 import {removeHostsBlock} from '../plan/wiring.js'
 import {checkDeployment, type NodeRecord, type NodeRequest, type Provider} from './provider.js'
@@ -167,6 +167,8 @@ export class StaticProvider implements Provider {
     node: Pick<NodeRecord, 'name' | 'address' | 'sshPort'>,
     work: (session: SshSession) => Promise<T>,
   ): Promise<T> {
+    // The SSH client is loaded when a server is first reached, not when the provider is opened.
+    const {connect} = await import('../ssh/ssh.js')
     const session = await connect(this.sshTarget(node), {
       ...this.options.connectOptions,
       hostKeys: this.hostKeyPolicy(),

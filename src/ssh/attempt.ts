@@ -10,6 +10,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import ssh2 from 'ssh2'
 import type {ConnectConfig, ServerHostKeyAlgorithm} from 'ssh2'
 import {enableCertificates} from './certificate.js'
+import {JumpForwardError, SshAuthError, SshUnreachableError} from './errors.js'
 import {
   hostKeyFromBlob,
   HostKeyMismatchError,
@@ -29,18 +30,7 @@ import {describeTarget, type ResolvedTarget} from './session.js'
 const {Client} = ssh2
 export type SshClient = InstanceType<typeof Client>
 
-export class SshAuthError extends Error {
-  override name = 'SshAuthError'
-}
-
-export class SshUnreachableError extends Error {
-  override name = 'SshUnreachableError'
-}
-
-/** A jump host could not open the connection onward (the node's sshd may not be up yet): retried. */
-export class JumpForwardError extends Error {
-  override name = 'JumpForwardError'
-}
+export {JumpForwardError, SshAuthError, SshUnreachableError} from './errors.js'
 
 const RETRYABLE_CODES = new Set([
   'ECONNREFUSED',

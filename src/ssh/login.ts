@@ -18,6 +18,7 @@ import {
   type SshConfigSource,
 } from './config.js'
 import {certificateKey} from './certificate.js'
+import {SshKeyError} from './errors.js'
 import {defaultKnownHostsPaths} from './knownhosts.js'
 import {describeTarget, type ResolvedTarget} from './session.js'
 
@@ -35,9 +36,7 @@ export interface SshTarget {
   privateKeyPath?: string
 }
 
-export class SshKeyError extends Error {
-  override name = 'SshKeyError'
-}
+export {SshKeyError} from './errors.js'
 
 /** Jump hosts in a row, at most (a ProxyJump that leads back to itself is refused past this). */
 export const MAX_JUMPS = 8
