@@ -15,6 +15,9 @@ command -v wget >/dev/null || need+=(wget)
 command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
 command -v mariadb >/dev/null || command -v mysql >/dev/null || need+=(mariadb-client)
 command -v ansible-playbook >/dev/null || [ "${NODESET_WITH_ANSIBLE:-0}" != 1 ] || need+=(ansible)
+# systemd-mode local nodes ([provider] boot = systemd) boot a Debian image made with these.
+[ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+[ -x /usr/bin/systemd-nspawn ] || need+=(systemd-container)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
@@ -30,3 +33,7 @@ mkdir -p /run/sshd
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund
 fi
+
+# The image systemd-mode local nodes boot: built once per machine (a few minutes), then cached.
+[ -f dist/providers/local-image-build.js ] || npm run -s build
+node scripts/local-image.mjs

@@ -18,7 +18,7 @@ export const PROVIDER_KEYS_OF: Record<ProviderKind, string[]> = {
     ...['region', 'profile', 'image', 'image_owners', 'size', 'key_name', 'subnet', 'security_groups'],
     ...['ssh_user', 'ssh_key', 'iam_instance_profile', 'disk', 'associate_public_ip', 'imds', 'imds_hop_limit'],
   ],
-  local: ['subnet', 'bridge'],
+  local: ['subnet', 'bridge', 'boot'],
   static: ['hosts', 'ssh_user', 'ssh_key'],
 }
 

@@ -115,8 +115,12 @@ export async function writeNodeFiles(
 }
 
 /** The node's SSH host public keys (`type base64`), read from its /etc overlay. */
-export async function readHostKeys(namespace: string): Promise<string[]> {
-  const dir = join(etcDir(namespace), 'ssh')
+export function readHostKeys(namespace: string): Promise<string[]> {
+  return readHostKeysIn(join(etcDir(namespace), 'ssh'))
+}
+
+/** The SSH host public keys (`type base64`) of an /etc/ssh directory. */
+export async function readHostKeysIn(dir: string): Promise<string[]> {
   const files = (await readdir(dir)).filter((f) => /^ssh_host_.*_key\.pub$/.test(f)).sort()
   const keys = await Promise.all(
     files.map(async (f) => (await readFile(join(dir, f), 'utf8')).trim().split(/\s+/).slice(0, 2).join(' ')),

@@ -75,7 +75,8 @@ export async function bootNode(
   }
 }
 
-async function plugNetwork(s: LocalNodeState): Promise<void> {
+/** The node's namespace and link, made if missing, with its address and route. */
+export async function plugNetwork(s: LocalNodeState): Promise<void> {
   if (!(await exists(`/run/netns/${s.namespace}`))) {
     // A stale host end (from a namespace that is gone) would block the new pair.
     await tryRun(deleteLink(s.hostVeth))

@@ -1,4 +1,4 @@
-/** The local provider's `[provider]` settings: `subnet` and `bridge`, checked before anything is made. */
+/** The local provider's `[provider]` settings: `subnet`, `bridge` and `boot`, checked before anything is made. */
 import {type Diagnostic, DiagnosticsError} from '../core/diagnostics.js'
 import type {Nodeset} from '../nodeset/types.js'
 import {bridgeNameProblem, parseSubnet} from './local-network.js'
@@ -7,7 +7,11 @@ import {ignoredKeyProblems} from './provider-keys.js'
 export interface LocalSettings {
   subnet?: string
   bridge?: string
+  /** `fast` (the default: a namespace with its own sshd) or `systemd` (a real boot of a Debian image). */
+  boot?: 'fast' | 'systemd'
 }
+
+const BOOT_MODES = ['fast', 'systemd'] as const
 
 /** Read the settings. Throws DiagnosticsError with every problem and its file:line. */
 export function localSettings(nodeset: Nodeset): LocalSettings {
@@ -34,6 +38,13 @@ export function localSettings(nodeset: Nodeset): LocalSettings {
       source: settings.bridge.source,
       hint: 'remove bridge to use the name derived from the deployment',
     })
+  const boot = text('boot')
+  if (boot !== undefined && !(BOOT_MODES as readonly string[]).includes(boot))
+    problems.push({
+      message: `boot = ${boot} is not a boot mode of the local provider`,
+      source: settings.boot.source,
+      hint: 'write boot = fast (the default) or boot = systemd (each node boots a Debian image with systemd and cloud-init)',
+    })
   if (problems.length > 0) throw new DiagnosticsError(problems)
-  return {subnet, bridge}
+  return {subnet, bridge, ...(boot ? {boot: boot as LocalSettings['boot']} : {})}
 }

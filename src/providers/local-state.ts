@@ -17,13 +17,24 @@ export interface LocalNodeState extends NodeNet {
   createdAt: string
   /** `creating` until its sshd first answered. */
   phase: 'creating' | 'created'
+  /** A real boot of the Debian image (local-boot.ts); absent: fast mode. A node keeps the mode it was made in. */
+  boot?: 'systemd'
+  /** systemd mode: the node's writable layer is an overlay on the image, or a copy of it. */
+  layer?: 'overlay' | 'copy'
+  /** systemd mode: the image tree its layer was made on (a newer image does not replace it under the layer). */
+  image?: string
 }
+
+/** The processes a node's directory records: fast mode's sshd and agent, systemd mode's nspawn. */
+export type PidName = 'sshd' | 'agent' | 'machine'
 
 /** What every node of a deployment shares: its network. */
 export interface DeploymentNet {
   deployment: string
   subnet: Subnet
   bridge: string
+  /** How new nodes boot (LocalProvider's `boot` option). */
+  boot?: 'fast' | 'systemd'
 }
 
 /** A node's state as made for a new node (`createdAt` empty), or rebuilt for one whose node.json is gone. */
@@ -45,6 +56,7 @@ export function nodeState(
     hostVeth: hostVethName(net.deployment, node.name),
     createdAt: '',
     phase: 'creating',
+    ...(net.boot === 'systemd' ? {boot: 'systemd' as const} : {}),
   }
 }
 
@@ -143,12 +155,12 @@ export class LocalStateFiles {
   }
 
   /** A pid the node's directory holds (`sshd`, `agent`), or undefined. */
-  async readPid(name: string, what: 'sshd' | 'agent'): Promise<number | undefined> {
+  async readPid(name: string, what: PidName): Promise<number | undefined> {
     const pid = Number(await readFile(join(this.nodeDir(name), `${what}.pid`), 'utf8').catch(() => ''))
     return pid > 0 ? pid : undefined
   }
 
-  async writePid(name: string, what: 'sshd' | 'agent', pid: number): Promise<void> {
+  async writePid(name: string, what: PidName, pid: number): Promise<void> {
     await writeFile(join(this.nodeDir(name), `${what}.pid`), `${pid}\n`)
   }
 

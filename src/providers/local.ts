@@ -1,17 +1,23 @@
+// Over 300 lines: the one Provider class of both boot modes, each of its methods short.
 /**
  * The `local` provider: real hosts on this machine. Each node is a network namespace on a bridge
  * (one per deployment) with its own hostname, private directories, its own sshd and its user data
  * run as a boot would run it. See docs/local-provider.md. The record of the nodes is local-state.ts,
  * their files local-files.ts, what is done to the machine local-machine.ts with commands built as data
- * in local-commands.ts and run by local-system.ts.
+ * in local-commands.ts and run by local-system.ts. With `boot: 'systemd'`, each node is instead a real
+ * boot of a Debian image (local-boot.ts, local-image.ts) in the same network.
  */
 import {join} from 'node:path'
 import pLimit from 'p-limit'
 import {ID_PATTERN} from '../core/ids.js'
 import type {HostKeyPolicy, HostKeyStore} from '../ssh/hostkeys.js'
 import type {SshTarget} from '../ssh/ssh.js'
+import {bootMachine, enterMachine, machineHostKeys, machineLeader, machinePid, stopMachine} from './local-boot.js'
+import {machinePaths} from './local-boot-commands.js'
 import {enterNode} from './local-commands.js'
 import {ensureHostDirs, etcDir, readHostKeys, releaseHostDirs} from './local-files.js'
+import {ensureImage, type BootImage, type Progress} from './local-image-build.js'
+import {IMAGE_CACHE} from './local-image.js'
 import {bootNode, deleteUnusedBridge, ensureBridge, removeNode} from './local-machine.js'
 import {bridgeName, bridgeNameProblem, hostAddress, namespaceName, parseSubnet, type Subnet} from './local-network.js'
 import {
@@ -22,7 +28,7 @@ import {
   type DeploymentNet,
   type LocalNodeState,
 } from './local-state.js'
-import {assertLocalProviderUsable, inNamespace, withLock} from './local-system.js'
+import {assertLocalProviderUsable, inNamespace, killNamespaceProcesses, withLock} from './local-system.js'
 import {checkDeployment, createdNodeTarget, type NodeRecord, type NodeRequest, type Provider} from './provider.js'
 
 export type {LocalNodeState} from './local-state.js'
@@ -42,6 +48,15 @@ export interface LocalProviderOptions {
   privateKeyPath?: string
   /** Where the host keys the nodes report when they phone home are pinned (hostKeyPolicy). */
   hostKeys: HostKeyStore
+  /**
+   * How new nodes boot: `fast` (default), a namespace with its own sshd running the user data as a
+   * script; `systemd`, a real boot of a Debian image with systemd and cloud-init (docs/local-provider.md).
+   */
+  boot?: 'fast' | 'systemd'
+  /** systemd mode: where the image is built and kept. Default /var/cache/nodeset/images. */
+  imageCache?: string
+  /** systemd mode: lines saying how the image build goes (it takes minutes, once). Default: stderr. */
+  progress?: Progress
 }
 
 export const DEFAULT_SUBNET = '10.77.0.0/24'
@@ -56,8 +71,10 @@ export class LocalProvider implements Provider {
   readonly stateRoot: string
   /** The deployment's bridge. */
   readonly bridge: string
+  readonly boot: 'fast' | 'systemd'
   private readonly states: LocalStateFiles
   private keys?: string[]
+  private imageReady?: Promise<BootImage>
 
   constructor(private readonly options: LocalProviderOptions) {
     checkId('deployment', options.deployment)
@@ -67,6 +84,7 @@ export class LocalProvider implements Provider {
     const badBridge = options.bridge === undefined ? undefined : bridgeNameProblem(options.bridge)
     if (badBridge) throw new Error(badBridge)
     this.bridge = options.bridge ?? bridgeName(this.deployment)
+    this.boot = options.boot ?? 'fast'
     this.states = new LocalStateFiles(this.stateRoot, this.deployment)
     if (Array.isArray(options.authorizedKeys)) this.keys = checkedKeys(options.authorizedKeys)
   }
@@ -123,11 +141,11 @@ export class LocalProvider implements Provider {
       plans.map((plan) =>
         limit(async () => {
           try {
-            if (plan.fresh) await this.boot(plan.state, plan.request.userData)
-            else if (!(await this.isRunning(plan.state))) await this.boot(plan.state, undefined)
+            if (plan.fresh) await this.bootNode(plan.state, plan.request.userData)
+            else if (!(await this.isRunning(plan.state))) await this.bootNode(plan.state, undefined)
           } catch (error) {
             failures.push(`${plan.state.name}: ${(error as Error).message}`)
-            if (plan.fresh) await removeNode(plan.state, this.states).catch(() => undefined)
+            if (plan.fresh) await this.remove(plan.state).catch(() => undefined)
           }
         }),
       ),
@@ -152,8 +170,20 @@ export class LocalProvider implements Provider {
     if (nodes.length === 0) return []
     await this.prepareNetwork()
     const states = await Promise.all(nodes.map((n) => this.states.read(n.name)))
-    await Promise.all(states.map(async (s) => ((await this.isRunning(s)) ? undefined : this.boot(s, undefined))))
+    await Promise.all(states.map(async (s) => ((await this.isRunning(s)) ? undefined : this.bootNode(s, undefined))))
     return Promise.all(states.map(async (s) => nodeRecord(s, await this.isRunning(s))))
+  }
+
+  /**
+   * Take nodes down, keeping everything they are made of (as a stopped instance does): systemd mode
+   * powers the machine off; fast mode ends the node's processes. `start` boots them again.
+   */
+  async stop(nodes: NodeRecord[]): Promise<void> {
+    checkDeployment(this.kind, this.deployment, nodes)
+    const states = await Promise.all(nodes.map((n) => this.states.read(n.name)))
+    await Promise.all(
+      states.map((s) => (s.boot === 'systemd' ? stopMachine(s, this.states) : killNamespaceProcesses(s.namespace))),
+    )
   }
 
   async destroy(nodes: NodeRecord[]): Promise<void> {
@@ -166,7 +196,7 @@ export class LocalProvider implements Provider {
         limit(async () => {
           const state = await this.states.read(node.name).catch(() => undefined)
           // A node whose node.json is gone: what its name says is enough to remove its remnants.
-          await removeNode(state ?? nodeState(this.net, node, node.address ?? ''), this.states)
+          await this.remove(state ?? nodeState(this.net, node, node.address ?? ''))
         }),
       ),
     )
@@ -187,7 +217,9 @@ export class LocalProvider implements Provider {
   }
 
   /** The node's SSH host public keys (`type base64`), read from its private /etc/ssh. */
-  readHostKeys(node: Pick<NodeRecord, 'deployment' | 'name'>): Promise<string[]> {
+  async readHostKeys(node: Pick<NodeRecord, 'deployment' | 'name'>): Promise<string[]> {
+    const state = await this.states.read(node.name).catch(() => undefined)
+    if (state?.boot === 'systemd') return machineHostKeys(this.states.nodeDir(node.name))
     return readHostKeys(namespaceName(node.deployment, node.name))
   }
 
@@ -201,9 +233,15 @@ export class LocalProvider implements Provider {
   async enterCommand(node: Pick<NodeRecord, 'deployment' | 'name'>): Promise<string[]> {
     checkDeployment(this.kind, this.deployment, [node])
     const state = await this.states.read(node.name).catch(() => undefined)
-    const pid = state && (await this.sshdPid(state))
-    if (pid === undefined) throw new Error(`local node ${node.name} is not running: start it with nodeset create-node`)
-    return enterNode(pid)
+    if (state?.boot === 'systemd') {
+      const nspawn = await machinePid(state, this.states)
+      const leader = nspawn && (await machineLeader(nspawn))
+      if (leader) return enterMachine(leader)
+    } else {
+      const pid = state && (await this.sshdPid(state))
+      if (pid !== undefined) return enterNode(pid)
+    }
+    throw new Error(`local node ${node.name} is not running: start it with nodeset create-node`)
   }
 
   /** The node's directory on the host: node.json, pid files, and `fs/` (its /srv/nodeset, /var/lib/nodeset, /var/log). */
@@ -211,13 +249,17 @@ export class LocalProvider implements Provider {
     return join(this.stateRoot, deployment, name)
   }
 
-  /** The node's /etc overlay on the host: `hosts`, `hostname`, `ssh/`, `nodeset/`. */
+  /**
+   * The node's /etc as the host sees it: fast mode's overlay (`hosts`, `hostname`, `ssh/`, `nodeset/`);
+   * in systemd mode, the /etc of its writable layer (what the node changed or made there).
+   */
   etcDir(deployment: string, name: string): string {
+    if (this.boot === 'systemd') return join(machinePaths(this.nodeDir(deployment, name)).layer, 'etc')
     return etcDir(namespaceName(deployment, name))
   }
 
   private get net(): DeploymentNet {
-    return {deployment: this.deployment, subnet: this.subnet, bridge: this.bridge}
+    return {deployment: this.deployment, subnet: this.subnet, bridge: this.bridge, boot: this.boot}
   }
 
   /** Record each new node with a free address (under the deployment lock); recorded ones are kept. */
@@ -242,11 +284,27 @@ export class LocalProvider implements Provider {
   }
 
   private async isRunning(state: LocalNodeState): Promise<boolean> {
+    if (state.boot === 'systemd') return (await machinePid(state, this.states)) !== undefined
     return (await this.sshdPid(state)) !== undefined
   }
 
-  private boot(state: LocalNodeState, userData: string | undefined): Promise<void> {
-    return bootNode(state, this.states, this.authorizedKeys, userData)
+  private async bootNode(state: LocalNodeState, userData: string | undefined): Promise<void> {
+    if (state.boot !== 'systemd') return bootNode(state, this.states, this.authorizedKeys, userData)
+    const image = await this.image()
+    return bootMachine(state, this.states, image.root, this.authorizedKeys, userData)
+  }
+
+  /** The boot image, built on first use if this machine has none cached (once for all the nodes of a run). */
+  private image(): Promise<BootImage> {
+    const progress = this.options.progress ?? ((line: string) => void process.stderr.write(`${line}\n`))
+    this.imageReady ??= ensureImage(progress, this.options.imageCache ?? IMAGE_CACHE)
+    this.imageReady.catch(() => (this.imageReady = undefined))
+    return this.imageReady
+  }
+
+  private async remove(state: LocalNodeState): Promise<void> {
+    if (state.boot === 'systemd') await stopMachine(state, this.states)
+    await removeNode(state, this.states)
   }
 }
 

@@ -116,9 +116,9 @@ describe('the local provider, from its settings', () => {
   it("refuses other providers' keys, and --region, which it would ignore", () => {
     expect(problems('provider = local\nimage = id ami-0123456789abcdef0\nhosts = a=10.0.0.1')).toEqual([
       '/conf/main.conf:6: image is a key of the ec2 provider: the local provider does not read it\n' +
-        '  hint: remove it; the local provider reads subnet, bridge',
+        '  hint: remove it; the local provider reads subnet, bridge, boot',
       '/conf/main.conf:7: hosts is a key of the static provider: the local provider does not read it\n' +
-        '  hint: remove it; the local provider reads subnet, bridge',
+        '  hint: remove it; the local provider reads subnet, bridge, boot',
     ])
     const {nodeset, plan} = read('provider = local')
     expect(() => openProvider(nodeset, plan, {...context(), aws: {region: 'eu-west-1'}})).toThrow(
