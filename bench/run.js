@@ -1,6 +1,7 @@
 // Runs every benchmark (bench/*/run.js) one after another. Not a test: each prints its figures and
 // the ratio against a baseline it measures in the same run. What each records (bench/results.js)
 // goes into bench/results.json, one object per benchmark, with the time of the run.
+// bench/federation needs the broker set up by scripts/broker-setup.sh (.ci/run runs it).
 //   npm run bench                 every benchmark
 //   npm run bench -- startup graph   only these
 import {spawnSync} from 'node:child_process'

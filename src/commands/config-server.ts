@@ -1,3 +1,4 @@
+import fs from 'node:fs'
 import {Command, Flags} from '@oclif/core'
 import {adminTokenFrom} from '../configserver/auth.js'
 import {startConfigServer} from '../configserver/server.js'
@@ -5,11 +6,13 @@ import {parseListen} from '../core/address.js'
 
 export default class ConfigServer extends Command {
   static summary = 'Run a standalone config server: nodes phone home to it and get their configuration.'
-  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON lines on stdout. State lives in --state (SQLite, WAL) or, for several replicas behind a load balancer, in one PostgreSQL database (--store postgresql://…, with --admin-token-file); it survives restarts. The admin token is read from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy (or --trusted-proxies) so the address a node phones home from is taken from X-Forwarded-For: the right-most address your proxies did not add, and only a literal IP.`
+  static description = `Serves the config server's HTTP API (docs/config-server.md) until SIGTERM or SIGINT, logging JSON lines on stdout. State lives in --state (SQLite, WAL) or, for several replicas behind a load balancer, in one PostgreSQL database (--store postgresql://…, with --admin-token-file); it survives restarts. With --site and --broker it is one site's server of deployments spanning sites: it publishes its own nodes' facts, service states and outputs (outputs sealed) to the broker and applies the other sites' (docs/federation.md). The admin token is read from --admin-token-file, or from DIR/admin-token; when the file does not exist a new token is written there (mode 0600). Behind a TLS-terminating proxy, pass --trust-proxy (or --trusted-proxies) so the address a node phones home from is taken from X-Forwarded-For: the right-most address your proxies did not add, and only a literal IP.`
   static examples = [
     '<%= config.bin %> config-server --listen 0.0.0.0:8470 --state /var/lib/nodeset',
     '<%= config.bin %> config-server --listen 0.0.0.0:8443 --state /var/lib/nodeset --tls-cert cert.pem --tls-key key.pem',
     '<%= config.bin %> config-server --listen 0.0.0.0:8470 --store postgresql://nodeset@db.internal/nodeset --admin-token-file /etc/nodeset/admin-token',
+    '<%= config.bin %> config-server --listen 10.1.0.1:8470 --state /var/lib/nodeset --site inside --broker amqp://nodeset-inside:PASSWORD@127.0.0.1:5672/nodeset-inside',
+    '<%= config.bin %> config-server --listen 0.0.0.0:8470 --state /var/lib/nodeset --site outside --broker amqps://nodeset-outside:PASSWORD@mq.example.com:5671/nodeset-outside --broker-ca /etc/nodeset/broker-ca.pem',
   ]
   static flags = {
     listen: Flags.string({description: 'Address and port to listen on (HOST:PORT).', default: '127.0.0.1:8470'}),
@@ -33,14 +36,30 @@ export default class ConfigServer extends Command {
     'admin-token-file': Flags.string({
       description: 'File holding the admin token (created with a new token when missing).',
     }),
+    site: Flags.string({
+      description:
+        "The site this server serves in deployments that span sites (docs/federation.md); its nodes phone home here, the other sites' state comes from --broker.",
+      dependsOn: ['broker'],
+    }),
+    broker: Flags.string({
+      description:
+        "The site's RabbitMQ, amqp(s)://USER:PASSWORD@HOST:PORT/VHOST, through which the sites' servers share their instances (SQLite state only).",
+      dependsOn: ['site'],
+    }),
+    'broker-ca': Flags.string({
+      description: "PEM file of the CA that signed an amqps:// broker's certificate.",
+      dependsOn: ['broker'],
+    }),
   }
 
   async run(): Promise<void> {
     const {flags} = await this.parse(ConfigServer)
     let listen: {host: string; port: number}
     let adminToken: string | undefined
+    let ca: string | undefined
     try {
       listen = parseListen(flags.listen)
+      if (flags['broker-ca']) ca = fs.readFileSync(flags['broker-ca'], 'utf8')
       if (flags['admin-token-file']) adminToken = await adminTokenFrom(undefined, flags['admin-token-file'])
     } catch (error) {
       this.error((error as Error).message, {exit: 2})
@@ -52,6 +71,7 @@ export default class ConfigServer extends Command {
       ...(adminToken === undefined ? {} : {adminToken}),
       ...(flags['tls-cert'] && flags['tls-key'] ? {tls: {cert: flags['tls-cert'], key: flags['tls-key']}} : {}),
       trustProxy: flags['trusted-proxies'] ?? flags['trust-proxy'],
+      ...(flags.site && flags.broker ? {site: flags.site, broker: {url: flags.broker, ...(ca ? {ca} : {})}} : {}),
       logger: true,
     }).catch((error: Error) => this.error(error.message, {exit: 1}))
     const tokenFile = flags['admin-token-file'] ?? server.adminTokenFile

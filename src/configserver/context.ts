@@ -6,13 +6,29 @@
  */
 import type {FastifyRequest} from 'fastify'
 import {type AddressRule, clientAddress} from './address.js'
+import type {FederationStatus} from './protocol.js'
+import type {RegistrationPlan} from './register.js'
 import {Registry} from './registry.js'
 import type {StateStore} from './state.js'
 import {EXCHANGE_GRACE_MS, TokenIndex} from './tokens.js'
 import {Waiters} from './waiters.js'
 
+/** A federated server's link to the other sites (federation/federation.ts), as the routes use it. */
+export interface FederationHandle {
+  readonly site: string
+  /** Throws the 400 for a registration this server cannot take. */
+  accepts(plan: RegistrationPlan): void
+  /** After a registration's commit. */
+  registered(deployment: string): Promise<void>
+  /** After a deployment's deletion. */
+  forget(deployment: string): Promise<void>
+  status(deployment: string): FederationStatus | undefined
+}
+
 export interface ServerContext {
   store: StateStore
+  /** Set when the server was started with a site and a broker. */
+  federation?: FederationHandle
   registry: Registry
   tokens: TokenIndex
   waiters: Waiters

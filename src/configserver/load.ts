@@ -9,6 +9,7 @@ export function loadRegistration(db: Db, name: string): RegistrationRecord | und
     .prepare('SELECT registered_at, startup_timeout_sec, inputs FROM deployments WHERE name = ?')
     .get(name) as {registered_at: number; startup_timeout_sec: number | null; inputs: string} | undefined
   if (!row) return undefined
+  const site = db.prepare('SELECT site FROM federation WHERE deployment = ?').pluck().get(name) as string | undefined
   const runs = new Map<string, Record<string, ServiceRun>>()
   const runRows = db
     .prepare(
@@ -22,7 +23,7 @@ export function loadRegistration(db: Db, name: string): RegistrationRecord | und
   }
   const instanceRows = db
     .prepare(
-      'SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address, first_contact, last_contact FROM instances WHERE deployment = ?',
+      'SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address, first_contact, last_contact, site, fed_at FROM instances WHERE deployment = ?',
     )
     .all(name) as InstanceRow[]
   const instances: InstanceRecord[] = instanceRows.map((r) => ({
@@ -40,6 +41,8 @@ export function loadRegistration(db: Db, name: string): RegistrationRecord | und
     ...(r.first_contact === null ? {} : {firstContact: r.first_contact}),
     ...(r.last_contact === null ? {} : {lastContact: r.last_contact}),
     runs: runs.get(r.id) ?? {},
+    ...(r.site === null ? {} : {site: r.site}),
+    ...(r.fed_at === null ? {} : {fedAt: r.fed_at}),
   }))
   return {
     name,
@@ -47,6 +50,7 @@ export function loadRegistration(db: Db, name: string): RegistrationRecord | und
     ...(row.startup_timeout_sec === null ? {} : {startupTimeoutSec: row.startup_timeout_sec}),
     inputs: JSON.parse(row.inputs) as Inputs,
     instances,
+    ...(site === undefined ? {} : {site}),
   }
 }
 
@@ -63,6 +67,8 @@ interface InstanceRow {
   address: string | null
   first_contact: number | null
   last_contact: number | null
+  site: string | null
+  fed_at: number | null
 }
 
 interface RunRow {

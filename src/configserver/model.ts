@@ -1,4 +1,6 @@
 /**
+ * Over 300 lines: one class whose caches (resolution, world nodes, roles) are invalidated together.
+ *
  * The config server's view of one registered deployment, in memory: who is registered, what each
  * instance reported, and what every service's configuration resolves to. Pure: no I/O, no clock
  * (callers pass `now`), so resolution and status are tested without a server.
@@ -48,6 +50,8 @@ export class Registration {
   readonly registeredAt: number
   readonly startupTimeoutSec?: number
   readonly inputs: Inputs
+  /** A federated deployment: this server's site; instances of other sites are filled from the broker. */
+  readonly site?: string
   private readonly instances = new Map<string, InstanceRecord>()
   private readonly byRole = new Map<string, InstanceRecord[]>()
   /** target (role or node name) → instances whose templates refer to it. */
@@ -66,6 +70,7 @@ export class Registration {
     this.registeredAt = record.registeredAt
     this.startupTimeoutSec = record.startupTimeoutSec
     this.inputs = record.inputs
+    if (record.site !== undefined) this.site = record.site
     this.analysisCache = analysis
     for (const instance of record.instances) this.add(instance)
     for (const members of this.byRole.values()) members.sort((a, b) => a.index - b.index || a.id.localeCompare(b.id))
@@ -143,6 +148,30 @@ export class Registration {
     instance.address = address
     instance.firstContact ??= now
     instance.lastContact = now
+    return this.changed(id, addressChanged)
+  }
+
+  /** Whether the instance is another site's: it phones home there, and its state comes from the broker. */
+  remote(instance: InstanceRecord): boolean {
+    return this.site !== undefined && instance.site !== undefined && instance.site !== this.site
+  }
+
+  /** Apply the state another site sent of one of its instances (it replaces what was held). */
+  replaceRemote(
+    id: string,
+    state: Pick<InstanceRecord, 'facts' | 'address' | 'firstContact' | 'lastContact' | 'runs'>,
+    sentAt: number,
+  ): string[] {
+    const instance = this.instances.get(id)
+    if (!instance) return []
+    const addressChanged = instance.address !== state.address
+    const known = new Set(instance.services.map((s) => s.name))
+    instance.facts = {...state.facts}
+    instance.address = state.address
+    instance.firstContact = state.firstContact
+    instance.lastContact = state.lastContact
+    instance.runs = Object.fromEntries(Object.entries(state.runs).filter(([service]) => known.has(service)))
+    instance.fedAt = sentAt
     return this.changed(id, addressChanged)
   }
 

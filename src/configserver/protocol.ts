@@ -29,6 +29,25 @@ import {ID_PATTERN, ID_RULE} from '../core/ids.js'
 
 export const idSchema = z.string().regex(ID_PATTERN, ID_RULE)
 
+/** A site's name: it is part of broker routing keys and queue names, so no dots or wildcards. */
+export const SITE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$/
+export const SITE_RULE = 'a site name is 1-63 of A-Z a-z 0-9 _ - (starting with a letter or digit)'
+
+/**
+ * What a federated registration gives the server of one site: its own site, its signing key, the other
+ * sites' public keys and the deployment's key for sealing secret outputs. Keys are PEM (Ed25519: PKCS#8
+ * private, SPKI public); `sealKey` is base64 of 32 bytes.
+ */
+export const federationSchema = z
+  .object({
+    site: z.string().regex(SITE_PATTERN, SITE_RULE),
+    signingKey: z.string().max(4096),
+    peers: z.record(z.string().regex(SITE_PATTERN, SITE_RULE), z.string().max(4096)),
+    sealKey: z.string().max(128),
+  })
+  .strict()
+export type FederationSpec = z.infer<typeof federationSchema>
+
 export const sourceSchema = z.object({file: z.string().max(4096), line: z.number().int().nonnegative()}).strict()
 
 /**
@@ -64,6 +83,8 @@ export const instanceSpecSchema = z
     role: z.string().min(1).max(253),
     index: z.number().int().positive().optional(),
     services: z.array(serviceSpecSchema).max(1024).default([]),
+    /** The site that owns the instance, in a federated registration (docs/federation.md). */
+    site: z.string().regex(SITE_PATTERN, SITE_RULE).optional(),
   })
   .strict()
 export type InstanceSpec = z.infer<typeof instanceSpecSchema>
@@ -85,13 +106,18 @@ export const registerRequestSchema = z
      * new bootstrap token, and its old bootstrap and node tokens stop working. New instances always get one.
      */
     reissueTokens: z.array(idSchema).max(100_000).default([]),
+    /** A deployment spanning sites: this server's part of it (docs/federation.md). */
+    federation: federationSchema.optional(),
   })
   .strict()
 export type RegisterRequest = z.input<typeof registerRequestSchema>
 
 export interface RegisterResponse {
   deployment: string
-  /** Bootstrap tokens of new (or reissued) instances, given once; the server keeps only their hashes. */
+  /**
+   * Bootstrap tokens of new (or reissued) instances, given once; the server keeps only their hashes. In a
+   * federated registration, only the instances of the server's own site get one.
+   */
   tokens: Record<string, string>
 }
 
@@ -172,11 +198,35 @@ export interface DeploymentStatus {
   instances: Array<{
     id: string
     role: string
+    /** The owning site (federated deployments). */
+    site?: string
     address?: string
     firstContact?: string
     lastContact?: string
+    /** An instance of another site: the age of the newest message about it that this server applied. */
+    factsAgeMs?: number
     services: Array<{name: string; status: ServiceStatus; waitingFor?: string[]; exitCode?: number; message?: string}>
   }>
+  /** A federated deployment: this server's site and its links to the other sites. */
+  federation?: FederationStatus
+}
+
+export interface FederationLinkStatus {
+  site: string
+  /** Up: this server's broker connection is up and the peer's heartbeat came within three intervals. */
+  state: 'up' | 'down'
+  lastHeartbeatAt?: string
+  /** How far behind the peer this server is: the delivery time of its latest message, or how long a known gap has been open. */
+  lagMs?: number
+  /** Messages from the peer applied. */
+  applied: number
+}
+
+export interface FederationStatus {
+  site: string
+  links: FederationLinkStatus[]
+  /** Messages refused: a signature that does not verify, an instance the sender does not own, a sequence already applied. */
+  refused: {badSignature: number; notOwner: number; replayed: number}
 }
 
 export interface DeploymentState {

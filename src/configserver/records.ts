@@ -32,6 +32,10 @@ export interface InstanceRecord {
   firstContact?: number
   lastContact?: number
   runs: Record<string, ServiceRun>
+  /** The owning site, in a federated deployment. */
+  site?: string
+  /** An instance of another site: when its site sent the newest state of it applied here (epoch ms). */
+  fedAt?: number
 }
 
 /** inputs[instance][service][param] */
@@ -44,4 +48,6 @@ export interface RegistrationRecord {
   startupTimeoutSec?: number
   inputs: Inputs
   instances: InstanceRecord[]
+  /** A federated deployment: the site of this server (instances of other sites are filled from the broker). */
+  site?: string
 }

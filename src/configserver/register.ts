@@ -7,9 +7,11 @@ import type {Analysis} from '../plan/check.js'
 import {analyze} from '../plan/check.js'
 import type {Diagnostic} from '../core/diagnostics.js'
 import {HttpError, zodIssues} from './errors.js'
+import {randomBytes} from 'node:crypto'
+import {parseKeys} from './federation/keys.js'
 import {hashToken, newToken} from './tokens.js'
 import {checkInstances, type Inputs} from './model.js'
-import {registerRequestSchema, type ServiceSpec} from './protocol.js'
+import {type FederationSpec, registerRequestSchema, type ServiceSpec} from './protocol.js'
 import {renderProblem} from './resolve.js'
 import {type Db, stmt} from './store.js'
 
@@ -17,10 +19,16 @@ export interface RegistrationPlan {
   deployment: string
   startupTimeoutSec?: number
   inputs: Inputs
-  instances: Array<{id: string; role: string; index: number; services: ServiceSpec[]}>
+  instances: Array<{id: string; role: string; index: number; services: ServiceSpec[]; site?: string}>
   reissue: Set<string>
   analysis: Analysis
+  /** A deployment spanning sites: this server's site and keys (checked: the keys parse). */
+  federation?: FederationSpec
 }
+
+/** Whether this server's site owns the instance (every instance, when the deployment is not federated). */
+export const ownedHere = (instance: {site?: string}, site: string | undefined): boolean =>
+  site === undefined || instance.site === undefined || instance.site === site
 
 /** Validate a registration body; throws HttpError 400 with every problem found. */
 export function planRegistration(deployment: string, body: unknown): RegistrationPlan {
@@ -55,8 +63,15 @@ export function planRegistration(deployment: string, body: unknown): Registratio
           })
       }
     }
-    return {id: instance.id, role: instance.role, index, services: instance.services}
+    return {
+      id: instance.id,
+      role: instance.role,
+      index,
+      services: instance.services,
+      ...(instance.site === undefined ? {} : {site: instance.site}),
+    }
   })
+  problems.push(...federationProblems(instances, request.federation))
   for (const id of request.reissueTokens) {
     if (!seen.has(id))
       problems.push({
@@ -66,7 +81,11 @@ export function planRegistration(deployment: string, body: unknown): Registratio
   }
   if (problems.length > 0) throw new HttpError(400, describeProblems(problems), {diagnostics: problems})
 
-  checkInputs(instances, request.inputs)
+  const site = request.federation?.site
+  checkInputs(
+    instances.filter((instance) => ownedHere(instance, site)),
+    request.inputs,
+  )
 
   const analysis = analyze(checkInstances(instances))
   if (analysis.problems.length > 0)
@@ -81,7 +100,42 @@ export function planRegistration(deployment: string, body: unknown): Registratio
     instances,
     reissue: new Set(request.reissueTokens),
     analysis,
+    ...(request.federation ? {federation: request.federation} : {}),
   }
+}
+
+/** Sites and keys of a federated registration: every instance names a known site, and every key parses. */
+function federationProblems(instances: RegistrationPlan['instances'], federation?: FederationSpec): Diagnostic[] {
+  const problems: Diagnostic[] = []
+  if (!federation) {
+    const sited = instances.filter((instance) => instance.site !== undefined)
+    if (sited.length > 0)
+      problems.push({
+        message: `instance ${sited[0].id} names site ${sited[0].site}, but the registration has no "federation"`,
+        hint: 'a deployment spanning sites is registered with its federation block (docs/federation.md)',
+      })
+    return problems
+  }
+  try {
+    parseKeys(federation)
+  } catch (error) {
+    problems.push({message: (error as Error).message, hint: 'the CLI makes these keys; register again with its body'})
+  }
+  const sites = new Set([federation.site, ...Object.keys(federation.peers)])
+  for (const instance of instances) {
+    if (instance.site === undefined)
+      problems.push({
+        message: `instance ${instance.id} names no site`,
+        hint: 'in a federated registration, every instance has one',
+      })
+    else if (!sites.has(instance.site))
+      problems.push({
+        message: `instance ${instance.id} is of site ${instance.site}, which is neither this server's site nor a peer`,
+        hint: `the sites: ${[...sites].join(', ')}`,
+      })
+    if (problems.length >= 100) break
+  }
+  return problems
 }
 
 /** Templates that parse and whose references resolve, but that handlebars cannot render (`renderProblem`). */
@@ -143,21 +197,45 @@ function checkInputs(instances: RegistrationPlan['instances'], inputs: Inputs): 
   }
 }
 
-/** Write the registration; returns the tokens of new and reissued instances. */
-export function writeRegistration(db: Db, plan: RegistrationPlan, now: number): Record<string, string> {
+interface InstanceSite {
+  id: string
+  site: string | null
+}
+
+/**
+ * Write the registration; returns the tokens of new and reissued instances of this server's site (an
+ * instance of another site gets a hash no token has: it phones home to its own site). The ids of
+ * instances it removes go to `removed`.
+ */
+export function writeRegistration(
+  db: Db,
+  plan: RegistrationPlan,
+  now: number,
+  removed: Array<{id: string; site?: string}> = [],
+): Record<string, string> {
+  const site = plan.federation?.site
   stmt(
     db,
     `INSERT INTO deployments (name, registered_at, startup_timeout_sec, inputs) VALUES (?, ?, ?, ?)
      ON CONFLICT (name) DO UPDATE SET registered_at = excluded.registered_at, startup_timeout_sec = excluded.startup_timeout_sec, inputs = excluded.inputs`,
   ).run(plan.deployment, now, plan.startupTimeoutSec ?? null, JSON.stringify(plan.inputs))
-  const existing = new Set(
-    stmt(db, 'SELECT id FROM instances WHERE deployment = ?').pluck().all(plan.deployment) as string[],
+  const existing = new Map(
+    (stmt(db, 'SELECT id, site FROM instances WHERE deployment = ?').all(plan.deployment) as InstanceSite[]).map(
+      (row) => [row.id, row.site],
+    ),
   )
   const insert = stmt(
     db,
-    'INSERT INTO instances (deployment, id, role, idx, services, token_hash) VALUES (?, ?, ?, ?, ?, ?)',
+    'INSERT INTO instances (deployment, id, role, idx, services, token_hash, site) VALUES (?, ?, ?, ?, ?, ?, ?)',
   )
-  const update = stmt(db, 'UPDATE instances SET role = ?, idx = ?, services = ? WHERE deployment = ? AND id = ?')
+  const update = stmt(
+    db,
+    'UPDATE instances SET role = ?, idx = ?, services = ?, site = ? WHERE deployment = ? AND id = ?',
+  )
+  const disown = stmt(
+    db,
+    'UPDATE instances SET token_hash = ?, node_token_hash = NULL, exchanged_at = NULL, node_token_used_at = NULL WHERE deployment = ? AND id = ?',
+  )
   // A reissued instance starts over with a bootstrap token: its node token stops working too.
   const reissue = stmt(
     db,
@@ -171,18 +249,24 @@ export function writeRegistration(db: Db, plan: RegistrationPlan, now: number): 
   const tokens: Record<string, string> = {}
   for (const instance of plan.instances) {
     const services = JSON.stringify(instance.services)
+    const own = ownedHere(instance, site)
     if (existing.has(instance.id)) {
       existing.delete(instance.id)
-      update.run(instance.role, instance.index, services, plan.deployment, instance.id)
+      update.run(instance.role, instance.index, services, instance.site ?? null, plan.deployment, instance.id)
       dropRuns.run(plan.deployment, instance.id, JSON.stringify(instance.services.map((s) => s.name)))
-      if (!plan.reissue.has(instance.id)) continue
+      // An instance now of another site keeps no token that works here.
+      if (!own) disown.run(randomBytes(32), plan.deployment, instance.id)
+      if (!own || !plan.reissue.has(instance.id)) continue
       tokens[instance.id] = newToken()
       reissue.run(hashToken(tokens[instance.id]), plan.deployment, instance.id)
     } else {
-      tokens[instance.id] = newToken()
-      insert.run(plan.deployment, instance.id, instance.role, instance.index, services, hashToken(tokens[instance.id]))
+      const hash = own ? hashToken((tokens[instance.id] = newToken())) : randomBytes(32)
+      insert.run(plan.deployment, instance.id, instance.role, instance.index, services, hash, instance.site ?? null)
     }
   }
-  for (const gone of existing) remove.run(plan.deployment, gone)
+  for (const [gone, goneSite] of existing) {
+    remove.run(plan.deployment, gone)
+    removed.push({id: gone, ...(goneSite === null ? {} : {site: goneSite})})
+  }
   return tokens
 }

@@ -11,6 +11,8 @@ import type {FastifyInstance} from 'fastify'
 import {addressRule, type TrustProxy} from './address.js'
 import {buildApp} from './app.js'
 import {ConnectionGuard} from './connections.js'
+import {Federation} from './federation/federation.js'
+import {SITE_PATTERN, SITE_RULE} from './protocol.js'
 import {createContext} from './context.js'
 import {type TimeLimits, timeLimits} from './limits.js'
 import {AuthFailureLimiter} from './ratelimit.js'
@@ -60,6 +62,13 @@ export interface ConfigServerOptions {
    * node token, as long as the node token is unused (default 600).
    */
   tokenExchangeGraceSec?: number
+  /** The site this server serves, in deployments spanning sites (docs/federation.md); needs `broker`. */
+  site?: string
+  /**
+   * The site's broker (RabbitMQ): `url` amqp(s)://user:pass@host:port/vhost, `ca` the PEM text of the CA
+   * of an amqps broker's certificate, `heartbeatMs` how often heartbeats go out (default 1000). SQLite store only.
+   */
+  broker?: {url: string; ca?: string; heartbeatMs?: number}
 }
 
 export interface RunningConfigServer {
@@ -101,11 +110,13 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
   if (maxPerAddress !== undefined && !(Number.isInteger(maxPerAddress) && maxPerAddress > 0))
     throw new Error(`maxConnectionsPerAddress must be a positive integer, not ${maxPerAddress}`)
   const rule = addressRule(opts.trustProxy)
+  checkFederation(opts, where)
   const adminTokenFile = opts.adminToken === undefined && stateDir ? path.join(stateDir, 'admin-token') : undefined
   const adminToken = await adminTokenFrom(opts.adminToken, path.join(stateDir ?? '.', 'admin-token'))
 
   // The log exists once the app does; what fails before (a commit's aftermath, a wake-up) is told to it then.
   let app: FastifyInstance | undefined
+  let closeFederation = async (): Promise<void> => {}
   const logError = (error: unknown, message: string) => app?.log.error({err: error}, message)
   const onApplyError = (error: unknown) => logError(error, 'applying a committed write failed')
   const store: StateStore =
@@ -121,6 +132,25 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
       exchangeGraceMs: grace === undefined ? EXCHANGE_GRACE_MS : grace * 1000,
       logError,
     })
+    if (opts.site !== undefined && opts.broker && store instanceof SqliteStore) {
+      const federation = new Federation(
+        {
+          site: opts.site,
+          broker: opts.broker,
+          ...(opts.broker.heartbeatMs ? {heartbeatMs: opts.broker.heartbeatMs} : {}),
+        },
+        {
+          store: store.store,
+          registry: context.registry,
+          waiters: context.waiters,
+          log: (message, error) => (error ? logError(error, message) : app?.log.info(message)),
+        },
+      )
+      store.federate(federation.outbox)
+      await federation.start()
+      context.federation = federation
+      closeFederation = () => federation.close()
+    }
     const guard = new ConnectionGuard({
       ...(maxPerAddress === undefined ? {} : {maxPerAddress}),
       // Behind proxies the peer is a proxy carrying many clients: its connections are not capped.
@@ -179,6 +209,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
         closing ??= (async () => {
           context.waiters.shutdown()
           await running.close()
+          await closeFederation()
           await store.close()
         })()
         return closing
@@ -186,9 +217,23 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
     }
   } catch (error) {
     await app?.close()
+    await closeFederation()
     await store.close()
     throw error
   }
+}
+
+/** A site needs a broker and the other way round; SITE_RULE for its name; the outbox lives in SQLite. */
+function checkFederation(opts: ConfigServerOptions, where: {sqlite: string} | {postgresql: string}): void {
+  if (opts.site === undefined && opts.broker === undefined) return
+  if (opts.site === undefined || opts.broker === undefined)
+    throw new Error('a federated config server needs both its site (--site) and its broker (--broker)')
+  if (!SITE_PATTERN.test(opts.site)) throw new Error(`--site ${opts.site}: ${SITE_RULE}`)
+  if (!/^amqps?:\/\//.test(opts.broker.url)) throw new Error('--broker must be an amqp:// or amqps:// URL')
+  if ('postgresql' in where)
+    throw new Error(
+      'a federated config server keeps its outbox in SQLite: --broker cannot be used with --store postgresql://… (run one federated server per site, on --state)',
+    )
 }
 
 function pem(value: string, what: string): string {

@@ -1,4 +1,9 @@
-/** The SQLite store (store.ts) as a `StateStore`: one process owns the file, so nothing is shared. */
+/**
+ * The SQLite store (store.ts) as a `StateStore`: one process owns the file, so nothing is shared. A
+ * federated server gives it an outbox: each write that changes an instance of this site queues its
+ * message in the same transaction.
+ */
+import type {OutboxHooks} from './federation/outbox.js'
 import {loadRegistration} from './load.js'
 import {writeRegistration} from './register.js'
 import type {PhoneHome, StateStore} from './state.js'
@@ -9,10 +14,16 @@ export class SqliteStore implements StateStore {
   readonly shared = false
   readonly where: string
   readonly store: Store
+  private outbox?: OutboxHooks
 
   constructor(stateDir: string, options: StoreOptions = {}) {
     this.store = new Store(stateDir, options)
     this.where = this.store.file
+  }
+
+  /** From now on, every write tells `outbox` what it changed, inside its transaction. */
+  federate(outbox: OutboxHooks): void {
+    this.outbox = outbox
   }
 
   async deploymentNames(): Promise<string[]> {
@@ -25,7 +36,12 @@ export class SqliteStore implements StateStore {
 
   async register(...[plan, now, apply]: Parameters<StateStore['register']>) {
     const {tokens} = await this.store.write(
-      (db) => ({tokens: writeRegistration(db, plan, now), record: loadRegistration(db, plan.deployment)}),
+      (db) => {
+        const removed: Array<{id: string; site?: string}> = []
+        const tokens = writeRegistration(db, plan, now, removed)
+        this.outbox?.registered(db, plan, removed)
+        return {tokens, record: loadRegistration(db, plan.deployment)}
+      },
       ({record}) => apply(record),
       true,
     )
@@ -38,10 +54,11 @@ export class SqliteStore implements StateStore {
       (db): PhoneHome => {
         const exchanged = exchange && writes.exchange(db, deployment, id, exchange.hash, write.now, exchange.graceMs)
         const changed = writes.facts(db, deployment, id, write.facts, write.address, write.now)
+        if (changed > 0) this.outbox?.changed(db, deployment, [id])
         return {changed, ...(exchanged ? {exchanged} : {})}
       },
       apply,
-      exchange !== undefined,
+      exchange !== undefined || this.outbox !== undefined,
     )
   }
 
@@ -50,7 +67,15 @@ export class SqliteStore implements StateStore {
   }
 
   report(...[deployment, id, service, report, now, apply]: Parameters<StateStore['report']>) {
-    return this.store.write((db) => writes.run(db, deployment, id, service, report, now), apply)
+    return this.store.write(
+      (db) => {
+        const changed = writes.run(db, deployment, id, service, report, now)
+        if (changed > 0) this.outbox?.changed(db, deployment, [id])
+        return changed
+      },
+      apply,
+      this.outbox !== undefined,
+    )
   }
 
   deleteDeployment(...[deployment, apply]: Parameters<StateStore['deleteDeployment']>) {
@@ -60,6 +85,7 @@ export class SqliteStore implements StateStore {
   async deleteInstance(...[deployment, id, apply]: Parameters<StateStore['deleteInstance']>) {
     const {n} = await this.store.write(
       (db) => {
+        this.outbox?.removing(db, deployment, id)
         const removed = writes.deleteInstance(db, deployment, id)
         return {n: removed, record: removed > 0 ? loadRegistration(db, deployment) : undefined}
       },

@@ -37,12 +37,15 @@ export function statusOf(registration: Registration, now: number): DeploymentSta
         )
       if (entry.status === 'timed out') timedOut.push(`${instance.id}/${service.name}`)
     }
+    const remote = registration.remote(instance)
     instances.push({
       id: instance.id,
       role: instance.role,
+      ...(instance.site === undefined ? {} : {site: instance.site}),
       ...(instance.address === undefined ? {} : {address: instance.address}),
       ...(instance.firstContact === undefined ? {} : {firstContact: iso(instance.firstContact)}),
       ...(instance.lastContact === undefined ? {} : {lastContact: iso(instance.lastContact)}),
+      ...(remote && instance.fedAt !== undefined ? {factsAgeMs: Math.max(0, now - instance.fedAt)} : {}),
       services,
     })
   }
@@ -82,6 +85,9 @@ function serviceStatus(
       ...(run.message === undefined ? {} : {message: run.message}),
     }
   }
+  if (registration.remote(instance) && passedDeadline === undefined)
+    // Its own site resolves and starts it; here it waits for that site's report.
+    return {name: service.name, status: 'waiting', waitingFor: [`site ${instance.site} to report it`]}
   const resolved = registration.resolveService(instance, service)
   if (resolved.failed.length > 0) {
     const what = resolved.failed.map((f) => `param ${f.param} cannot be rendered: ${f.message}`)

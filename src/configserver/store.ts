@@ -14,10 +14,11 @@ import {randomUUID} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import Database from 'better-sqlite3'
+import {FEDERATION_SCHEMA} from './federation/schema.js'
 import {loadRegistration} from './load.js'
 import type {RegistrationRecord} from './records.js'
 
-const SCHEMA_VERSION = 2
+const SCHEMA_VERSION = 3
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
@@ -41,6 +42,8 @@ CREATE TABLE IF NOT EXISTS instances (
   address TEXT,
   first_contact INTEGER,
   last_contact INTEGER,
+  site TEXT,
+  fed_at INTEGER,
   PRIMARY KEY (deployment, id)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,7 +59,7 @@ CREATE TABLE IF NOT EXISTS runs (
   PRIMARY KEY (deployment, instance, service),
   FOREIGN KEY (deployment, instance) REFERENCES instances(deployment, id) ON DELETE CASCADE
 ) STRICT;
-`
+${FEDERATION_SCHEMA}`
 
 /** Schema 1 had only the bootstrap token: its instances count as not yet exchanged. */
 const MIGRATE_FROM_1 = `
@@ -64,6 +67,13 @@ ALTER TABLE instances ADD COLUMN node_token_hash BLOB;
 ALTER TABLE instances ADD COLUMN exchanged_at INTEGER;
 ALTER TABLE instances ADD COLUMN node_token_used_at INTEGER;
 UPDATE meta SET value = '2' WHERE key = 'schema';
+`
+
+/** Schema 2 knew no sites: every instance is the server's own (the federation tables come with SCHEMA). */
+const MIGRATE_FROM_2 = `
+ALTER TABLE instances ADD COLUMN site TEXT;
+ALTER TABLE instances ADD COLUMN fed_at INTEGER;
+UPDATE meta SET value = '3' WHERE key = 'schema';
 `
 
 export type Db = Database.Database
@@ -161,7 +171,11 @@ export class Store {
       this.db.prepare(`INSERT INTO meta (key, value) VALUES ('schema', ?)`).run(String(SCHEMA_VERSION))
     else if (Number(version) > SCHEMA_VERSION)
       throw new Error(`${file} was written by a newer nodeset (schema ${version}); upgrade nodeset to use it`)
-    else if (Number(version) === 1) this.db.transaction(() => this.db.exec(MIGRATE_FROM_1))()
+    else
+      this.db.transaction(() => {
+        if (Number(version) <= 1) this.db.exec(MIGRATE_FROM_1)
+        if (Number(version) <= 2) this.db.exec(MIGRATE_FROM_2)
+      })()
   }
 
   /** The state's id, made at its first start (a state from before ids gets one now). */

@@ -12,8 +12,15 @@ export const adminRoutes: FastifyPluginAsync<{context: ServerContext}> = async (
   app.put('/v1/deployments/:dep', {...admin, bodyLimit: LIMITS.registrationBodyBytes}, async (request, reply) => {
     const {dep} = ids(request.params, 'dep')
     const plan = planRegistration(dep, request.body)
+    const {federation} = context
+    if (plan.federation && !federation)
+      throw new HttpError(400, `deployment ${dep} spans sites, but this config server is not federated`, {
+        hint: 'start it with --site NAME --broker amqp(s)://… (docs/federation.md)',
+      })
+    federation?.accepts(plan)
     const now = Date.now()
     const tokens = await store.register(plan, now, (record) => registry.set(dep, record, plan.analysis))
+    await federation?.registered(dep)
     reply.code(201)
     return {deployment: dep, tokens}
   })
@@ -21,7 +28,9 @@ export const adminRoutes: FastifyPluginAsync<{context: ServerContext}> = async (
   app.get('/v1/deployments/:dep/status', admin, async (request) => {
     const {dep} = ids(request.params, 'dep')
     await context.current(dep)
-    return registry.registration(dep).status(Date.now())
+    const status = registry.registration(dep).status(Date.now())
+    const federation = context.federation?.status(dep)
+    return federation ? {...status, federation} : status
   })
 
   app.get('/v1/deployments/:dep/state', admin, async (request) => {
@@ -43,6 +52,7 @@ export const adminRoutes: FastifyPluginAsync<{context: ServerContext}> = async (
     registry.registration(dep)
     const removed = await store.deleteDeployment(dep, (n) => n > 0 && registry.set(dep, undefined))
     if (removed === 0) throw new HttpError(404, `unknown deployment ${dep}`)
+    await context.federation?.forget(dep)
     return reply.code(204).send()
   })
 

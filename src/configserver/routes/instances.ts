@@ -6,6 +6,7 @@ import {ID_PATTERN, ID_RULE} from '../../core/ids.js'
 import {HttpError} from '../errors.js'
 import {body, findService, ids, type ServerContext} from '../http.js'
 import {factsRequestSchema, type FactsResponse, type InstanceConfig, serviceReportSchema} from '../protocol.js'
+import type {InstanceRecord, Registration} from '../model.js'
 import {hashToken, newToken} from '../tokens.js'
 
 /** Longest long-poll; a larger `wait` is cut to this. */
@@ -25,6 +26,16 @@ const configQuerySchema = z
   .strict()
 
 const EMPTY_ROLES = Buffer.from('{}')
+
+/** One writer per instance: another site's instance reports to its own site's server, never here. */
+function ownInstance({registration, instance}: {registration: Registration; instance: InstanceRecord}): InstanceRecord {
+  if (registration.remote(instance))
+    throw new HttpError(
+      409,
+      `instance ${instance.id} belongs to site ${instance.site}; it reports to that site's config server, and its state comes from there`,
+    )
+  return instance
+}
 
 /** A config body: the instance's part, then the deployment's shared `roles` JSON, which is not copied. */
 function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, roles: Buffer): FastifyReply {
@@ -72,7 +83,7 @@ export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = asyn
           400,
           'do not send the fact "ip": the server records the address it sees the request come from',
         )
-      registry.instance(dep, id)
+      ownInstance(registry.instance(dep, id))
       const caller = request.caller
       const token = caller?.kind === 'instance' && caller.token === 'bootstrap' ? newToken() : undefined
       const tokenHash = token === undefined ? undefined : hashToken(token)
@@ -126,7 +137,7 @@ export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = asyn
   app.put('/v1/deployments/:dep/instances/:id/services/:svc', instance, async (request) => {
     const {dep, id, svc} = ids(request.params, 'dep', 'id', 'svc')
     const report = body(serviceReportSchema, request.body, 'service report')
-    const service = findService(registry.instance(dep, id).instance, svc)
+    const service = findService(ownInstance(registry.instance(dep, id)), svc)
     const undeclared = Object.keys(report.outputs).filter((key) => !service.provides.includes(key))
     if (undeclared.length > 0) {
       throw new HttpError(
