@@ -3,6 +3,7 @@ import type {DeploymentStatus} from '../configserver/protocol.js'
 import type {DeployResult} from '../deploy/update.js'
 import type {AppserverReleases} from '../operations/deploy.js'
 import type {NodeRow} from '../operations/nodes.js'
+import type {SitesStatus} from '../operations/sites.js'
 import type {NodeListing} from '../operations/status.js'
 import {table} from '../plan/render.js'
 import type {StepReport} from '../setup/runner.js'
@@ -29,6 +30,30 @@ export function statusText(status: DeploymentStatus): string {
     `deployment ${status.deployment}: ${status.state}${status.reason ? ` — ${status.reason}` : ''}`,
     '',
     table(['NODE', 'ADDRESS', 'LAST PHONE-HOME', 'SERVICE', 'STATE', 'WAITING FOR'], rows),
+    ...('sites' in status ? ['', sitesStatusText(status as SitesStatus)] : []),
+  ].join('\n')
+}
+
+const ms = (value: number | undefined) =>
+  value === undefined ? '-' : value < 1000 ? `${Math.round(value)} ms` : `${(value / 1000).toFixed(1)} s`
+
+/** Per site: its config server and its link to each other site; then what it knows of the others' instances. */
+export function sitesStatusText(status: SitesStatus): string {
+  const links = status.sites.flatMap((s) =>
+    (s.links.length ? s.links : [undefined]).map((link, k) => [
+      k === 0 ? s.site : '',
+      k === 0 ? s.configServer : '',
+      k === 0 ? s.state : '',
+      link ? `${link.site} ${link.state}` : 'no link reported',
+      link?.lastHeartbeatAt ?? '-',
+      ms(link?.lagMs),
+      k === 0 && s.refused ? String(s.refused.badSignature + s.refused.notOwner + s.refused.replayed) : '',
+    ]),
+  )
+  const remote = status.sites.flatMap((s) => s.remote.map((r) => [s.site, r.id, r.site ?? '-', ms(r.factsAgeMs)]))
+  return [
+    table(['SITE', 'CONFIG SERVER', 'STATE', 'LINK', 'LAST HEARTBEAT', 'LAG', 'REFUSED'], links),
+    ...(remote.length ? ['', table(['SITE', 'KNOWS', 'OWNED BY', 'FACTS AGE'], remote)] : []),
   ].join('\n')
 }
 
@@ -43,11 +68,12 @@ export function createdTable(rows: NodeRow[]): string {
 }
 
 export function nodesTable(rows: NodeListing[]): string {
+  const sites = rows.some((r) => r.site)
   return table(
-    ['NODE', 'ROLE', 'ID', 'ADDRESS', 'STATE', 'LAST PHONE-HOME'],
+    ['NODE', 'ROLE', ...(sites ? ['SITE'] : []), 'ID', 'ADDRESS', 'STATE', 'LAST PHONE-HOME'],
     rows.map((r) => [
-      ...[r.name + (r.planned ? '' : ' (not in file)'), r.role, r.id ?? '-', r.address ?? '-'],
-      ...[r.state, r.lastPhoneHome ?? '-'],
+      ...[r.name + (r.planned ? '' : ' (not in file)'), r.role, ...(sites ? [r.site ?? '-'] : [])],
+      ...[r.id ?? '-', r.address ?? '-', r.state, r.lastPhoneHome ?? '-'],
     ]),
   )
 }

@@ -5,6 +5,7 @@ import {loadPlan} from '../operations/load.js'
 import {existingState} from '../operations/preview.js'
 import {DiagnosticsError, formatDiagnostic} from '../core/diagnostics.js'
 import {planJson, planText} from '../plan/render.js'
+import {sitesText, withSites} from '../plan/sites.js'
 
 export default class Plan extends NodesetCommand {
   static summary = 'Show the nodes, services and references a nodeset file describes, and check them.'
@@ -26,11 +27,17 @@ Exit codes: 0 the plan is good; 2 the file is refused (every problem is printed 
     const {problems} = result.analysis
     if (flags.json) {
       const shape = problems.length ? {type: 'error', diagnostics: problems} : {type: 'plan'}
-      this.printJson({...shape, ...(planJson(nodeset, result) as object), warnings, ...(state ? {state} : {})})
+      this.printJson({
+        ...shape,
+        ...(withSites(planJson(nodeset, result), result.plan) as object),
+        warnings,
+        ...(state ? {state} : {}),
+      })
       if (problems.length) this.exit(2)
       return
     }
     this.print(planText(nodeset, result))
+    if (result.plan.sites?.length) this.print('\n' + sitesText(result.plan))
     if (state) this.print('\n' + previewText(state, {prune: false, title: `${state.deployment} now`}))
     for (const w of warnings) this.note(`warning: ${formatDiagnostic(w)}`)
     if (problems.length > 0) throw new DiagnosticsError(problems)

@@ -14,9 +14,10 @@ import {readMerged} from './merge.js'
 import {readProvider} from './provider.js'
 import {Reader} from './reader.js'
 import {readRole} from './role.js'
+import {isSiteSection, placeRoles, readSites} from './site.js'
 import type {Nodeset, RoleSpec} from './types.js'
 
-const KNOWN_SECTIONS = ['general', 'provider', 'appserver', 'balancer', 'service:NAME', 'role:NAME']
+const KNOWN_SECTIONS = ['general', 'provider', 'site:NAME', 'appserver', 'balancer', 'service:NAME', 'role:NAME']
 
 export {defaultIO} from './files.js'
 export {MAX_NODES} from './role.js'
@@ -47,11 +48,13 @@ export function readNodeset(file: string, io: ReaderIO = defaultIO()): ReadResul
   const {catalog, problems: catalogProblems} = loadCatalog(
     general.servicesDirs.length ? general.servicesDirs : defaultServicesDirs(root),
   )
-  const provider = readProvider(reader, merged.sections.get('provider'), root)
+  const sites = readSites(reader, merged.sections, general)
+  // With sites, each has its provider and [provider] (if any) only gives them defaults.
+  const provider = sites.length ? sites[0].provider : readProvider(reader, merged.sections.get('provider'), root)
   const roles: RoleSpec[] = []
   for (const [name, section] of merged.sections) {
     reader.noteSecrets(section)
-    if (name === 'general' || name === 'provider') continue
+    if (name === 'general' || name === 'provider' || isSiteSection(name)) continue
     const role = roleOfSection(name)
     if (!role) {
       const guess = didYouMean(name, [
@@ -76,6 +79,7 @@ export function readNodeset(file: string, io: ReaderIO = defaultIO()): ReadResul
       {file: root, line: 1},
       'add [appserver], [service:NAME], [balancer] or [role:NAME] sections',
     )
+  else placeRoles(reader, roles, sites)
   const problems = [...merged.problems, ...interpolator.problems, ...catalogProblems, ...reader.problems]
   if (problems.length > 0) throw new DiagnosticsError(dedupe(problems))
   const nodeset: Nodeset = {
@@ -84,6 +88,7 @@ export function readNodeset(file: string, io: ReaderIO = defaultIO()): ReadResul
     general,
     provider,
     roles,
+    ...(sites.length ? {sites} : {}),
     secrets: [...reader.secrets].filter((s) => s.length >= 3),
   }
   return {nodeset, catalog}

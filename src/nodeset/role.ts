@@ -9,7 +9,7 @@ import {boolProblem, isInputMarker, isValidHostname, misusesInput, parseBool, pa
 
 export const MAX_NODES = 1000
 
-const ROLE_KEYS = ['nodes', 'node_name', 'size', 'services']
+const ROLE_KEYS = ['nodes', 'node_name', 'size', 'services', 'site']
 const APPSERVER_KEYS = [...ROLE_KEYS, 'locations', 'load_balancer']
 const BALANCER_KEYS = [...ROLE_KEYS, 'hostnames']
 
@@ -110,6 +110,7 @@ export function readRole(r: Reader, section: MergedSection, role: string, catalo
     locations,
     loadBalancer,
     hostnames,
+    ...(get('site') ? {site: r.value(get('site')!)} : {}),
   }
 }
 

@@ -27,6 +27,8 @@ export interface RoleSpec {
   locations: Location[]
   loadBalancer?: Value<boolean>
   hostnames: string[]
+  /** `site = NAME`: the `[site:NAME]` its nodes run in (absent in a file without sites). */
+  site?: Value<string>
 }
 
 export interface ProviderSpec {
@@ -34,6 +36,21 @@ export interface ProviderSpec {
   /** Every provider key after `name` lookup in ~/.nodeset.conf, secrets included (never print this). */
   settings: Record<string, Value<string>>
   source: Source
+}
+
+/**
+ * A `[site:NAME]`: one cloud or data centre of a deployment that spans several, with its own provider,
+ * its own config server (its nodes reach only that one) and the broker through which the sites' servers
+ * share what their own nodes report.
+ */
+export interface SiteSpec {
+  name: string
+  source: Source
+  provider: ProviderSpec
+  /** `embedded` (the CLI runs it) or the URL of a standalone config server. */
+  configServer: Value<string>
+  /** `amqp(s)://user:password@host:port/vhost`: a secret (its password), never printed whole. */
+  broker?: Value<string>
 }
 
 export interface GeneralSpec {
@@ -50,8 +67,11 @@ export interface Nodeset {
   file: string
   files: string[]
   general: GeneralSpec
+  /** With sites: the first site's provider (each site has its own; see `sites`). */
   provider: ProviderSpec
   roles: RoleSpec[]
+  /** `[site:NAME]` sections in file order; absent or empty: one site, as a file without sites has always been. */
+  sites?: SiteSpec[]
   /** Values that must never be printed: provider secrets, secret_file contents, *password* / *secret* / *token* keys. */
   secrets: string[]
 }

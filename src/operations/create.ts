@@ -34,6 +34,7 @@ export async function create(dep: OpenedDeployment, opts: CreateOptions = {}): P
         provider: dep.provider,
         server: server.client,
         nodeUrl: server.nodeUrl,
+        nodeUrlOf: server.nodeUrlOf,
         hostKeys: dep.hostKeys,
         inputs,
         bootTimeoutSec: dep.nodeset.general.bootTimeoutSec,

@@ -4,7 +4,7 @@
  * missing nodes with user data that phones home, and wait until they have.
  */
 import {UserError} from '../core/errors.js'
-import type {ConfigServerClient} from '../configserver/client.js'
+import type {DeploymentClient} from './connect.js'
 import type {DeploymentStatus} from '../configserver/protocol.js'
 import type {Plan, NodePlan} from '../plan/types.js'
 import type {NodeRecord, NodeRequest, Provider} from '../providers/provider.js'
@@ -45,9 +45,11 @@ export type NodeEvent =
 export interface CreateContext {
   plan: Plan
   provider: Provider
-  server: ConfigServerClient
+  server: DeploymentClient
   /** The URL nodes phone home to. */
   nodeUrl: string
+  /** With sites: the URL each node phones home to (its own site's server), over nodeUrl. */
+  nodeUrlOf?: (node: string) => string
   hostKeys: HostKeyStore
   bootTimeoutSec: number
   /** Values of the params given at launch (collectInputs). */
@@ -115,7 +117,7 @@ export async function createNodes(ctx: CreateContext, opts: CreateOptions = {}):
         deployment: plan.deployment,
         node: node.name,
         token,
-        serverUrl: ctx.nodeUrl,
+        serverUrl: ctx.nodeUrlOf?.(node.name) ?? ctx.nodeUrl,
         bootDeadlineSec: Math.max(ctx.bootTimeoutSec * 4, 3600),
       }),
     }
@@ -167,7 +169,7 @@ function notPhonedHome(status: DeploymentStatus, plan: Plan): string[] {
 
 /** Pin the SSH host keys each node reported over its authenticated phone-home. */
 export async function pinHostKeys(
-  server: ConfigServerClient,
+  server: Pick<DeploymentClient, 'state'>,
   store: HostKeyStore,
   records: NodeRecord[],
 ): Promise<void> {
@@ -187,7 +189,7 @@ export async function pinHostKeys(
  * for it: only the phone-home at creation decides which keys a node is trusted with.
  */
 export async function followReportedSshPorts(
-  server: ConfigServerClient,
+  server: Pick<DeploymentClient, 'state'>,
   store: HostKeyStore,
   records: NodeRecord[],
 ): Promise<void> {
@@ -229,7 +231,7 @@ function rows(
  * last node.
  */
 export async function destroyNodes(
-  ctx: {provider: Provider; server?: ConfigServerClient; hostKeys: HostKeyStore},
+  ctx: {provider: Provider; server?: DeploymentClient; hostKeys: HostKeyStore},
   nodes: NodeRecord[],
 ): Promise<void> {
   if (nodes.length === 0) return

@@ -2,7 +2,8 @@
  * An opened deployment: what every operation acts on, opened once per command. It holds the
  * checked plan, the provider, the config server (reached on first use), SSH built from the
  * provider's host-key policy, and the secrets never to print (which grow as tokens and secret
- * outputs are met). close() ends what was opened.
+ * outputs are met). close() ends what was opened. A deployment with sites has a provider and a
+ * config server per site, each node routed to its own site's (providers/index.ts, sites.ts).
  */
 import {DiagnosticsError, type Diagnostic} from '../core/diagnostics.js'
 import {UserError} from '../core/errors.js'
@@ -12,14 +13,18 @@ import {openProvider} from '../providers/index.js'
 import type {NodeRecord, Provider} from '../providers/provider.js'
 import type {Catalog} from '../services/catalog.js'
 import {HostKeyStore, type HostKeyPolicy} from '../ssh/hostkeys.js'
-import {connect, SessionPool, type SshSession} from '../ssh/ssh.js'
-import {openConfigServer, type ConfigServerHandle} from './connect.js'
+import type {SessionPool, SshSession} from '../ssh/ssh.js'
+import {openConfigServer, type DeploymentServerHandle} from './connect.js'
 import {loadPlan, type Loaded} from './load.js'
+import {openSiteServers} from './sites.js'
 import {silentUi, type OperationUi} from './ui.js'
 import {Workspace} from './workspace.js'
 
 /** How long a refused or timed-out SSH connection is retried (a node whose sshd is starting). */
 export const SSH_RETRY_MS = 60_000
+
+/** The SSH client (ssh2), loaded when a command first reaches a node: plan, status and help never do. */
+const sshClient = () => import('../ssh/ssh.js')
 
 export interface OpenOptions {
   /** Static servers only: pin the key a server offers when none is known yet. */
@@ -43,7 +48,7 @@ export class OpenedDeployment {
   /** Values never to print: the file's secrets, the admin token, secrets met on the way. */
   readonly secrets: string[]
   private readonly hostKeyPolicy: HostKeyPolicy
-  private server?: Promise<ConfigServerHandle>
+  private server?: Promise<DeploymentServerHandle>
   private pool?: SessionPool
 
   constructor(
@@ -83,7 +88,7 @@ export class OpenedDeployment {
    * operation (status, list-nodes, releases) asks with `readOnly` and leaves no state behind when
    * there is none: a deployment never created from here has nothing to report.
    */
-  configServer(opts: {readOnly?: boolean} = {}): Promise<ConfigServerHandle> {
+  configServer(opts: {readOnly?: boolean} = {}): Promise<DeploymentServerHandle> {
     const embedded = this.nodeset.general.configServer === 'embedded'
     if (opts.readOnly && embedded && !this.server && !this.workspace.exists())
       return Promise.reject(
@@ -91,6 +96,9 @@ export class OpenedDeployment {
           `deployment ${this.name} has no state beside ${this.file} yet: run nodeset create-node ${this.file}`,
         ),
       )
+    // With sites, one server per site, asked as one (sites.ts).
+    if (this.plan.sites?.length)
+      this.server ??= openSiteServers(this.nodeset, this.plan, this.workspace, this.provider, this.secrets)
     this.server ??= (async () => {
       const {operatorAddress} = await this.provider.prepare()
       const handle = await openConfigServer(this.nodeset, this.workspace, operatorAddress)
@@ -115,12 +123,14 @@ export class OpenedDeployment {
   }
 
   /** A new SSH session to a node, with the provider's host-key policy. */
-  connect(node: NodeRecord): Promise<SshSession> {
+  async connect(node: NodeRecord): Promise<SshSession> {
+    const {connect} = await sshClient()
     return connect(this.provider.sshTarget(node), {hostKeys: this.hostKeyPolicy, retryForMs: SSH_RETRY_MS})
   }
 
   /** One shared session per node for the rest of the command (closed by close()). */
-  session(node: NodeRecord): Promise<SshSession> {
+  async session(node: NodeRecord): Promise<SshSession> {
+    const {SessionPool} = await sshClient()
     this.pool ??= new SessionPool({hostKeys: this.hostKeyPolicy, retryForMs: SSH_RETRY_MS})
     return this.pool.get(this.provider.sshTarget(node))
   }

@@ -4,8 +4,15 @@
  * local provider authorizes, and step logs. Everything secret is mode 0600 in a 0700 directory.
  */
 import {execFileSync} from 'node:child_process'
+import {generateKeyPairSync, randomBytes} from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
+
+/** Secrets, never printed: each site's key pair (PEM) and the deployment's seal key (base64 of 32 bytes). */
+export interface FederationKeyring {
+  sealKey: string
+  sites: Record<string, {privateKey: string; publicKey: string}>
+}
 
 export class Workspace {
   readonly dir: string
@@ -34,6 +41,52 @@ export class Workspace {
 
   get configServerDir(): string {
     return path.join(this.dir, 'configserver')
+  }
+
+  /** A site's own state (its config server's, its provider's): `.nodeset/<deployment>/<site>/`. */
+  siteDir(site: string): string {
+    return path.join(this.dir, site)
+  }
+
+  /** Where the embedded config server keeps its state: a site's own folder, or the deployment's without sites. */
+  configServerDirOf(site?: string): string {
+    return site ? path.join(this.siteDir(site), 'configserver') : this.configServerDir
+  }
+
+  /**
+   * The federation keys of a deployment with sites: an Ed25519 key pair per site and one seal key,
+   * made on first use and kept (mode 0600) in `federation-keys.json`; a site added later gets its pair.
+   */
+  federationKeys(sites: string[]): FederationKeyring {
+    this.ensure()
+    const file = path.join(this.dir, 'federation-keys.json')
+    let ring: FederationKeyring | undefined
+    try {
+      ring = JSON.parse(fs.readFileSync(file, 'utf8')) as FederationKeyring
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    }
+    const next: FederationKeyring = {sealKey: ring?.sealKey ?? randomBytes(32).toString('base64'), sites: {}}
+    let changed = !ring
+    for (const site of sites) {
+      const known = ring?.sites[site]
+      if (known) next.sites[site] = known
+      else {
+        const pair = generateKeyPairSync('ed25519')
+        next.sites[site] = {
+          privateKey: pair.privateKey.export({type: 'pkcs8', format: 'pem'}).toString(),
+          publicKey: pair.publicKey.export({type: 'spki', format: 'pem'}).toString(),
+        }
+        changed = true
+      }
+    }
+    // Keys of sites the file no longer has are kept: a site put back keeps its identity.
+    for (const [site, pair] of Object.entries(ring?.sites ?? {})) next.sites[site] ??= pair
+    if (changed) {
+      fs.writeFileSync(`${file}.tmp`, JSON.stringify(next, null, 2) + '\n', {mode: 0o600})
+      fs.renameSync(`${file}.tmp`, file)
+    }
+    return next
   }
 
   get knownHostsFile(): string {

@@ -4,11 +4,11 @@
  */
 import {type Diagnostic, DiagnosticsError} from '../core/diagnostics.js'
 import {isInputMarker, isValidHostname} from '../nodeset/read.js'
-import type {Nodeset, RoleSpec} from '../nodeset/types.js'
+import type {Nodeset, RoleSpec, SiteSpec} from '../nodeset/types.js'
 import {type Catalog, isSecretName, paramSource} from '../services/catalog.js'
 import {type Analysis, analyze, type CheckInstance, type CheckService} from './check.js'
 import {checkTemplate, nodeNameScope, renderTemplate} from './template.js'
-import type {NodePlan, ParamPlan, Plan, PlanInput, StepPlan} from './types.js'
+import type {NodePlan, ParamPlan, Plan, PlanInput, SitePlan, StepPlan} from './types.js'
 
 export interface PlanResult {
   plan: Plan
@@ -137,7 +137,8 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
         return
       }
       owner.set(name, role)
-      nodes.push({name, role: role.role, index: i + 1, size: role.size?.value, services: role.services.value})
+      const site = role.site ? {site: role.site.value} : {}
+      nodes.push({name, role: role.role, index: i + 1, size: role.size?.value, services: role.services.value, ...site})
       for (const service of role.services.value) {
         const meta = catalog.get(service)
         steps.push({
@@ -200,6 +201,12 @@ export function planNodeset(nodeset: Nodeset, catalog: Catalog): PlanResult {
     nodes,
     steps,
     references: analysis.references,
+    ...(nodeset.sites?.length ? {sites: nodeset.sites.map(sitePlanOf)} : {}),
   }
   return {plan, analysis, loadBalancing, inputs: [...inputs.values()]}
+}
+
+function sitePlanOf(site: SiteSpec): SitePlan {
+  const {name, source, provider, configServer, broker} = site
+  return {name, source, provider, configServer: configServer.value, ...(broker ? {broker: broker.value} : {})}
 }

@@ -1,4 +1,5 @@
 import type {Source, SizeSpec} from '../core/source.js'
+import type {ProviderSpec} from '../nodeset/types.js'
 
 /**
  * A parameter of one service on one node: a constant, a handlebars template that may refer to other
@@ -57,6 +58,8 @@ export interface NodePlan {
   index: number
   size?: SizeSpec
   services: string[]
+  /** The `[site:NAME]` it runs in; absent when the file has no sites. */
+  site?: string
 }
 
 /** A reference from a step's param (or template) to another node's fact or another step's output. */
@@ -70,6 +73,20 @@ export interface Reference {
   expression: string
 }
 
+/**
+ * One site of a deployment that spans several: its provider (as `[provider]` gives one today, secrets
+ * included: never print `provider.settings` whole), its config server and its broker URL (whose password
+ * is a secret: print it through `brokerShown`).
+ */
+export interface SitePlan {
+  name: string
+  source: Source
+  provider: ProviderSpec
+  /** `embedded` or the URL of a standalone config server. */
+  configServer: 'embedded' | string
+  broker?: string
+}
+
 export interface Plan {
   deployment: string
   baseDomain?: string
@@ -77,4 +94,6 @@ export interface Plan {
   nodes: NodePlan[]
   steps: StepPlan[]
   references: Reference[]
+  /** The sites, in file order; absent for a file without sites (one site, as always). */
+  sites?: SitePlan[]
 }

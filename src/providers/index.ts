@@ -3,20 +3,27 @@
  * by the provider of that kind (every problem with its file:line), then that provider is built for
  * the deployment. Nothing outside src/providers/ needs to know which kind it has. Checking makes no
  * call and builds no client: `plan` runs the same checks as the commands that reach the provider.
+ * With sites, one provider per site behind SitesProvider. (Over 300 lines: sites build their providers
+ * from the same KINDS table, which this file keeps to itself.)
  */
+import fs from 'node:fs'
 import path from 'node:path'
 import {type Diagnostic, DiagnosticsError} from '../core/diagnostics.js'
 import {UserError} from '../core/errors.js'
-import type {Nodeset, ProviderKind} from '../nodeset/types.js'
+import type {Nodeset, ProviderKind, SiteSpec} from '../nodeset/types.js'
 import type {Plan} from '../plan/types.js'
+import type {HostKeyPolicy} from '../ssh/hostkeys.js'
 import {Ec2Provider} from './ec2.js'
 import {ec2OptionProblems, instanceTypeProblem} from './ec2-options.js'
 import {ec2Settings} from './ec2-settings.js'
-import {LocalProvider} from './local.js'
+import {DEFAULT_STATE_ROOT, DEFAULT_SUBNET, LocalProvider} from './local.js'
+import {bridgeName, parseSubnet, subnetsOverlap, type Subnet} from './local-network.js'
 import {localSettings} from './local-settings.js'
 import type {Provider, ProviderContext} from './provider.js'
 import {StaticProvider} from './static.js'
 import {staticSettings} from './static-settings.js'
+
+import type {NodeRecord, NodeRequest} from './provider.js'
 
 export type {NodeRecord, NodeRequest, Provider, ProviderContext} from './provider.js'
 
@@ -24,16 +31,17 @@ export type {NodeRecord, NodeRequest, Provider, ProviderContext} from './provide
  * Parse and check the settings (throwing DiagnosticsError); what it returns builds the provider.
  * Without a plan, the checks that need the planned nodes are left out.
  */
-type Kind = (nodeset: Nodeset, plan: Plan | undefined) => (ctx: ProviderContext) => Provider
+type Kind = (nodeset: Nodeset, plan: Plan | undefined) => (ctx: ProviderContext, site?: string) => Provider
 
 const KINDS: Record<ProviderKind, Kind> = {
   local: (nodeset) => {
     const settings = localSettings(nodeset)
     // The operator's key is made when a node first needs it, not by commands that only read.
-    return (ctx) =>
+    return (ctx, site) =>
       new LocalProvider({
         deployment: ctx.deployment,
         ...settings,
+        ...(site ? localSiteScope(ctx.deployment, site, settings.bridge) : {}),
         authorizedKeys: () => [ctx.sshKey().publicKey],
         privateKeyPath: path.join(ctx.stateDir, 'id_ed25519'), // where ctx.sshKey() keeps it
         hostKeys: ctx.hostKeys,
@@ -79,8 +87,16 @@ const KINDS: Record<ProviderKind, Kind> = {
  * is not ec2.
  */
 export function openProvider(nodeset: Nodeset, plan: Plan, ctx: ProviderContext): Provider {
-  const build = KINDS[nodeset.provider.kind](nodeset, plan)
   const flags = Object.entries(ctx.aws ?? {}).filter(([, v]) => v !== undefined)
+  if (nodeset.sites?.length) {
+    if (flags.length && !nodeset.sites.some((s) => s.provider.kind === 'ec2'))
+      throw new UserError(
+        `${flags.map(([k]) => `--${k}`).join(' and ')} only apply to ec2 sites; this nodeset has none`,
+        2,
+      )
+    return openSites(nodeset, plan, ctx)
+  }
+  const build = KINDS[nodeset.provider.kind](nodeset, plan)
   if (flags.length && nodeset.provider.kind !== 'ec2')
     throw new UserError(
       `${flags.map(([k]) => `--${k}`).join(' and ')} only apply to provider ec2; this nodeset's provider is ${nodeset.provider.kind}`,
@@ -91,6 +107,7 @@ export function openProvider(nodeset: Nodeset, plan: Plan, ctx: ProviderContext)
 
 /** The same checks without building anything or calling anyone (for `plan`, offline). */
 export function checkProviderSettings(nodeset: Nodeset, plan?: Plan): Diagnostic[] {
+  if (nodeset.sites?.length) return checkSites(nodeset, plan)
   try {
     KINDS[nodeset.provider.kind](nodeset, plan)
     return []
@@ -102,6 +119,7 @@ export function checkProviderSettings(nodeset: Nodeset, plan?: Plan): Diagnostic
 
 /** What will not work as the file stands, though nothing in it is malformed: said, not refused. */
 export function providerWarnings(nodeset: Nodeset): Diagnostic[] {
+  if (nodeset.sites?.length) return siteWarnings(nodeset)
   if (nodeset.provider.kind !== 'ec2' || nodeset.general.configServer !== 'embedded') return []
   return [
     {
@@ -131,4 +149,184 @@ function roleSizeProblems(nodeset: Nodeset): Diagnostic[] {
     const p = role.size ? instanceTypeProblem(role.size.value) : undefined
     return p ? [{message: p.message, source: role.size!.source, hint: p.hint}] : []
   })
+}
+
+/*
+ * Sites. Each [site:NAME] has a provider of its own, built and checked as [provider] is, with the file
+ * seen as that site alone (its provider, its roles, its nodes). Two local sites on this machine are two
+ * bridges, each with its own state root, that reach each other through the host, as sites in clouds reach
+ * each other through their VPN.
+ */
+
+/** The nodeset and plan as one site sees them: its provider, its roles and its nodes. */
+function siteView(nodeset: Nodeset, site: SiteSpec, plan: Plan | undefined): {nodeset: Nodeset; plan?: Plan} {
+  const roles = nodeset.roles.filter((r) => r.site?.value === site.name)
+  const nodes = plan?.nodes.filter((n) => n.site === site.name)
+  const names = new Set(nodes?.map((n) => n.name))
+  const part = plan && {...plan, nodes: nodes!, steps: plan.steps.filter((s) => names.has(s.node))}
+  return {nodeset: {...nodeset, provider: site.provider, roles}, plan: part}
+}
+
+/** A local site's own bridge (unless the file names one) and its own record of nodes. */
+function localSiteScope(deployment: string, site: string, bridge: string | undefined) {
+  return {
+    bridge: bridge ?? bridgeName(`${deployment}@${site}`),
+    stateRoot: path.join(path.dirname(DEFAULT_STATE_ROOT), 'local-sites', site),
+  }
+}
+
+function checkSites(nodeset: Nodeset, plan: Plan | undefined): Diagnostic[] {
+  const problems: Diagnostic[] = []
+  for (const site of nodeset.sites ?? []) {
+    const view = siteView(nodeset, site, plan)
+    try {
+      KINDS[site.provider.kind](view.nodeset, view.plan)
+    } catch (error) {
+      if (!(error instanceof DiagnosticsError)) throw error
+      problems.push(...error.diagnostics)
+    }
+  }
+  return [...problems, ...overlappingSubnets(nodeset.sites ?? [])]
+}
+
+/** Two local sites on one network would be one network: refused, at the second one's subnet. */
+function overlappingSubnets(sites: SiteSpec[]): Diagnostic[] {
+  const seen: Array<{site: SiteSpec; subnet: Subnet}> = []
+  const problems: Diagnostic[] = []
+  for (const site of sites.filter((s) => s.provider.kind === 'local')) {
+    const setting = site.provider.settings.subnet
+    let subnet: Subnet
+    try {
+      subnet = parseSubnet(setting?.value.trim() || DEFAULT_SUBNET)
+    } catch {
+      continue // reported by the site's own checks
+    }
+    const other = seen.find((s) => subnetsOverlap(s.subnet, subnet))
+    if (other)
+      problems.push({
+        message: `the subnets of [site:${other.site.name}] (${other.subnet.cidr}) and [site:${site.name}] (${subnet.cidr}) overlap`,
+        source: setting?.source ?? site.source,
+        hint: `give each site a network of its own, e.g. subnet = ${nextSubnet(seen.map((s) => s.subnet))}`,
+      })
+    seen.push({site, subnet})
+  }
+  return problems
+}
+
+function nextSubnet(taken: Subnet[]): string {
+  for (let third = 1; third < 255; third++) {
+    const candidate = parseSubnet(`10.78.${third}.0/24`)
+    if (!taken.some((t) => subnetsOverlap(t, candidate))) return candidate.cidr
+  }
+  return '10.79.0.0/24'
+}
+
+function siteWarnings(nodeset: Nodeset): Diagnostic[] {
+  return (nodeset.sites ?? [])
+    .filter((s) => s.provider.kind === 'ec2' && s.configServer.value === 'embedded')
+    .map((s) => ({
+      message: `the EC2 nodes of [site:${s.name}] cannot reach a config server embedded in the command on your machine: create-node and up will refuse`,
+      source: s.provider.settings.provider?.source ?? s.source,
+      hint: `run "nodeset config-server --site ${s.name} --broker …" on a host they reach, and set config_server = URL in [site:${s.name}]`,
+    }))
+}
+
+function openSites(nodeset: Nodeset, plan: Plan, ctx: ProviderContext): SitesProvider {
+  const problems = checkSites(nodeset, plan)
+  if (problems.length) throw new DiagnosticsError(problems)
+  const sites = (nodeset.sites ?? []).map((site) => {
+    const view = siteView(nodeset, site, plan)
+    // A static site keeps what it records in a folder of its own; the operator's key stays the deployment's.
+    const siteCtx = site.provider.kind === 'static' ? {...ctx, stateDir: path.join(ctx.stateDir, site.name)} : ctx
+    return {site: site.name, provider: KINDS[site.provider.kind](view.nodeset, view.plan)(siteCtx, site.name)}
+  })
+  return new SitesProvider(sites, plan)
+}
+
+/** A deployment's nodes across its sites: every request, record and node goes to its site's provider. */
+export class SitesProvider implements Provider {
+  readonly kind: ProviderKind
+  private readonly siteOfNode = new Map<string, string>()
+
+  constructor(
+    readonly sites: Array<{site: string; provider: Provider}>,
+    plan: Plan,
+  ) {
+    this.kind = sites[0].provider.kind
+    for (const node of plan.nodes) if (node.site) this.siteOfNode.set(node.name, node.site)
+  }
+
+  /** The provider of a site. */
+  of(site: string): Provider {
+    const found = this.sites.find((s) => s.site === site)
+    if (!found) throw new Error(`deployment has no site ${site}`)
+    return found.provider
+  }
+
+  private providerOf(node: string): Provider {
+    const site = this.siteOfNode.get(node)
+    if (!site) throw new Error(`node ${node} belongs to no site of this deployment (see nodeset list-nodes)`)
+    return this.of(site)
+  }
+
+  private bySite<T extends {name: string}>(items: T[]): Array<[Provider, T[]]> {
+    const groups = new Map<Provider, T[]>()
+    for (const item of items) {
+      const provider = this.providerOf(item.name)
+      groups.set(provider, [...(groups.get(provider) ?? []), item])
+    }
+    return [...groups]
+  }
+
+  /** Every site's network; two local sites' bridges are routed to each other through this machine. */
+  async prepare(): Promise<{operatorAddress?: string}> {
+    await this.prepareSites()
+    return {}
+  }
+
+  /** Make every site's network ready; where each site's nodes reach the operator (its embedded server). */
+  async prepareSites(): Promise<Map<string, string | undefined>> {
+    const addresses = new Map<string, string | undefined>()
+    for (const {site, provider} of this.sites) addresses.set(site, (await provider.prepare()).operatorAddress)
+    if (this.sites.filter((s) => s.provider.kind === 'local').length > 1) routeBetweenBridges()
+    return addresses
+  }
+
+  async create(requests: NodeRequest[]): Promise<NodeRecord[]> {
+    const created = await Promise.all(this.bySite(requests).map(([provider, list]) => provider.create(list)))
+    return created.flat()
+  }
+
+  async list(): Promise<NodeRecord[]> {
+    const lists = await Promise.all(this.sites.map(async (s) => ({site: s.site, records: await s.provider.list()})))
+    // A node the file no longer has is still known by the site that listed it (to destroy it there).
+    for (const {site, records} of lists) for (const r of records) this.siteOfNode.set(r.name, site)
+    return lists.flatMap((l) => l.records)
+  }
+
+  async destroy(nodes: NodeRecord[]): Promise<void> {
+    for (const [provider, list] of this.bySite(nodes)) await provider.destroy(list)
+  }
+
+  sshTarget(node: NodeRecord) {
+    return this.providerOf(node.name).sshTarget(node)
+  }
+
+  /**
+   * Pinned keys when every site's nodes are nodeset's own; else a static site's policy (pins are
+   * checked too), without trust on first use when other sites' nodes share it: a node nodeset created
+   * is trusted only with the keys it reported.
+   */
+  hostKeyPolicy(): HostKeyPolicy {
+    const policies = this.sites.map((s) => s.provider.hostKeyPolicy())
+    const lenient = policies.find((p) => p.mode === 'static')
+    if (!lenient) return policies[0]
+    return policies.every((p) => p.mode === 'static') ? lenient : {...lenient, trustOnFirstUse: false}
+  }
+}
+
+/** Let this machine forward between the bridges of local sites (net.ipv4.ip_forward). */
+function routeBetweenBridges(): void {
+  const file = '/proc/sys/net/ipv4/ip_forward'
+  if (fs.readFileSync(file, 'utf8').trim() !== '1') fs.writeFileSync(file, '1\n')
 }

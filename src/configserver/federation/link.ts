@@ -147,7 +147,12 @@ export class BrokerLink {
         // Twice would close the channel. After a reconnect the tag belongs to a closed channel: the broker redelivers, the apply skips it.
         if (acked || this.consumer !== consumer) return
         acked = true
-        consumer.ack(message)
+        try {
+          consumer.ack(message)
+        } catch {
+          // The channel is closing (shutdown, a lost connection): not acknowledged, so the broker
+          // redelivers it and the apply skips it. Never a crash.
+        }
       })
     })
     this.consumers.set(topology.deployment, consumerTag)
