@@ -18,6 +18,7 @@ export const LAYERS = [
   'setup',
   'deploy',
   'operations',
+  'web',
   'cli',
   'commands',
   'hooks',

@@ -15,6 +15,8 @@ command -v wget >/dev/null || need+=(wget)
 command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
 command -v mariadb >/dev/null || command -v mysql >/dev/null || need+=(mariadb-client)
 command -v ansible-playbook >/dev/null || [ "${NODESET_WITH_ANSIBLE:-0}" != 1 ] || need+=(ansible)
+# The status page's browser tests (playwright-core drives Debian's chromium, headless).
+command -v chromium >/dev/null || need+=(chromium)
 # systemd-mode local nodes ([provider] boot = systemd) boot a Debian image made with these.
 [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
 [ -x /usr/bin/systemd-nspawn ] || need+=(systemd-container)

@@ -1,4 +1,4 @@
-/** Plans and graphs as text, JSON and DOT: pure functions, printed by the commands. */
+/** Plans and graphs as text and JSON (DOT is drawn by src/web/dot.ts): pure functions, printed by the commands. */
 import {REDACTED} from '../core/redact.js'
 import {INPUT_MARKER} from '../nodeset/read.js'
 import type {Nodeset} from '../nodeset/types.js'
@@ -144,7 +144,8 @@ export function planText(nodeset: Nodeset, result: PlanResult): string {
 }
 
 export interface GraphData {
-  nodes: Array<{name: string; role: string; services: string[]}>
+  /** `site`: the site a node belongs to, in a deployment that spans sites. */
+  nodes: Array<{name: string; role: string; site?: string; services: string[]}>
   edges: Array<{from: string; to: string; kind: 'output' | 'after' | 'fact'; key?: string; source?: string}>
   cycles: string[][]
 }
@@ -167,17 +168,23 @@ export function graphData(result: PlanResult): GraphData {
     edges.push({from, to: r.to.node, kind: 'fact', key: r.key, source: r.source ? formatSource(r.source) : undefined})
   }
   const cycles = analysis.problems.filter((p) => p.message.startsWith('deadlock')).map((p) => p.details ?? [])
-  return {nodes: plan.nodes.map((n) => ({name: n.name, role: n.role, services: n.services})), edges, cycles}
+  const nodes = plan.nodes.map((n) => {
+    const site = (n as {site?: string}).site
+    return {name: n.name, role: n.role, ...(site === undefined ? {} : {site}), services: n.services}
+  })
+  return {nodes, edges, cycles}
 }
 
 export function graphText(data: GraphData): string {
   const out: string[] = []
+  const needs = new Map<string, GraphData['edges']>()
+  for (const e of data.edges) needs.set(e.from, [...(needs.get(e.from) ?? []), e])
   for (const node of data.nodes) {
     out.push(`${node.name} (${node.role})`)
     for (const service of node.services) {
       const vertex = `${node.name}/${service}`
       out.push(`  ${service}`)
-      for (const e of data.edges.filter((e) => e.from === vertex)) {
+      for (const e of needs.get(vertex) ?? []) {
         const what = e.kind === 'after' ? 'after' : e.kind === 'fact' ? `fact ${e.key} of` : `output ${e.key} of`
         out.push(`    needs ${what} ${e.to}${e.source ? `  (${e.source})` : ''}`)
       }
@@ -188,37 +195,4 @@ export function graphText(data: GraphData): string {
     for (const c of data.cycles) out.push(...c.map((l) => `  ${l}`), '')
   }
   return out.join('\n')
-}
-
-const quote = (s: string): string => JSON.stringify(s)
-
-/** Graphviz DOT: a cluster per node with its services; facts point at the node's phone-home vertex. */
-export function graphDot(data: GraphData, name: string): string {
-  const out = [
-    `digraph ${quote(name)} {`,
-    '  rankdir=LR;',
-    '  node [shape=box, style=rounded, fontname="Helvetica"];',
-    '  edge [fontname="Helvetica", fontsize=10];',
-  ]
-  const inCycle = new Set(data.cycles.flat().flatMap((l) => l.split(' ').filter((w) => w.includes('/'))))
-  data.nodes.forEach((node, i) => {
-    out.push(
-      `  subgraph ${quote(`cluster_${i}`)} {`,
-      `    label=${quote(`${node.name}\n${node.role}`)};`,
-      '    style=rounded; color=gray;',
-    )
-    out.push(`    ${quote(node.name)} [label="phone home", shape=ellipse, style=dashed];`)
-    for (const s of node.services) {
-      const v = `${node.name}/${s}`
-      out.push(`    ${quote(v)} [label=${quote(s)}${inCycle.has(v) ? ', color=red, fontcolor=red' : ''}];`)
-    }
-    out.push('  }')
-  })
-  for (const e of data.edges) {
-    const style = e.kind === 'fact' ? ', style=dashed' : e.kind === 'after' ? ', style=dotted' : ''
-    const red = inCycle.has(e.from) && inCycle.has(e.to) && e.kind !== 'fact' ? ', color=red' : ''
-    out.push(`  ${quote(e.from)} -> ${quote(e.to)} [label=${quote(e.key ?? e.kind)}${style}${red}];`)
-  }
-  out.push('}')
-  return out.join('\n') + '\n'
 }
