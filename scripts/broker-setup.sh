@@ -3,7 +3,7 @@
 # the federation plugin; one vhost per site standing for one cloud's broker; per site a broker user
 # for its config server (names ^nodeset\. only, on its own vhost only) and a link user the other
 # vhost's federation upstream connects as; each vhost federates the other's `nodeset.*` exchanges
-# (max-hops 1, ack-mode on-confirm). Test-only credentials (password = user name) on loopback.
+# (max-hops 1, ack-mode on-confirm). Test-only credentials (password: the user name and "-pw") on loopback.
 #
 #   scripts/broker-setup.sh                 # the sites inside/outside (examples) and fed-a/fed-b (tests)
 #   scripts/broker-setup.sh SITE SITE       # one federated pair of your own, vhosts nodeset-SITE
@@ -30,7 +30,7 @@ site() {
   local name=$1 vhost="nodeset-$1"
   has_vhost "$vhost" || ctl add_vhost "$vhost"
   for user in "nodeset-$name" "nodeset-$name-link"; do
-    if has_user "$user"; then ctl change_password "$user" "$user"; else ctl add_user "$user" "$user"; fi
+    if has_user "$user"; then ctl change_password "$user" "$user-pw"; else ctl add_user "$user" "$user-pw"; fi
   done
   ctl set_permissions -p "$vhost" "nodeset-$name" "$OWN" "$OWN" "$OWN"
   ctl set_permissions -p "$vhost" "nodeset-$name-link" "$LINK" "$LINK" "$LINK"
@@ -43,7 +43,7 @@ site() {
 # $1's vhost takes the exchanges of $2's vhost as upstream, connecting as $2's link user.
 upstream() {
   local downstream=$1 up=$2
-  local uri="amqp://nodeset-$up-link:nodeset-$up-link@$BROKER_HOST:$BROKER_PORT/nodeset-$up"
+  local uri="amqp://nodeset-$up-link:nodeset-$up-link-pw@$BROKER_HOST:$BROKER_PORT/nodeset-$up"
   ctl set_parameter -p "nodeset-$downstream" federation-upstream "nodeset-$up" \
     "{\"uri\":\"$uri\",\"max-hops\":1,\"ack-mode\":\"on-confirm\",\"reconnect-delay\":1,\"expires\":$UPSTREAM_EXPIRES_MS}"
 }

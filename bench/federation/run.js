@@ -27,7 +27,7 @@ const {startConfigServer} = await import(entry)
 const {ConfigServerClient} = await import(path.join(root, 'dist/configserver/client.js'))
 const amqp = (await import('amqplib')).default
 
-const broker = (site) => `amqp://nodeset-${site}:nodeset-${site}@127.0.0.1:5672/nodeset-${site}`
+const broker = (site) => `amqp://nodeset-${site}:nodeset-${site}-pw@127.0.0.1:5672/nodeset-${site}`
 const pair = () => {
   const {privateKey, publicKey} = generateKeyPairSync('ed25519')
   return {

@@ -135,7 +135,7 @@ describe.runIf(mustRun)('a deployment across two sites, federated through Rabbit
   }, 600_000)
 
   it('comes up with nodeset up, each site with its own config server', () => {
-    expect(up.stderr).not.toMatch(/nodeset-(inside|outside):nodeset-/)
+    expect(up.stderr).not.toMatch(/nodeset-(inside|outside)-pw/)
     expect(up.code, up.stderr).toBe(0)
     expect(balancerUrl).toMatch(/^http:\/\/10\.87\.2\.\d+(:\d+)?\//)
     for (const site of ['inside', 'outside'])

@@ -22,7 +22,7 @@ const root = path.resolve(__dirname, '../..')
 const bin = path.join(root, 'bin/run.js')
 const BROKER_PORT = 5672
 const vhostUrl = (site: string, port = BROKER_PORT) =>
-  `amqp://nodeset-${site}:nodeset-${site}@127.0.0.1:${port}/nodeset-${site}`
+  `amqp://nodeset-${site}:nodeset-${site}-pw@127.0.0.1:${port}/nodeset-${site}`
 const ADMIN_URL = (site: string) => `amqp://guest:guest@127.0.0.1:${BROKER_PORT}/nodeset-${site}`
 
 const dep = `fed${randomBytes(4).toString('hex')}`

@@ -25,11 +25,11 @@ base_domain = fed.test
 [site:inside]
 provider = local
 subnet = 10.86.1.0/24
-broker = amqp://nodeset-inside:nodeset-inside@127.0.0.1:5672/nodeset-inside
+broker = amqp://nodeset-inside:nodeset-inside-pw@127.0.0.1:5672/nodeset-inside
 [site:outside]
 provider = local
 subnet = 10.86.2.0/24
-broker = amqp://nodeset-outside:nodeset-outside@127.0.0.1:5672/nodeset-outside
+broker = amqp://nodeset-outside:nodeset-outside-pw@127.0.0.1:5672/nodeset-outside
 [appserver]
 site = inside
 nodes = 2
