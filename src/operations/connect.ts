@@ -94,14 +94,20 @@ export async function openConfigServer(
     if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || saved === 0) throw error
     server = await listen(0)
   }
-  // The port is saved once, for the nodes' user data. When another nodeset command holds it (an `up`
-  // running, its server answering the nodes from the same state), this one listens elsewhere for itself.
-  if (saved === 0) workspace.writeSettings({...workspace.readSettings(), [portKey]: server.port})
+  // The port is saved for the nodes' user data. When another command of this deployment holds it (an
+  // `up` running, its server answering the nodes from the same state), this one listens elsewhere for
+  // itself and the saved port stays; when something else took it, the nodes are told the new one.
+  const beside =
+    server.port !== saved &&
+    saved !== 0 &&
+    (await servesSameState(operatorAddress, saved, deployment, server.adminToken))
+  if (server.port !== saved && !beside) workspace.writeSettings({...workspace.readSettings(), [portKey]: server.port})
+  const nodeUrl = beside ? withPort(server.url, saved) : server.url
   const client = new ConfigServerClient({url: server.url, deployment, token: server.adminToken})
   return {
     client,
-    nodeUrl: server.url,
-    nodeUrlOf: () => server.url,
+    nodeUrl,
+    nodeUrlOf: () => nodeUrl,
     adminToken: server.adminToken,
     embedded: true,
     close: async () => {
@@ -109,4 +115,28 @@ export async function openConfigServer(
       await server.close()
     },
   }
+}
+
+/** Whether a config server on this port answers with this state's admin token (a concurrent command's). */
+async function servesSameState(host: string, port: number, deployment: string, adminToken: string): Promise<boolean> {
+  const at = host.includes(':') ? `[${host}]` : host
+  try {
+    const response = await fetch(`http://${at}:${port}/v1/deployments/${encodeURIComponent(deployment)}/status`, {
+      headers: {authorization: `Bearer ${adminToken}`},
+      signal: AbortSignal.timeout(2000),
+    })
+    if (!response.ok) {
+      await response.body?.cancel()
+      return false
+    }
+    return ((await response.json()) as {deployment?: unknown}).deployment === deployment
+  } catch {
+    return false
+  }
+}
+
+function withPort(url: string, port: number): string {
+  const u = new URL(url)
+  u.port = String(port)
+  return u.toString().replace(/\/$/, '')
 }
