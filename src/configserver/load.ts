@@ -54,7 +54,7 @@ export function loadRegistration(db: Db, name: string): RegistrationRecord | und
   }
 }
 
-interface InstanceRow {
+export interface InstanceRow {
   id: string
   role: string
   idx: number
@@ -71,7 +71,7 @@ interface InstanceRow {
   fed_at: number | null
 }
 
-interface RunRow {
+export interface RunRow {
   instance: string
   service: string
   state: string | null
@@ -82,7 +82,7 @@ interface RunRow {
   ended_at: number | null
 }
 
-function runFromRow(r: RunRow): ServiceRun {
+export function runFromRow(r: Omit<RunRow, 'instance'>): ServiceRun {
   return {
     ...(r.state === null ? {} : {state: r.state as ServiceState}),
     ...(r.exit_code === null ? {} : {exitCode: r.exit_code}),

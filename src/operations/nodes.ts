@@ -167,16 +167,19 @@ function notPhonedHome(status: DeploymentStatus, plan: Plan): string[] {
   return plan.nodes.map((n) => n.name).filter((n) => !contacted.has(n))
 }
 
+/** Each node with the facts it reported at its phone-home (none yet: empty). */
+async function reportedFacts(server: Pick<DeploymentClient, 'state'>, records: NodeRecord[]) {
+  const byId = new Map((await server.state()).instances.map((i) => [i.id, i.facts]))
+  return records.map((record) => ({record, facts: byId.get(record.name) ?? {}}))
+}
+
 /** Pin the SSH host keys each node reported over its authenticated phone-home. */
 export async function pinHostKeys(
   server: Pick<DeploymentClient, 'state'>,
   store: HostKeyStore,
   records: NodeRecord[],
 ): Promise<void> {
-  const state = await server.state()
-  for (const record of records) {
-    const instance = state.instances.find((i) => i.id === record.name)
-    const facts = instance?.facts ?? {}
+  for (const {record, facts} of await reportedFacts(server, records)) {
     const keys = facts.ssh_host_keys
     if (!Array.isArray(keys) || keys.length === 0 || !record.address) continue
     // The port too: the one the node reported (its sshd_port fact) is where later commands reach it.
@@ -193,10 +196,8 @@ export async function followReportedSshPorts(
   store: HostKeyStore,
   records: NodeRecord[],
 ): Promise<void> {
-  const state = await server.state()
-  for (const record of records) {
+  for (const {record, facts} of await reportedFacts(server, records)) {
     const pinned = store.lookup(record.name)
-    const facts = state.instances.find((i) => i.id === record.name)?.facts ?? {}
     const port = withReportedSshPort(record, facts).sshPort
     if (!pinned || !record.address || port === undefined || port === store.pinnedPort(record.name)) continue
     store.pin(record.name, record.address, pinned.keys.map(formatHostKey), port)

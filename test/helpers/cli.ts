@@ -15,11 +15,11 @@ export interface CliResult {
 
 export async function runCli(
   args: string[],
-  opts: {env?: Record<string, string>; timeoutMs?: number} = {},
+  opts: {env?: Record<string, string>; timeoutMs?: number; cwd?: string} = {},
 ): Promise<CliResult> {
   try {
     const {stdout, stderr} = await promisify(execFile)(process.execPath, [BIN, ...args], {
-      cwd: ROOT,
+      cwd: opts.cwd ?? ROOT,
       env: {...process.env, ...opts.env},
       timeout: opts.timeoutMs ?? 240_000,
       maxBuffer: 64 * 1024 * 1024,

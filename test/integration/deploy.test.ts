@@ -6,10 +6,11 @@
  */
 import {execFile as execFileCb} from 'node:child_process'
 import fs from 'node:fs'
-import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
+import {type CliResult, runCli} from '../helpers/cli.js'
+import {httpGet} from '../helpers/http.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {localProviderProblem} from '../../src/providers/local-system.js'
 
@@ -18,7 +19,6 @@ const problem = await localProviderProblem()
 const mustRun = process.env.CI === 'true' || problem === undefined
 
 const root = path.resolve(__dirname, '../..')
-const bin = path.join(root, 'bin/run.js')
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-deploy-'))
 const conf = path.join(work, 'deploy.conf')
 const workspace = path.join(work, '.nodeset', 'dt-deploy')
@@ -45,24 +45,11 @@ nodes = 2
 hostnames = hello.deploy.test
 `
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
+type Run = CliResult
 
-async function nodeset(...args: string[]): Promise<Run> {
-  try {
-    const {stdout, stderr} = await execFile(process.execPath, [bin, ...args], {
-      cwd: work,
-      timeout: 240_000,
-      maxBuffer: 16 * 1024 * 1024,
-    })
-    return {code: 0, stdout, stderr}
-  } catch (error) {
-    const e = error as {code: number; stdout: string; stderr: string}
-    return {code: e.code, stdout: e.stdout, stderr: e.stderr}
-  }
+/** The CLI, run from the test's folder as a user would. */
+function nodeset(...args: string[]): Promise<Run> {
+  return runCli(args, {cwd: work, timeoutMs: 240_000})
 }
 
 const addresses = new Map<string, string>()
@@ -99,19 +86,7 @@ interface Answer {
   database: {name: string; host: string; reachable: boolean} | null
 }
 
-function get(url: string): Promise<{status: number; body: string}> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, {agent: false, timeout: 5000}, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (body += chunk))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, body}))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', reject)
-  })
-}
+const get = (url: string) => httpGet(url)
 
 async function answer(url: string): Promise<Answer> {
   const {status, body} = await get(url)

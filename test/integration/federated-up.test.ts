@@ -9,12 +9,13 @@
  */
 import {execFile as execFileCb} from 'node:child_process'
 import fs from 'node:fs'
-import http from 'node:http'
 import os from 'node:os'
 import path from 'node:path'
 import {promisify} from 'node:util'
 import amqp from 'amqplib'
 import Database from 'better-sqlite3'
+import {type CliResult, runCli} from '../helpers/cli.js'
+import {httpGet} from '../helpers/http.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {localProviderProblem} from '../../src/providers/local-system.js'
 
@@ -22,7 +23,6 @@ const execFile = promisify(execFileCb)
 const mustRun = process.env.CI === 'true' || (await localProviderProblem()) === undefined
 
 const root = path.resolve(__dirname, '../..')
-const bin = path.join(root, 'bin/run.js')
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-federated-'))
 const conf = path.join(work, 'federated.conf')
 const DEPLOYMENT = 'fed-up'
@@ -32,39 +32,14 @@ const BALANCER = 'balancer.federated.test'
 const FORWARD = '/proc/sys/net/ipv4/ip_forward'
 const forwardBefore = fs.existsSync(FORWARD) ? fs.readFileSync(FORWARD, 'utf8') : undefined
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
+type Run = CliResult
+
+/** The CLI, run from the test's folder as a user would. */
+function nodeset(...args: string[]): Promise<Run> {
+  return runCli(args, {cwd: work, timeoutMs: 600_000})
 }
 
-async function nodeset(...args: string[]): Promise<Run> {
-  try {
-    const {stdout, stderr} = await execFile(process.execPath, [bin, ...args], {
-      cwd: work,
-      timeout: 600_000,
-      maxBuffer: 16 * 1024 * 1024,
-    })
-    return {code: 0, stdout, stderr}
-  } catch (error) {
-    const e = error as {code: number; stdout: string; stderr: string}
-    return {code: e.code, stdout: e.stdout, stderr: e.stderr}
-  }
-}
-
-function get(url: string): Promise<{status: number; body: string}> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, {agent: false, timeout: 5000}, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (body += chunk))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, body}))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', reject)
-  })
-}
+const get = (url: string) => httpGet(url)
 
 /** The rows a site's server keeps of the deployment's instances (read while no command runs). */
 function serverRecords(site: string) {

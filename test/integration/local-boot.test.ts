@@ -8,11 +8,12 @@
  */
 import {execFile as execFileCb, execFileSync} from 'node:child_process'
 import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import http from 'node:http'
 import {tmpdir} from 'node:os'
 import {join, resolve} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {promisify} from 'node:util'
+import {type CliResult, runCli} from '../helpers/cli.js'
+import {httpGet} from '../helpers/http.js'
 import {afterAll, beforeAll, describe, expect, it} from 'vitest'
 import {ConfigServerClient} from '../../src/configserver/client.js'
 import {type RunningConfigServer, startConfigServer} from '../../src/configserver/server.js'
@@ -46,24 +47,11 @@ let tokens: Record<string, string>
 let demoUp: Promise<Run> | undefined
 const nodes = new Map<string, NodeRecord>()
 
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
+type Run = CliResult
 
-async function nodeset(...args: string[]): Promise<Run> {
-  try {
-    const {stdout, stderr} = await execFile(process.execPath, [join(root, 'bin/run.js'), ...args], {
-      cwd: join(work, 'demo'),
-      timeout: 300_000,
-      maxBuffer: 16 * 1024 * 1024,
-    })
-    return {code: 0, stdout, stderr}
-  } catch (error) {
-    const e = error as {code: number; stdout: string; stderr: string}
-    return {code: e.code, stdout: e.stdout, stderr: e.stderr}
-  }
+/** The CLI, run from the demo's folder as a user would. */
+function nodeset(...args: string[]): Promise<Run> {
+  return runCli(args, {cwd: join(work, 'demo'), timeoutMs: 300_000})
 }
 
 async function until(what: string, check: () => boolean, timeoutMs = 60_000): Promise<void> {
@@ -95,18 +83,7 @@ async function ssh(address: string, knownHosts: string, command: string): Promis
   return (await execFile('ssh', [...options, `root@${address}`, command], {timeout: 30_000})).stdout
 }
 
-function get(url: string): Promise<{status: number; body: string}> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, {agent: false, timeout: 5000}, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (body += chunk))
-      res.on('end', () => resolve({status: res.statusCode ?? 0, body}))
-    })
-    req.on('timeout', () => req.destroy(new Error('timed out')))
-    req.on('error', reject)
-  })
-}
+const get = (url: string) => httpGet(url)
 
 const text = (argv: string[]): string => execFileSync(argv[0], argv.slice(1), {encoding: 'utf8'})
 

@@ -3,9 +3,10 @@
  * written with the change it tells; the positions applied per origin; the states of other sites'
  * instances, replaced as their messages are applied; and snapshots of this site's instances.
  */
+import {runFromRow, type InstanceRow as StoredInstanceRow, type RunRow as StoredRunRow} from '../load.js'
 import {randomUUID} from 'node:crypto'
 import type {FederationSpec} from '../protocol.js'
-import type {FactValue, ServiceRun, ServiceState} from '../records.js'
+import type {FactValue, ServiceRun} from '../records.js'
 import {type Db, stmt} from '../store.js'
 import type {Position} from './apply.js'
 import {open, seal, signBody, type SiteKeys} from './keys.js'
@@ -113,22 +114,9 @@ export function setPosition(db: Db, deployment: string, origin: string, position
   ).run(deployment, origin, position.epoch, position.seq)
 }
 
-interface InstanceRow {
-  facts: string
-  address: string | null
-  first_contact: number | null
-  last_contact: number | null
-}
-
-interface RunRow {
-  service: string
-  state: string | null
-  exit_code: number | null
-  message: string | null
-  outputs: string
-  started_at: number | null
-  ended_at: number | null
-}
+/** The columns of an instance and of its service runs that cross to other sites. */
+type InstanceRow = Pick<StoredInstanceRow, 'facts' | 'address' | 'first_contact' | 'last_contact'>
+type RunRow = Omit<StoredRunRow, 'instance'>
 
 /** One instance as stored, in the clear; undefined when it is gone. */
 export function readInstance(db: Db, deployment: string, id: string): RemoteInstance | undefined {
@@ -142,15 +130,7 @@ export function readInstance(db: Db, deployment: string, id: string): RemoteInst
     db,
     'SELECT service, state, exit_code, message, outputs, started_at, ended_at FROM runs WHERE deployment = ? AND instance = ?',
   ).all(deployment, id) as RunRow[]
-  for (const r of rows)
-    runs[r.service] = {
-      ...(r.state === null ? {} : {state: r.state as ServiceState}),
-      ...(r.exit_code === null ? {} : {exitCode: r.exit_code}),
-      ...(r.message === null ? {} : {message: r.message}),
-      outputs: JSON.parse(r.outputs) as Record<string, string>,
-      ...(r.started_at === null ? {} : {startedAt: r.started_at}),
-      ...(r.ended_at === null ? {} : {endedAt: r.ended_at}),
-    }
+  for (const r of rows) runs[r.service] = runFromRow(r)
   return {
     facts: JSON.parse(row.facts) as Record<string, FactValue>,
     ...(row.address === null ? {} : {address: row.address}),
