@@ -7,8 +7,38 @@ import {shellQuote} from '../core/quote.js'
 
 export const STEPS_DIR = '/var/lib/nodeset/steps'
 
-export const stepFile = (step: string, suffix: string): string =>
-  `${STEPS_DIR}/${step.replace(/[^A-Za-z0-9._-]/g, '_')}.${suffix}`
+/** A step's name as its files are named. */
+export const stepFileName = (step: string): string => step.replace(/[^A-Za-z0-9._-]/g, '_')
+
+export const stepFile = (step: string, suffix: string): string => `${STEPS_DIR}/${stepFileName(step)}.${suffix}`
+
+/** What a node recorded of a step's last success: the hash of its script and its outputs. */
+export interface RecordedStep {
+  hash: string
+  outputs: string
+}
+
+/**
+ * Every step a node recorded, in one round trip: a line `NAME HASH OUTPUTS` per step whose last run
+ * succeeded (its outputs file exists, as stepCommand's skip requires), outputs in base64.
+ */
+export function recordedStepsCommand(): string {
+  return (
+    `cd ${STEPS_DIR} 2>/dev/null || exit 0; for f in *.sha256; do [ -e "$f" ] || continue; s=\${f%.sha256}; ` +
+    `[ -e "$s.out" ] || continue; printf '%s %s %s\\n' "$s" "$(cat "$f")" "$(base64 < "$s.out" | tr -d '\\n')"; done`
+  )
+}
+
+/** recordedStepsCommand's output → each step file name's record. */
+export function parseRecordedSteps(text: string): Map<string, RecordedStep> {
+  const recorded = new Map<string, RecordedStep>()
+  for (const line of text.split('\n')) {
+    const [name, hash, outputs = ''] = line.split(' ')
+    if (!name || !hash || !/^[0-9a-f]{64}$/.test(hash)) continue
+    recorded.set(name, {hash, outputs: Buffer.from(outputs, 'base64').toString('utf8')})
+  }
+  return recorded
+}
 
 export function contentHash(text: string): string {
   return createHash('sha256').update(text).digest('hex')

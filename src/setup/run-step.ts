@@ -11,7 +11,7 @@ import type {ServiceReport} from '../configserver/protocol.js'
 import {redact} from '../core/redact.js'
 import {isSecretName} from '../services/catalog.js'
 import type {Session} from '../ssh/session.js'
-import {contentHash, outputsCommand, parseOutputs, stepCommand} from './commands.js'
+import {contentHash, outputsCommand, parseOutputs, type RecordedStep, stepCommand, stepFileName} from './commands.js'
 
 export interface StepJob {
   deployment: string
@@ -31,6 +31,11 @@ export interface StepJob {
 
 export interface StepDeps {
   session(): Promise<Session>
+  /**
+   * What the node recorded of its steps before this run (recordedStepsCommand, read once per node): an
+   * unchanged step is then skipped without a round trip of its own. Without it, each step asks.
+   */
+  recorded?(): Promise<ReadonlyMap<string, RecordedStep>>
   reportService(node: string, service: string, report: ServiceReport): Promise<unknown>
   /** Values to redact from logs and messages; secret outputs are added as they arrive. */
   secrets: string[]
@@ -68,6 +73,12 @@ export async function runStep(job: StepJob, deps: StepDeps): Promise<StepOutcome
     const session = await deps.session()
     const script = job.script()
     const hash = contentHash(script)
+    const before = job.force ? undefined : (await deps.recorded?.())?.get(stepFileName(job.step))
+    if (before?.hash === hash) {
+      fs.rmSync(job.logFile, {force: true})
+      const outputs = service ? await publish(job, deps, parseOutputs(before.outputs)) : {}
+      return outcome('skipped', 'unchanged', {outputs})
+    }
     const marker = `nodeset-unchanged-${randomBytes(8).toString('hex')}`
     fs.mkdirSync(path.dirname(job.logFile), {recursive: true, mode: 0o700})
     const stream = (log = fs.createWriteStream(job.logFile, {mode: 0o600}))

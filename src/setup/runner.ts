@@ -13,6 +13,7 @@ import type {RoleMember} from '../plan/wiring.js'
 import type {NodeRecord} from '../providers/provider.js'
 import type {Catalog} from '../services/catalog.js'
 import type {Session} from '../ssh/session.js'
+import {parseRecordedSteps, recordedStepsCommand, type RecordedStep} from './commands.js'
 import {renderStep} from './render.js'
 import {runStep} from './run-step.js'
 import {schedule} from './schedule.js'
@@ -109,6 +110,19 @@ export async function setupNodes(ctx: SetupContext): Promise<StepReport[]> {
     }
     return s
   }
+  // Each node's recorded steps, read in one round trip on its first step (none readable: each step asks).
+  const recordedOf = new Map<string, Promise<ReadonlyMap<string, RecordedStep>>>()
+  const recorded = (node: string): Promise<ReadonlyMap<string, RecordedStep>> => {
+    let r = recordedOf.get(node)
+    if (!r) {
+      r = session(node)
+        .then((s) => s.exec(recordedStepsCommand(), {label: 'recorded steps'}))
+        .then((result) => (result.code === 0 ? parseRecordedSteps(result.stdout) : new Map()))
+        .catch(() => new Map())
+      recordedOf.set(node, r)
+    }
+    return r
+  }
   const running = new Map<string, Promise<void>>()
   try {
     for (;;) {
@@ -126,7 +140,7 @@ export async function setupNodes(ctx: SetupContext): Promise<StepReport[]> {
         update(report, {status: 'running', message: 'starting', logFile: ctx.logFile(step.node, step.name)})
         running.set(
           k,
-          execute(ctx, step, world, list, report, session, update).finally(() => running.delete(k)),
+          execute(ctx, step, world, list, report, {session, recorded}, update).finally(() => running.delete(k)),
         )
       }
       if (decisions.settled) break
@@ -154,7 +168,10 @@ async function execute(
   world: World,
   list: RoleMember[],
   report: StepReport,
-  session: (node: string) => Promise<Session>,
+  node: {
+    session: (node: string) => Promise<Session>
+    recorded: (node: string) => Promise<ReadonlyMap<string, RecordedStep>>
+  },
   update: (report: StepReport, fields: Partial<StepReport>) => void,
 ): Promise<void> {
   const self = world.nodes.find((n) => n.name === step.node)!
@@ -171,7 +188,8 @@ async function execute(
       timeoutMs: ctx.stepTimeoutMs,
     },
     {
-      session: () => session(step.node),
+      session: () => node.session(step.node),
+      recorded: () => node.recorded(step.node),
       reportService: (node, service, r) => ctx.server.reportService(node, service, r),
       secrets: ctx.secrets,
       now: Date.now,

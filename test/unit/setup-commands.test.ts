@@ -3,7 +3,13 @@ import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
-import {parseOutputs, stepCommand} from '../../src/setup/commands.js'
+import {
+  contentHash,
+  parseOutputs,
+  parseRecordedSteps,
+  recordedStepsCommand,
+  stepCommand,
+} from '../../src/setup/commands.js'
 import {mergeHostsBlock} from '../../src/core/hostsblock.js'
 import {wiringScript} from '../../src/setup/render.js'
 import {renderHostsBlock, renderRoleMap} from '../../src/plan/wiring.js'
@@ -76,5 +82,26 @@ describe('commands and files built as data', () => {
     ).toThrow()
     expect(fs.existsSync(path.join(root, 'var/lib/nodeset/steps/t.sha256'))).toBe(false)
     expect(fs.statSync(path.join(root, 'var/lib/nodeset/steps/s.out')).mode & 0o777).toBe(0o600)
+  })
+
+  it('reads every recorded step in one command, as the per-step skip would see it, in a real sh', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-recorded-'))
+    const env = {deployment: 'd', node: 'n', role: 'r', service: 's'}
+    const ok = 'echo "key=v a=l=ue"; echo "x=1" > "$NODESET_OUTPUT"; echo "pw=p q" >> "$NODESET_OUTPUT"\n'
+    runUnder(root, stepCommand('service mysql', contentHash(ok), env, {force: false, marker: 'M'}), ok)
+    runUnder(root, stepCommand('wiring', contentHash('true\n'), env, {force: false, marker: 'M'}), 'true\n')
+    // A failure records nothing; a step whose outputs file is gone would run again, so it is left out.
+    const bad = 'exit 3\n'
+    expect(() =>
+      runUnder(root, stepCommand('broken', contentHash(bad), env, {force: false, marker: 'M'}), bad),
+    ).toThrow()
+    fs.rmSync(path.join(root, 'var/lib/nodeset/steps/wiring.out'))
+    const recorded = parseRecordedSteps(runUnder(root, recordedStepsCommand()))
+    expect([...recorded.keys()]).toEqual(['service_mysql'])
+    expect(recorded.get('service_mysql')).toEqual({hash: contentHash(ok), outputs: 'x=1\npw=p q\n'})
+    // Nothing recorded yet (no steps folder): nothing, and no error.
+    expect(
+      parseRecordedSteps(runUnder(fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-none-')), recordedStepsCommand())),
+    ).toEqual(new Map())
   })
 })

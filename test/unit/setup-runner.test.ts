@@ -12,7 +12,7 @@ import {REDACTED} from '../../src/core/redact.js'
 import type {Plan} from '../../src/plan/types.js'
 import type {NodeRecord} from '../../src/providers/provider.js'
 import type {Catalog, ServiceDefinition} from '../../src/services/catalog.js'
-import {contentHash} from '../../src/setup/commands.js'
+import {contentHash, recordedStepsCommand} from '../../src/setup/commands.js'
 import {
   setupNodes,
   type SetupContext,
@@ -114,6 +114,8 @@ class FakeNode {
   /** The script of each step's last run. */
   readonly scripts = new Map<string, string>()
   readonly sessions: FakeSession[] = []
+  /** Commands run on it, in order. */
+  readonly commands: string[] = []
 
   constructor(readonly behave: (step: string, script: string) => Behaviour) {}
 
@@ -133,6 +135,13 @@ class FakeSession implements Session {
   async exec(command: string, opts: Parameters<Session['exec']>[1] = {}): Promise<ExecResult> {
     if (this.closed) throw new Error('session closed')
     await new Promise((resolve) => setImmediate(resolve))
+    this.node.commands.push(command)
+    if (command === recordedStepsCommand()) {
+      const lines = [...this.node.recorded].map(
+        ([s, r]) => `${s} ${r.hash} ${Buffer.from(r.outputs).toString('base64')}\n`,
+      )
+      return {code: 0, stdout: lines.join(''), stderr: ''}
+    }
     const cat = /^cat \/var\/lib\/nodeset\/steps\/([^ ]+)\.out$/.exec(command)
     if (cat) return {code: 0, stdout: this.node.recorded.get(cat[1])?.outputs ?? '', stderr: ''}
     const step = opts.label!
@@ -297,7 +306,12 @@ describe('setupNodes with nodes in memory', () => {
 
   it('skips unchanged steps on a second run, publishing their recorded outputs again, and retries the failure', async () => {
     served.length = 0
+    for (const node of Object.values(nodes)) node.commands.length = 0
     const {reports} = await run(nodes, server, {secrets: []})
+    // One round trip reads what each node recorded; only the step that failed last time runs again.
+    expect(nodes[DB].commands).toEqual([recordedStepsCommand()])
+    expect(nodes[APP1].commands).toEqual([recordedStepsCommand()])
+    expect(nodes[APP2].commands.length).toBe(2)
     const unchanged = [...reports.values()].filter((r) => r.status === 'skipped').map((r) => `${r.node}/${r.step}`)
     expect(unchanged.sort()).toEqual(
       [
