@@ -4,7 +4,7 @@
  */
 import {createInterface} from 'node:readline/promises'
 import {Writable} from 'node:stream'
-import {Listr, type ListrTaskWrapper} from 'listr2'
+import type {ListrTaskWrapper} from 'listr2'
 import {redact} from '../core/redact.js'
 import type {OperationUi, ProgressSink} from '../operations/ui.js'
 
@@ -67,7 +67,13 @@ class ListrProgress implements Progress {
     private readonly secrets: string[],
   ) {
     for (const item of items) this.handles.set(item, {})
-    const list = new Listr(
+    // listr2 is loaded when a terminal shows progress, not at every start-up; until then, titles and
+    // outcomes wait in the handles (each task takes them when it starts).
+    this.running = import('listr2').then(({Listr}) => this.list(Listr, items).run()).catch(() => undefined)
+  }
+
+  private list(Listr: typeof import('listr2').Listr, items: string[]) {
+    return new Listr(
       items.map((item) => ({
         title: item,
         task: (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) =>
@@ -81,7 +87,6 @@ class ListrProgress implements Progress {
       })),
       {concurrent: true, exitOnError: false},
     )
-    this.running = list.run().catch(() => undefined)
   }
 
   private settle(item: string, handle: Handle): void {
