@@ -7,25 +7,36 @@ import type {Db} from './store.js'
 export function loadRegistration(db: Db, name: string): RegistrationRecord | undefined {
   const row = db
     .prepare('SELECT registered_at, startup_timeout_sec, inputs FROM deployments WHERE name = ?')
-    .get(name) as {registered_at: number; startup_timeout_sec: number | null; inputs: string} | undefined
+    .get(name) as DeploymentRow | undefined
   if (!row) return undefined
   const site = db.prepare('SELECT site FROM federation WHERE deployment = ?').pluck().get(name) as string | undefined
-  const runs = new Map<string, Record<string, ServiceRun>>()
   const runRows = db
     .prepare(
       'SELECT instance, service, state, exit_code, message, outputs, started_at, ended_at FROM runs WHERE deployment = ?',
     )
     .all(name) as RunRow[]
-  for (const r of runRows) {
-    const forInstance = runs.get(r.instance) ?? {}
-    forInstance[r.service] = runFromRow(r)
-    runs.set(r.instance, forInstance)
-  }
   const instanceRows = db
     .prepare(
       'SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address, first_contact, last_contact, site, fed_at FROM instances WHERE deployment = ?',
     )
     .all(name) as InstanceRow[]
+  return registrationFromRows(name, row, runRows, instanceRows, site)
+}
+
+/** The rows of one deployment (either store's) → its record. Columns a store lacks may be absent. */
+export function registrationFromRows(
+  name: string,
+  row: DeploymentRow,
+  runRows: RunRow[],
+  instanceRows: Array<Omit<InstanceRow, 'site' | 'fed_at'> & Partial<Pick<InstanceRow, 'site' | 'fed_at'>>>,
+  site?: string,
+): RegistrationRecord {
+  const runs = new Map<string, Record<string, ServiceRun>>()
+  for (const r of runRows) {
+    const forInstance = runs.get(r.instance) ?? {}
+    forInstance[r.service] = runFromRow(r)
+    runs.set(r.instance, forInstance)
+  }
   const instances: InstanceRecord[] = instanceRows.map((r) => ({
     id: r.id,
     role: r.role,
@@ -41,8 +52,8 @@ export function loadRegistration(db: Db, name: string): RegistrationRecord | und
     ...(r.first_contact === null ? {} : {firstContact: r.first_contact}),
     ...(r.last_contact === null ? {} : {lastContact: r.last_contact}),
     runs: runs.get(r.id) ?? {},
-    ...(r.site === null ? {} : {site: r.site}),
-    ...(r.fed_at === null ? {} : {fedAt: r.fed_at}),
+    ...(r.site == null ? {} : {site: r.site}),
+    ...(r.fed_at == null ? {} : {fedAt: r.fed_at}),
   }))
   return {
     name,
@@ -52,6 +63,12 @@ export function loadRegistration(db: Db, name: string): RegistrationRecord | und
     instances,
     ...(site === undefined ? {} : {site}),
   }
+}
+
+export interface DeploymentRow {
+  registered_at: number
+  startup_timeout_sec: number | null
+  inputs: string
 }
 
 export interface InstanceRow {

@@ -5,13 +5,13 @@
  * instance is gone, which the route answers with 404.
  */
 import type pg from 'pg'
+import {registrationFromRows, type DeploymentRow, type InstanceRow, type RunRow} from './load.js'
 import {HttpError} from './errors.js'
 import {LIMITS} from './limits.js'
 import type {RegistrationPlan} from './register.js'
-import type {FactValue, Inputs, InstanceRecord, RegistrationRecord, ServiceRun, ServiceState} from './records.js'
+import type {FactValue, RegistrationRecord} from './records.js'
 import type {PhoneHome, ServiceReport} from './state.js'
 import {bootstrapUse, EXCHANGED_HINT, EXCHANGED_MESSAGE, hashToken, newToken} from './tokens.js'
-import type {ServiceSpec} from './protocol.js'
 import {checkBounds} from './writes.js'
 
 type Client = pg.ClientBase
@@ -206,54 +206,21 @@ export const pgWrites = {
 export async function pgLoad(c: Client, name: string): Promise<RegistrationRecord | undefined> {
   const row = (
     await c.query('SELECT registered_at, startup_timeout_sec, inputs FROM deployments WHERE name = $1', [name])
-  ).rows[0] as {registered_at: number; startup_timeout_sec: number | null; inputs: string} | undefined
+  ).rows[0] as DeploymentRow | undefined
   if (!row) return undefined
-  const runs = new Map<string, Record<string, ServiceRun>>()
   const runRows = (
     await c.query(
       'SELECT instance, service, state, exit_code, message, outputs, started_at, ended_at FROM runs WHERE deployment = $1',
       [name],
     )
-  ).rows as Array<Record<string, string | number | null>>
-  for (const r of runRows) {
-    const forInstance = runs.get(r.instance as string) ?? {}
-    forInstance[r.service as string] = {
-      ...(r.state === null ? {} : {state: r.state as ServiceState}),
-      ...(r.exit_code === null ? {} : {exitCode: r.exit_code as number}),
-      ...(r.message === null ? {} : {message: r.message as string}),
-      outputs: JSON.parse(r.outputs as string) as Record<string, string>,
-      ...(r.started_at === null ? {} : {startedAt: r.started_at as number}),
-      ...(r.ended_at === null ? {} : {endedAt: r.ended_at as number}),
-    }
-    runs.set(r.instance as string, forInstance)
-  }
+  ).rows as RunRow[]
+  // No site columns: the PostgreSQL store does not federate (the server refuses --broker with it).
   const instanceRows = (
     await c.query(
       `SELECT id, role, idx, services, token_hash, node_token_hash, exchanged_at, node_token_used_at, facts, address,
          first_contact, last_contact FROM instances WHERE deployment = $1`,
       [name],
     )
-  ).rows as Array<Record<string, string | number | Buffer | null>>
-  const instances: InstanceRecord[] = instanceRows.map((r) => ({
-    id: r.id as string,
-    role: r.role as string,
-    index: r.idx as number,
-    services: JSON.parse(r.services as string) as ServiceSpec[],
-    tokenHash: r.token_hash as Buffer,
-    ...(r.node_token_hash === null ? {} : {nodeTokenHash: r.node_token_hash as Buffer}),
-    ...(r.exchanged_at === null ? {} : {exchangedAt: r.exchanged_at as number}),
-    ...(r.node_token_used_at === null ? {} : {nodeTokenUsedAt: r.node_token_used_at as number}),
-    facts: JSON.parse(r.facts as string) as Record<string, FactValue>,
-    ...(r.address === null ? {} : {address: r.address as string}),
-    ...(r.first_contact === null ? {} : {firstContact: r.first_contact as number}),
-    ...(r.last_contact === null ? {} : {lastContact: r.last_contact as number}),
-    runs: runs.get(r.id as string) ?? {},
-  }))
-  return {
-    name,
-    registeredAt: row.registered_at,
-    ...(row.startup_timeout_sec === null ? {} : {startupTimeoutSec: row.startup_timeout_sec}),
-    inputs: JSON.parse(row.inputs) as Inputs,
-    instances,
-  }
+  ).rows as Array<Omit<InstanceRow, 'site' | 'fed_at'>>
+  return registrationFromRows(name, row, runRows, instanceRows)
 }
