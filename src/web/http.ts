@@ -29,6 +29,8 @@ export interface PageServer {
 
 /** Seconds between comments on an idle event stream, so that proxies and browsers keep it open. */
 const KEEPALIVE_MS = 15_000
+/** Bytes an event stream may hold unread before it is closed. */
+export const MAX_UNREAD_BYTES = 4 * 1024 * 1024
 
 const SECURITY_HEADERS = {
   'Content-Security-Policy':
@@ -107,7 +109,12 @@ export async function startPageServer(content: PageContent, listen: {host: strin
     })
     if (request.method === 'HEAD') return void response.end()
     streams.add(response)
-    const write = (event: string, data: unknown) => response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+    const write = (event: string, data: unknown) => {
+      // A page that stopped reading is cut off rather than buffered without end; it reconnects
+      // (retry) and starts again from a snapshot.
+      if (response.writableLength > MAX_UNREAD_BYTES) return void response.destroy()
+      response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+    }
     response.write('retry: 1000\n\n')
     write('snapshot', content.snapshot())
     const stop = content.subscribe((patch) => write('patch', patch))

@@ -118,4 +118,41 @@ describe('the status page server', () => {
       await other.close()
     }
   })
+
+  it('closes the event stream of a page that stopped reading, and goes on serving', async () => {
+    const slow = new Set<(patch: LivePatch) => void>()
+    const other = await startPageServer(
+      {
+        snapshot: () => snapshot,
+        details: () => undefined,
+        subscribe(listener) {
+          slow.add(listener)
+          return () => slow.delete(listener)
+        },
+        asset: () => undefined,
+      },
+      {host: '127.0.0.1', port: 0},
+    )
+    try {
+      const cookie = (await get(other.url)).headers['set-cookie']![0].split(';')[0]
+      const request = http.get(`http://127.0.0.1:${other.port}/events`, {headers: {cookie}}, (response) => {
+        response.pause() // a page that never reads again
+        response.socket.pause()
+      })
+      request.on('error', () => undefined)
+      for (let i = 0; i < 200 && slow.size === 0; i++) await new Promise((r) => setTimeout(r, 10))
+      expect(slow.size).toBe(1)
+      const big = {phase: 'x'.repeat(256 * 1024)} as unknown as LivePatch
+      // Far more than the limit, over a while, as a stream of changes would come: the server lets go.
+      for (let i = 0; i < 400 && slow.size > 0; i++) {
+        for (const listener of slow) listener(big)
+        await new Promise((r) => setTimeout(r, 5))
+      }
+      request.destroy()
+      expect(slow.size).toBe(0)
+      expect((await get(`http://127.0.0.1:${other.port}/`, {cookie})).status).toBe(404)
+    } finally {
+      await other.close()
+    }
+  })
 })
