@@ -24,8 +24,10 @@ export interface RecordedStep {
  */
 export function recordedStepsCommand(): string {
   return (
-    `cd ${STEPS_DIR} 2>/dev/null || exit 0; for f in *.sha256; do [ -e "$f" ] || continue; s=\${f%.sha256}; ` +
-    `[ -e "$s.out" ] || continue; printf '%s %s %s\\n' "$s" "$(cat "$f")" "$(base64 < "$s.out" | tr -d '\\n')"; done`
+    // Without base64 the outputs cannot be read back whole: exit non-zero, and each step asks for itself.
+    `command -v base64 >/dev/null || exit 3; cd ${STEPS_DIR} 2>/dev/null || exit 0; ` +
+    `for f in *.sha256; do [ -e "$f" ] || continue; s=\${f%.sha256}; [ -e "$s.out" ] || continue; ` +
+    `o=$(base64 < "$s.out") || exit 3; printf '%s %s %s\\n' "$s" "$(cat "$f")" "$(printf '%s' "$o" | tr -d '\\n')"; done`
   )
 }
 

@@ -99,6 +99,9 @@ describe('commands and files built as data', () => {
     const recorded = parseRecordedSteps(runUnder(root, recordedStepsCommand()))
     expect([...recorded.keys()]).toEqual(['service_mysql'])
     expect(recorded.get('service_mysql')).toEqual({hash: contentHash(ok), outputs: 'x=1\npw=p q\n'})
+    // A node without base64 says so (non-zero), so that each step asks for itself instead.
+    const noBase64 = () => execFileSync('/bin/sh', ['-c', recordedStepsCommand()], {env: {PATH: '/nonexistent'}})
+    expect(noBase64).toThrow(expect.objectContaining({status: 3}))
     // Nothing recorded yet (no steps folder): nothing, and no error.
     expect(
       parseRecordedSteps(runUnder(fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-none-')), recordedStepsCommand())),
