@@ -1,23 +1,34 @@
 // Checks a deployment with 100,000 references: template parsing, reference resolution and the
 // cycle check (Tarjan), against a floor measured in the same run: one linear pass that only
-// builds the adjacency lists of the same edges. Run: npm run build && node bench/graph/run.js
+// builds the adjacency lists of the same edges. Several rounds, each timing the full check then the
+// floor over its edges, medians reported; each round checks a deployment of its own (its own node
+// names, so its own template texts): nothing one round parsed is in a cache for the next.
+// Run: npm run build && node bench/graph/run.js   (REFERENCES=… ROUNDS=… for a shorter run)
 import {performance} from 'node:perf_hooks'
+import {setFlagsFromString} from 'node:v8'
+import {runInNewContext} from 'node:vm'
 import {analyze} from '../../dist/plan/check.js'
 import {findCycles} from '../../dist/plan/graph.js'
+import {record, round} from '../results.js'
 
 const REFERENCES = Number(process.env.REFERENCES ?? 100_000)
+const ROUNDS = Number(process.env.ROUNDS ?? 5)
 
-function deployment(references) {
+// A collection before each timed section, so that none pays for the garbage of building the deployment.
+setFlagsFromString('--expose-gc')
+const collect = runInNewContext('gc')
+
+function deployment(references, prefix) {
   // One database; each app's service refers to the db's output and to the previous app's output.
   const instances = [
     {id: 'db', role: 'db', index: 1, services: [{name: 'mysql', params: [], provides: ['port'], after: []}]},
   ]
   const apps = Math.ceil(references / 2)
   for (let i = 1; i <= apps; i++) {
-    const previous = i === 1 ? '{{output "db" "port"}}' : `{{output "app${i - 1}" "value"}}`
+    const previous = i === 1 ? '{{output "db" "port"}}' : `{{output "${prefix}app${i - 1}" "value"}}`
     instances.push({
-      id: `app${i}`,
-      role: `r${i}`,
+      id: `${prefix}app${i}`,
+      role: `${prefix}r${i}`,
       index: 1,
       services: [
         {
@@ -36,18 +47,14 @@ function deployment(references) {
 }
 
 function time(fn) {
+  collect()
   const start = performance.now()
   const result = fn()
   return {ms: performance.now() - start, result}
 }
 
-const instances = deployment(REFERENCES)
-const full = time(() => analyze(instances))
-const refs = full.result.references.length
-if (full.result.problems.length) throw new Error(`unexpected problems: ${full.result.problems[0].message}`)
-const edges = full.result.edges
-const cycles = time(() => findCycles(full.result.vertices, edges))
-const floor = time(() => {
+/** The floor: one pass over the edges building their adjacency lists, nothing else. */
+function adjacencyPass(edges) {
   const adjacency = new Map()
   for (const e of edges) {
     const list = adjacency.get(e.from)
@@ -55,12 +62,52 @@ const floor = time(() => {
     else adjacency.set(e.from, [e])
   }
   return adjacency.size
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+
+const rounds = []
+let shape
+for (let r = 0; r < ROUNDS; r++) {
+  const instances = deployment(REFERENCES, `round${r}-`)
+  const full = time(() => analyze(instances))
+  const analysis = full.result
+  if (analysis.problems.length) throw new Error(`unexpected problems: ${analysis.problems[0].message}`)
+  const floor = time(() => adjacencyPass(analysis.edges))
+  const cycles = time(() => findCycles(analysis.vertices, analysis.edges))
+  if (cycles.result.length) throw new Error('unexpected cycle')
+  shape = {
+    references: analysis.references.length,
+    edges: analysis.edges.length,
+    vertices: analysis.vertices.length,
+  }
+  rounds.push({full: full.ms, floor: floor.ms, cycles: cycles.ms})
+  console.log(
+    `round ${r + 1}: full check ${full.ms.toFixed(1)} ms, floor ${floor.ms.toFixed(1)} ms, cycle check ${cycles.ms.toFixed(1)} ms`,
+  )
+}
+
+const fullMs = median(rounds.map((r) => r.full))
+const floorMs = median(rounds.map((r) => r.floor))
+const cyclesMs = median(rounds.map((r) => r.cycles))
+const {references, edges, vertices} = shape
+console.log(`references: ${references}, edges: ${edges}, vertices: ${vertices}; medians of ${ROUNDS} rounds:`)
+console.log(
+  `full check (parse + resolve + cycles): ${fullMs.toFixed(1)} ms, ${Math.round(references / (fullMs / 1000))} references/s`,
+)
+console.log(`cycle check alone: ${cyclesMs.toFixed(1)} ms, ${Math.round(edges / (cyclesMs / 1000))} edges/s`)
+console.log(`floor (adjacency pass): ${floorMs.toFixed(1)} ms`)
+console.log(
+  `full check / floor = ${(fullMs / floorMs).toFixed(1)}x; cycle check / floor = ${(cyclesMs / floorMs).toFixed(1)}x`,
+)
+record({
+  rounds: ROUNDS,
+  references,
+  edges,
+  vertices,
+  fullCheckMs: round(fullMs, 1),
+  floorMs: round(floorMs, 2),
+  cycleCheckMs: round(cyclesMs, 1),
+  fullCheckToFloor: round(fullMs / floorMs),
+  cycleCheckToFloor: round(cyclesMs / floorMs),
 })
-console.log(`references: ${refs}, edges: ${edges.length}, vertices: ${full.result.vertices.length}`)
-console.log(
-  `full check (parse + resolve + cycles): ${full.ms.toFixed(0)} ms, ${Math.round(refs / (full.ms / 1000))} references/s`,
-)
-console.log(`cycle check alone: ${cycles.ms.toFixed(1)} ms, ${Math.round(edges.length / (cycles.ms / 1000))} edges/s`)
-console.log(
-  `floor (adjacency pass): ${floor.ms.toFixed(1)} ms; cycle check / floor = ${(cycles.ms / floor.ms).toFixed(1)}x`,
-)

@@ -5,7 +5,7 @@
  * is sound. Each problem has the template's line (or a partial's file and line) and a hint.
  */
 import {didYouMean} from '../core/diagnostics.js'
-import {REF_HELPERS, refFromCall} from './template-refs.js'
+import {checkRefCall, REF_HELPERS} from './template-refs.js'
 import {ANY, type Frame, list, Names, NODE_VIEW, type Shape, VALUE} from './template-scope.js'
 import {
   type AstNode,
@@ -44,14 +44,24 @@ export interface CheckOptions {
 
 /** Every problem a template has in a scope: unknown helpers, variables and partials, misused blocks, bad syntax. */
 export function checkTemplate(template: string, options: CheckOptions): TemplateProblem[] {
-  if (!template.includes('{{')) return []
+  return checkedTemplate(template, options).problems
+}
+
+/** checkTemplate, with the AST it checked (none for a text without `{{`, or one that does not parse). */
+export function checkedTemplate(template: string, options: CheckOptions): {problems: TemplateProblem[]; ast?: AstNode} {
+  if (!template.includes('{{')) return {problems: []}
   let ast: AstNode
   try {
     ast = parseTemplate(template) as AstNode
   } catch (error) {
     if (!(error instanceof TemplateError)) throw error
-    return [{message: error.message, hint: error.hint, line: error.line}]
+    return {problems: [{message: error.message, hint: error.hint, line: error.line}]}
   }
+  return {problems: checkParsed(ast, options), ast}
+}
+
+/** The problems of a parsed template (checkTemplate without the parsing). */
+export function checkParsed(ast: AstNode, options: CheckOptions): TemplateProblem[] {
   const checker = new Checker(options)
   checker.program(ast, {contexts: [options.root], blockParams: [], inEach: false, partials: []})
   return checker.problems
@@ -59,8 +69,9 @@ export function checkTemplate(template: string, options: CheckOptions): Template
 
 class Checker {
   readonly problems: TemplateProblem[] = []
-  /** The statement being checked, as written: the start of every message. */
-  private statement = ''
+  /** The statement being checked (`{{`, `{{#`… and its node): written out as the start of a message, only when there is one. */
+  private statementOpen = ''
+  private statementNode?: AstNode
 
   private readonly names: Names
 
@@ -71,8 +82,9 @@ class Checker {
   }
 
   private problem(node: AstNode, frame: Frame, message: string, hint?: string): void {
+    const statement = this.statementNode ? `${this.statementOpen}${callText(this.statementNode)}}}` : ''
     this.problems.push({
-      message: `${this.statement}: ${message}`,
+      message: `${statement}: ${message}`,
       hint,
       line: node.loc?.start.line ?? 1,
       file: frame.file,
@@ -90,22 +102,22 @@ class Checker {
   private visit(node: AstNode, frame: Frame): void {
     switch (node.type) {
       case 'MustacheStatement': {
-        this.statement = `{{${callText(node)}}}`
+        this.statementIs('{{', node)
         this.printable(node, this.call(node, frame), frame)
         return
       }
       case 'BlockStatement':
-        this.statement = `{{#${callText(node)}}}`
+        this.statementIs('{{#', node)
         return this.block(node, frame)
       case 'PartialStatement':
-        this.statement = `{{> ${callText(node)}}}`
+        this.statementIs('{{> ', node)
         return this.partial(node, frame)
       case 'PartialBlockStatement':
-        this.statement = `{{#> ${callText(node)}}}`
+        this.statementIs('{{#> ', node)
         return this.problem(node, frame, 'partial blocks are not supported', 'write {{> NAME}} for the NAME.hbs file')
       case 'DecoratorBlock':
       case 'Decorator':
-        this.statement = `{{* ${callText(node)}}}`
+        this.statementIs('{{* ', node)
         return this.problem(
           node,
           frame,
@@ -115,6 +127,11 @@ class Checker {
       default:
         return
     }
+  }
+
+  private statementIs(open: string, node: AstNode | undefined): void {
+    this.statementOpen = open
+    this.statementNode = node
   }
 
   private printable(node: AstNode, shape: Shape, frame: Frame): void {
@@ -184,7 +201,7 @@ class Checker {
     }
     if ((REF_HELPERS as readonly string[]).includes(name)) {
       try {
-        refFromCall(node, name)
+        checkRefCall(node, name)
       } catch (error) {
         if (!(error instanceof TemplateError)) throw error
         this.problems.push({message: error.message, hint: error.hint, line: error.line, file: frame.file})
@@ -240,7 +257,7 @@ class Checker {
       return
     }
     if ((node.hash?.pairs ?? []).length > 0) this.problem(node, frame, `${name} takes no name=value arguments`)
-    const statement = this.statement
+    const [open, statement] = [this.statementOpen, this.statementNode]
     const shapes = args.map((a) => this.expr(a, frame))
     if (name === 'if' || name === 'unless') {
       if (args.length !== 1)
@@ -271,7 +288,7 @@ class Checker {
         this.problem(node, frame, `${exprText(args[0])} is a single value, not an object`)
       this.program(node.program, inner(shapes[0] ?? ANY, [shapes[0] ?? ANY]))
     }
-    this.statement = statement
+    this.statementIs(open, statement)
     this.program(node.inverse, frame)
   }
 
@@ -324,7 +341,7 @@ class Checker {
       this.problems.push({message: error.message, hint: error.hint, line: error.line, file: found.file})
       return
     }
-    const statement = this.statement
+    const [open, statement] = [this.statementOpen, this.statementNode]
     this.program(ast, {
       contexts: [...frame.contexts.slice(0, -1), context],
       blockParams: [],
@@ -332,7 +349,7 @@ class Checker {
       file: found.file,
       partials: [...frame.partials, name],
     })
-    this.statement = statement
+    this.statementIs(open, statement)
   }
 
   private expr(node: AstNode, frame: Frame): Shape {

@@ -39,38 +39,54 @@ function literalArgs(node: AstNode, name: string, line: number): string[] {
   })
 }
 
+/** The reference a call of one of nodeset's helpers makes; a TemplateError when the call is wrong. */
 export function refFromCall(node: AstNode, name: string): TemplateRef | undefined {
+  return readCall(node, name, true)
+}
+
+/** refFromCall's verdict on a call, without making the reference: throws the same TemplateError. */
+export function checkRefCall(node: AstNode, name: string): void {
+  readCall(node, name, false)
+}
+
+function readCall(node: AstNode, name: string, make: boolean): TemplateRef | undefined {
   const line = node.loc?.start.line ?? 1
-  const expression = describe(node, name)
+  // The expression as written is for messages and for the reference: written out only when needed.
+  const expression = () => describe(node, name)
+  const ref = (kind: TemplateRef['kind'], target: string, key: string, service?: string, all = false) => {
+    if (!make) return undefined
+    const expr = expression()
+    if (service !== undefined) return {kind, target, service, key, all, line, expression: expr}
+    return {kind, target, key, all, line, expression: expr}
+  }
   const isFactHelper = (FACT_HELPERS as readonly string[]).includes(name)
   if (isFactHelper) {
     // `{{ip}}` with no target reads the current context (the node itself, or the node of an #each).
     if ((node.params ?? []).length === 0) return undefined
     const args = literalArgs(node, name, line)
     if (args.length !== 1)
-      throw new TemplateError(`${expression}: ${name} takes one argument, a role or node name`, line)
-    return {kind: 'fact', target: args[0], key: name, all: false, line, expression}
+      throw new TemplateError(`${expression()}: ${name} takes one argument, a role or node name`, line)
+    return ref('fact', args[0], name)
   }
   if (name === 'fact') {
     const args = literalArgs(node, name, line)
     if (args.length !== 2)
-      throw new TemplateError(`${expression}: fact takes two arguments: {{fact "ROLE" "KEY"}}`, line)
-    return {kind: 'fact', target: args[0], key: args[1], all: false, line, expression}
+      throw new TemplateError(`${expression()}: fact takes two arguments: {{fact "ROLE" "KEY"}}`, line)
+    return ref('fact', args[0], args[1])
   }
   if (name === 'output') {
     const args = literalArgs(node, name, line)
-    if (args.length === 2) return {kind: 'output', target: args[0], key: args[1], all: false, line, expression}
-    if (args.length === 3)
-      return {kind: 'output', target: args[0], service: args[1], key: args[2], all: false, line, expression}
+    if (args.length === 2) return ref('output', args[0], args[1])
+    if (args.length === 3) return ref('output', args[0], args[2], args[1])
     throw new TemplateError(
-      `${expression}: output takes a role and a key, and optionally a service: {{output "ROLE" ["SERVICE"] "KEY"}}`,
+      `${expression()}: output takes a role and a key, and optionally a service: {{output "ROLE" ["SERVICE"] "KEY"}}`,
       line,
     )
   }
   if (name === 'nodes') {
     const args = literalArgs(node, name, line)
-    if (args.length !== 1) throw new TemplateError(`${expression}: nodes takes one argument, a role name`, line)
-    return {kind: 'fact', target: args[0], key: 'ip', all: true, line, expression}
+    if (args.length !== 1) throw new TemplateError(`${expression()}: nodes takes one argument, a role name`, line)
+    return ref('fact', args[0], 'ip', undefined, true)
   }
   return undefined
 }
@@ -81,25 +97,56 @@ const refCache = new Map<string, readonly TemplateRef[]>()
 
 /** Every reference a template makes, in order of appearance. */
 export function extractRefs(template: string): TemplateRef[] {
-  if (!template.includes('{{')) return []
-  const cached = refCache.get(template)
-  if (cached) return [...cached]
-  const refs = parseRefs(template)
-  if (refCache.size >= CACHE_LIMIT) refCache.clear()
-  refCache.set(template, refs)
-  return [...refs]
+  return [...templateRefs(template)]
 }
 
-function parseRefs(template: string): TemplateRef[] {
-  const ast = parseTemplate(template)
+const NO_REFS: readonly TemplateRef[] = Object.freeze([])
+
+/** extractRefs without the copy: the list is shared by every caller of the same text, read it only. */
+export function templateRefs(template: string): readonly TemplateRef[] {
+  if (!template.includes('{{')) return NO_REFS
+  const cached = refCache.get(template)
+  if (cached) return cached
+  const refs = refsInAst(parseTemplate(template))
+  if (refCache.size >= CACHE_LIMIT) refCache.clear()
+  refCache.set(template, refs)
+  return refs
+}
+
+/** The references of a parsed template, in order of appearance. */
+export function refsInAst(ast: unknown): TemplateRef[] {
   const refs: TemplateRef[] = []
-  walk(ast, (n) => {
-    if (n.type !== 'MustacheStatement' && n.type !== 'SubExpression' && n.type !== 'BlockStatement') return
+  const take = (n: AstNode) => {
     if (n.path?.type !== 'PathExpression' || typeof n.path.original !== 'string') return
     const ref = refFromCall(n, n.path.original)
     if (ref) refs.push(ref)
+  }
+  const body = (ast as AstNode).body
+  if (body && body.every(isFlat)) {
+    // Text and mustaches of literals and names only (most params): the calls are the mustaches, in order.
+    for (const statement of body) if (statement.type === 'MustacheStatement') take(statement)
+    return refs
+  }
+  walk(ast, (n) => {
+    if (n.type === 'MustacheStatement' || n.type === 'SubExpression' || n.type === 'BlockStatement') take(n)
   })
   return refs
+}
+
+const LEAVES = new Set([
+  'PathExpression',
+  'StringLiteral',
+  'NumberLiteral',
+  'BooleanLiteral',
+  'NullLiteral',
+  'UndefinedLiteral',
+])
+
+/** A statement in which walking finds no call but the statement itself. */
+function isFlat(statement: AstNode): boolean {
+  if (statement.type === 'ContentStatement') return true
+  if (statement.type !== 'MustacheStatement' || statement.hash !== undefined) return false
+  return LEAVES.has(statement.path?.type ?? '') && (statement.params ?? []).every((p) => LEAVES.has(p.type))
 }
 
 /** What rendering can see of the deployment: every node with the facts and outputs known so far. */

@@ -1,8 +1,19 @@
 /**
  * The syntax of node-time templates: handlebars' parser, its AST as nodeset reads it, expressions as
  * written (for messages), and parse errors in words with the template's line. Parsed ASTs are shared.
+ * Templates of text and plain mustaches are read by template-scan.ts into the same AST, faster;
+ * handlebars itself is loaded only when a template needs it.
  */
-import Handlebars from 'handlebars'
+import {createRequire} from 'node:module'
+import {scanPlain} from './template-scan.js'
+
+type HandlebarsModule = typeof import('handlebars')
+let loaded: HandlebarsModule | undefined
+
+/** Handlebars, loaded on first use (synchronously: rendering and checking are synchronous). */
+export function handlebars(): HandlebarsModule {
+  return (loaded ??= createRequire(import.meta.url)('handlebars') as HandlebarsModule)
+}
 
 export class TemplateError extends Error {
   constructor(
@@ -165,21 +176,27 @@ export const TEMPLATE_HINT =
   'write {{NAME}}, {{HELPER "ARG"}} or {{#each LIST}}…{{/each}}, with every {{ closed by }} and every quote closed; a literal {{ is written \\{{'
 
 // Many params share one template text (service defaults, `{{output "db" "port"}}` on every app):
-// parse each text once. Bounded so a long-running config server does not grow without limit.
+// what handlebars parses is parsed once. Bounded so a long-running config server does not grow
+// without limit. What the scanner reads is not kept: reading it again costs less than keeping it.
 const CACHE_LIMIT = 10_000
 const astCache = new Map<string, unknown>()
 
-/** Parse a template; a syntax error becomes a TemplateError with the template's line. The AST is shared: read it only. */
+/** Parse a template; a syntax error becomes a TemplateError with the template's line. The AST may be shared: read it only. */
 export function parseTemplate(template: string): unknown {
+  const scanned = scanPlain(template)
+  if (scanned) return scanned
   const cached = astCache.get(template)
   if (cached) return cached
-  let ast: unknown
-  try {
-    ast = Handlebars.parse(template)
-  } catch (error) {
-    throw syntaxError(error as Error, template)
-  }
+  const ast = parseWithHandlebars(template)
   if (astCache.size >= CACHE_LIMIT) astCache.clear()
   astCache.set(template, ast)
   return ast
+}
+
+function parseWithHandlebars(template: string): unknown {
+  try {
+    return handlebars().parse(template)
+  } catch (error) {
+    throw syntaxError(error as Error, template)
+  }
 }

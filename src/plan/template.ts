@@ -19,22 +19,29 @@
  * template-refs.ts (references and the world they read), template-scope.ts (what names mean where),
  * template-check.ts (the strict check). Its exports are the whole template API.
  */
-import Handlebars from 'handlebars'
 import {checkTemplate} from './template-check.js'
 import {FACT_HELPERS, serviceProviding, targetNodes, type World, type WorldNode} from './template-refs.js'
 import {shapeOfVars} from './template-scope.js'
-import {TemplateError} from './template-syntax.js'
+import {handlebars, TemplateError} from './template-syntax.js'
 
-export {checkTemplate, type CheckOptions, type PartialSource, type TemplateProblem} from './template-check.js'
+export {
+  checkedTemplate,
+  checkTemplate,
+  type CheckOptions,
+  type PartialSource,
+  type TemplateProblem,
+} from './template-check.js'
 export {
   extractRefs,
   FACT_HELPERS,
   type Missing,
   missingValues,
   REF_HELPERS,
+  refsInAst,
   serviceProviding,
   targetNodes,
   type TemplateRef,
+  templateRefs,
   type World,
   type WorldNode,
 } from './template-refs.js'
@@ -56,8 +63,8 @@ function nodeView(node: WorldNode): Record<string, unknown> {
 }
 
 /** A handlebars instance with nodeset's helpers bound to a world. Output is never HTML-escaped. */
-function environment(world: World): typeof Handlebars {
-  const hbs = Handlebars.create()
+function environment(world: World): ReturnType<typeof handlebars> {
+  const hbs = handlebars().create()
   const first = (target: string): WorldNode => {
     const node = targetNodes(world, target)[0]
     if (!node) throw new MissingValueError(`no node for "${target}"`)

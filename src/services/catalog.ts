@@ -6,35 +6,86 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
-import {z} from 'zod'
+import {createRequire} from 'node:module'
 import type {Diagnostic} from '../core/diagnostics.js'
 
 export const TEMPLATES_DIR = fileURLToPath(new URL('../../templates/', import.meta.url))
 export const BUILTIN_SERVICES_DIR = path.join(TEMPLATES_DIR, 'services')
 
-const paramMetaSchema = z
-  .object({
-    description: z.string().default(''),
-    default: z.string().optional(),
-    required: z.boolean().default(false),
-    secret: z.boolean().default(false),
-    /** Given when the deployment is launched (`--set`, `--values`, or asked), unless the nodeset file sets it. */
-    input: z.boolean().default(false),
-  })
-  .strict()
+export interface ParamMeta {
+  description: string
+  default?: string
+  required: boolean
+  secret: boolean
+  /** Given when the deployment is launched (`--set`, `--values`, or asked), unless the nodeset file sets it. */
+  input: boolean
+}
 
-export const serviceMetaSchema = z
-  .object({
-    description: z.string(),
-    params: z.record(z.string(), paramMetaSchema).default({}),
-    provides: z.array(z.string()).default([]),
-    after: z.array(z.string()).default([]),
-    /** Roles this service is meant for, as a hint in `nodeset services`. */
-    roles: z.array(z.string()).default([]),
-  })
-  .strict()
+export interface ServiceMeta {
+  description: string
+  params: Record<string, ParamMeta>
+  provides: string[]
+  after: string[]
+  /** Roles this service is meant for, as a hint in `nodeset services`. */
+  roles: string[]
+}
 
-export type ServiceMeta = z.infer<typeof serviceMetaSchema>
+/** The schema of service.json, in zod: loaded (zod with it) only to say what is wrong with a file. */
+export function serviceMetaSchema() {
+  const {z} = createRequire(import.meta.url)('zod') as typeof import('zod')
+  const paramMetaSchema = z
+    .object({
+      description: z.string().default(''),
+      default: z.string().optional(),
+      required: z.boolean().default(false),
+      secret: z.boolean().default(false),
+      input: z.boolean().default(false),
+    })
+    .strict()
+  return z
+    .object({
+      description: z.string(),
+      params: z.record(z.string(), paramMetaSchema).default({}),
+      provides: z.array(z.string()).default([]),
+      after: z.array(z.string()).default([]),
+      roles: z.array(z.string()).default([]),
+    })
+    .strict()
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === 'string')
+const only = (v: Record<string, unknown>, keys: string[]) => Object.keys(v).every((k) => keys.includes(k))
+const optional = (v: unknown, is: (v: unknown) => boolean) => v === undefined || is(v)
+const isBoolean = (v: unknown) => typeof v === 'boolean'
+const isString = (v: unknown) => typeof v === 'string'
+
+/**
+ * Parsed service.json (from JSON.parse) as the schema gives it, defaults and key order included, when
+ * it is plainly well formed; undefined for anything else, which the schema then reads and explains.
+ */
+export function plainServiceMeta(json: unknown): ServiceMeta | undefined {
+  if (!isObject(json) || !only(json, ['description', 'params', 'provides', 'after', 'roles'])) return undefined
+  const {description, params = {}, provides = [], after = [], roles = []} = json
+  if (!isString(description) || !isObject(params) || !isStrings(provides) || !isStrings(after) || !isStrings(roles))
+    return undefined
+  const out: Record<string, ParamMeta> = {}
+  for (const [name, p] of Object.entries(params)) {
+    if (name === '__proto__' || !isObject(p) || !only(p, ['description', 'default', 'required', 'secret', 'input']))
+      return undefined
+    if (!optional(p.description, isString) || !optional(p.default, isString)) return undefined
+    if (!optional(p.required, isBoolean) || !optional(p.secret, isBoolean) || !optional(p.input, isBoolean))
+      return undefined
+    out[name] = {
+      description: (p.description as string | undefined) ?? '',
+      ...(p.default !== undefined ? {default: p.default as string} : {}),
+      required: (p.required as boolean | undefined) ?? false,
+      secret: (p.secret as boolean | undefined) ?? false,
+      input: (p.input as boolean | undefined) ?? false,
+    }
+  }
+  return {description, params: out, provides: [...provides], after: [...after], roles: [...roles]}
+}
 
 export interface ServiceDefinition extends ServiceMeta {
   name: string
@@ -68,12 +119,13 @@ function loadDir(dir: string, builtin: boolean, catalog: Catalog, problems: Diag
     const text = fs.readFileSync(metaPath, 'utf8')
     let meta: ServiceMeta
     try {
-      meta = serviceMetaSchema.parse(JSON.parse(text))
+      const json: unknown = JSON.parse(text)
+      meta = plainServiceMeta(json) ?? (serviceMetaSchema().parse(json) as ServiceMeta)
     } catch (error) {
-      const detail =
-        error instanceof z.ZodError
-          ? error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
-          : (error as Error).message
+      const issues = (error as {issues?: Array<{path: PropertyKey[]; message: string}>}).issues
+      const detail = Array.isArray(issues)
+        ? issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')
+        : (error as Error).message
       problems.push({
         message: `service ${name}: bad metadata: ${detail}`,
         source: {file: metaPath, line: 1},
