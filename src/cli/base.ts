@@ -3,21 +3,33 @@ import {Command, Flags} from '@oclif/core'
 import {DiagnosticsError, formatDiagnostic} from '../core/diagnostics.js'
 import {UserError} from '../core/errors.js'
 import {redact} from '../core/redact.js'
-import {open, type OpenedDeployment} from '../operations/opened.js'
+import type {OpenedDeployment} from '../operations/opened.js'
 import type {DeploymentFlagValues} from './flags.js'
-import {ConfigServerError} from '../configserver/client.js'
-import {Ec2Error} from '../providers/ec2-errors.js'
-import {HostKeyError} from '../ssh/hostkeys.js'
-import {SshConfigError} from '../ssh/config.js'
-import {JumpForwardError, SshAuthError, SshKeyError, SshUnreachableError} from '../ssh/errors.js'
 import {cliUi} from './progress.js'
 
-/** Errors that say what went wrong and what to do, like a UserError: printed as a message, not a trace. */
-const REPORTABLE = [
-  ...[HostKeyError, SshKeyError, SshAuthError, SshUnreachableError, SshConfigError, JumpForwardError],
-  ...[Ec2Error, ConfigServerError],
-]
-const isReportable = (error: Error) => REPORTABLE.some((kind) => error instanceof kind)
+// What a command needs only when it opens a deployment (providers, SSH, the config server's client)
+// is loaded in init, before run, by the commands that do: `plan` and `--help` never load it.
+let opened: typeof import('../operations/opened.js') | undefined
+
+/**
+ * Errors that say what went wrong and what to do, like a UserError: printed as a message, not a trace.
+ * Their modules are loaded when an error is reported: an error can only be one of them once its module is.
+ */
+async function isReportable(error: Error & {oclif?: unknown}): Promise<boolean> {
+  if (error.oclif !== undefined) return false // oclif's own (an exit, a refused flag)
+  const [hostKeys, sshConfig, ssh, ec2, client] = await Promise.all([
+    import('../ssh/hostkeys.js'),
+    import('../ssh/config.js'),
+    import('../ssh/errors.js'),
+    import('../providers/ec2-errors.js'),
+    import('../configserver/client.js'),
+  ])
+  const reportable = [
+    ...[hostKeys.HostKeyError, ssh.SshKeyError, ssh.SshAuthError, ssh.SshUnreachableError, sshConfig.SshConfigError],
+    ...[ssh.JumpForwardError, ec2.Ec2Error, client.ConfigServerError],
+  ]
+  return reportable.some((kind) => error instanceof kind)
+}
 
 /**
  * Base of every nodeset command: `--json`, secrets redacted from everything printed, bad input
@@ -29,9 +41,17 @@ export abstract class NodesetCommand extends Command {
     json: Flags.boolean({description: 'Print machine-readable JSON instead of text.', default: false}),
   }
 
+  /** Whether the command opens the deployment (openDeployment): what that needs is loaded before it runs. */
+  static opensDeployment = true
+
   /** Values never to print; the opened deployment's list once a nodeset is read. */
   protected secrets: string[] = []
   private opened?: OpenedDeployment
+
+  async init(): Promise<void> {
+    await super.init()
+    if ((this.constructor as typeof NodesetCommand).opensDeployment) opened ??= await import('../operations/opened.js')
+  }
 
   protected get jsonMode(): boolean {
     return this.argv.includes('--json')
@@ -44,7 +64,8 @@ export abstract class NodesetCommand extends Command {
   protected openDeployment(file: string, flags: DeploymentFlagValues = {}): OpenedDeployment {
     const ui = cliUi({json: this.jsonMode, secrets: this.secrets})
     const aws = {profile: flags.profile, region: flags.region}
-    this.opened = open(file, {trustOnFirstUse: flags['trust-on-first-use'], aws, ui})
+    if (!opened) throw new Error(`internal: ${this.id ?? 'this command'} opens a deployment but says it does not`)
+    this.opened = opened.open(file, {trustOnFirstUse: flags['trust-on-first-use'], aws, ui})
     // One list: what the deployment learns (tokens, secret outputs) is redacted from what we print.
     this.opened.secrets.push(...this.secrets)
     this.secrets = this.opened.secrets
@@ -93,7 +114,7 @@ export abstract class NodesetCommand extends Command {
         )
       this.exit(2)
     }
-    if (error instanceof UserError || isReportable(error)) {
+    if (error instanceof UserError || (await isReportable(error))) {
       if (this.jsonMode) this.printJson({type: 'error', ok: false, error: error.message})
       else process.stderr.write(redact(`error: ${error.message}\n`, this.secrets))
       this.exit(error instanceof UserError ? error.exitCode : 1)

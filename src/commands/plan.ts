@@ -2,7 +2,7 @@ import {Args} from '@oclif/core'
 import {NodesetCommand} from '../cli/base.js'
 import {previewText} from '../cli/views.js'
 import {loadPlan} from '../operations/load.js'
-import {existingState} from '../operations/preview.js'
+import {Workspace} from '../operations/workspace.js'
 import {DiagnosticsError, formatDiagnostic} from '../core/diagnostics.js'
 import {planJson, planText} from '../plan/render.js'
 import {sitesText, withSites} from '../plan/sites.js'
@@ -17,12 +17,17 @@ Exit codes: 0 the plan is good; 2 the file is refused (every problem is printed 
     '<%= config.bin %> plan examples/foobar.conf --json | jq .nodes',
   ]
   static args = {file: Args.string({description: 'The nodeset file (e.g. foobar.conf).', required: true})}
+  static opensDeployment = false
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Plan)
     const loaded = loadPlan(args.file)
     const {nodeset, result, warnings} = loaded
-    const state = await existingState(args.file, loaded)
+    // What exists is asked of the provider only when the deployment has state here (it was created from here).
+    const created = new Workspace(nodeset.file, nodeset.general.name).exists()
+    const state = created
+      ? await (await import('../operations/preview.js')).existingState(args.file, loaded)
+      : undefined
     this.secrets = nodeset.secrets
     const {problems} = result.analysis
     if (flags.json) {

@@ -11,12 +11,10 @@ import type {FastifyInstance} from 'fastify'
 import {addressRule, type TrustProxy} from './address.js'
 import {buildApp} from './app.js'
 import {ConnectionGuard} from './connections.js'
-import {Federation} from './federation/federation.js'
 import {SITE_PATTERN, SITE_RULE} from './protocol.js'
 import {createContext} from './context.js'
 import {type TimeLimits, timeLimits} from './limits.js'
 import {AuthFailureLimiter} from './ratelimit.js'
-import {PgStore} from './pgstore.js'
 import {SqliteStore} from './sqlitestore.js'
 import type {StateStore} from './state.js'
 import {adminTokenFrom, EXCHANGE_GRACE_MS, hashToken} from './tokens.js'
@@ -119,13 +117,14 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
   let closeFederation = async (): Promise<void> => {}
   const logError = (error: unknown, message: string) => app?.log.error({err: error}, message)
   const onApplyError = (error: unknown) => logError(error, 'applying a committed write failed')
+  // PostgreSQL (pg) and the broker (amqplib) load only where configured: most servers use neither.
+  const openPostgres = async (url: string) =>
+    (await import('./pgstore.js')).PgStore.open(url, {
+      onApplyError,
+      log: (message, error) => (error ? logError(error, message) : app?.log.info(message)),
+    })
   const store: StateStore =
-    'sqlite' in where
-      ? new SqliteStore(where.sqlite, {onApplyError})
-      : await PgStore.open(where.postgresql, {
-          onApplyError,
-          log: (message, error) => (error ? logError(error, message) : app?.log.info(message)),
-        })
+    'sqlite' in where ? new SqliteStore(where.sqlite, {onApplyError}) : await openPostgres(where.postgresql)
   try {
     const context = await createContext(store, {
       rule,
@@ -133,6 +132,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
       logError,
     })
     if (opts.site !== undefined && opts.broker && store instanceof SqliteStore) {
+      const {Federation} = await import('./federation/federation.js')
       const federation = new Federation(
         {
           site: opts.site,

@@ -2,7 +2,7 @@ import {type Diagnostic, DiagnosticsError} from '../core/diagnostics.js'
 import {readNodeset} from '../nodeset/read.js'
 import type {Nodeset} from '../nodeset/types.js'
 import {planNodeset, type PlanResult} from '../plan/plan.js'
-import {checkProviderSettings, providerWarnings} from '../providers/index.js'
+import {checkProviderSettings, providerWarnings} from '../providers/settings.js'
 import type {Catalog} from '../services/catalog.js'
 
 export interface Loaded {

@@ -4,6 +4,9 @@
  */
 import {createHash} from 'node:crypto'
 
+/** The local provider's network unless the file names one. */
+export const DEFAULT_SUBNET = '10.77.0.0/24'
+
 export interface Subnet {
   /** The network address as a 32-bit unsigned integer. */
   base: number

@@ -19,7 +19,15 @@ import {ensureHostDirs, etcDir, readHostKeys, releaseHostDirs} from './local-fil
 import {ensureImage, type BootImage, type Progress} from './local-image-build.js'
 import {IMAGE_CACHE} from './local-image.js'
 import {bootNode, deleteUnusedBridge, ensureBridge, removeNode} from './local-machine.js'
-import {bridgeName, bridgeNameProblem, hostAddress, namespaceName, parseSubnet, type Subnet} from './local-network.js'
+import {
+  bridgeName,
+  bridgeNameProblem,
+  DEFAULT_SUBNET,
+  hostAddress,
+  namespaceName,
+  parseSubnet,
+  type Subnet,
+} from './local-network.js'
 import {
   assignNodes,
   LocalStateFiles,
@@ -59,7 +67,7 @@ export interface LocalProviderOptions {
   progress?: Progress
 }
 
-export const DEFAULT_SUBNET = '10.77.0.0/24'
+export {DEFAULT_SUBNET}
 export const DEFAULT_STATE_ROOT = '/var/lib/nodeset/local'
 const AUTHORIZED_KEY_PATTERN =
   /^(?:ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) [A-Za-z0-9+/]+={0,3}(?: [^\r\n]*)?$/
