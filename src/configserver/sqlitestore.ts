@@ -24,6 +24,8 @@ export class SqliteStore implements StateStore {
   /** From now on, every write tells `outbox` what it changed, inside its transaction. */
   federate(outbox: OutboxHooks): void {
     this.outbox = outbox
+    // The outbox publishes what it reads back after a commit: each commit must be on disk when it returns.
+    this.store.syncEachCommit()
   }
 
   async deploymentNames(): Promise<string[]> {
@@ -49,16 +51,15 @@ export class SqliteStore implements StateStore {
   }
 
   phoneHome(...[deployment, id, write, apply]: Parameters<StateStore['phoneHome']>): Promise<PhoneHome> {
-    const {exchange} = write
     return this.store.write(
       (db): PhoneHome => {
-        const exchanged = exchange && writes.exchange(db, deployment, id, exchange.hash, write.now, exchange.graceMs)
-        const changed = writes.facts(db, deployment, id, write.facts, write.address, write.now)
-        if (changed > 0) this.outbox?.changed(db, deployment, [id])
-        return {changed, ...(exchanged ? {exchanged} : {})}
+        const result = writes.phoneHome(db, deployment, id, write)
+        if (result.changed > 0) this.outbox?.changed(db, deployment, [id])
+        return result
       },
       apply,
-      exchange !== undefined || this.outbox !== undefined,
+      // Alone, the phone-home checks everything before its one write; the outbox writes after it.
+      this.outbox !== undefined,
     )
   }
 

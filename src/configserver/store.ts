@@ -1,10 +1,18 @@
 /**
- * The config server's durable state: one SQLite file (WAL, synchronous=FULL) under the state dir.
+ * The config server's durable state: one SQLite file (WAL) under the state dir.
  *
  * Writes go through `write(op, apply)`: ops queued in the same turn of the event loop run in one
  * transaction (group commit), so a thousand phone-homes cost one fsync, not a thousand. A caller is
- * answered only after the commit, so every acknowledged write survives a crash; `apply` then
- * updates the in-memory model, in commit order, so memory never shows an uncommitted value.
+ * answered only after its commit is on disk, so every acknowledged write survives a crash; `apply`
+ * then updates the in-memory model, in commit order, so memory never shows a value a crash could lose.
+ *
+ * The fsync that makes a commit durable runs off the event loop: the connection is synchronous=NORMAL
+ * (in WAL mode: checkpoints sync, commits do not) and the store itself fdatasyncs the WAL after each
+ * commit, on libuv's thread pool, before answering, which is what synchronous=FULL adds to NORMAL. While one
+ * sync is in flight the requests keep being read, and what arrives meanwhile commits and waits for
+ * the next sync, which covers every commit before it (the WAL is appended to, and it is rewritten
+ * from its start only after a checkpoint, which syncs the database first). A federated server's
+ * outbox publishes what it reads back right after a commit: there every commit syncs inline (FULL).
  *
  * A damaged state never starts silently: the file is checked (`PRAGMA quick_check`) when opened, and
  * a marker beside it (`configserver.id`, the state's id) tells a file that went missing or empty, or
@@ -102,6 +110,16 @@ export class StateError extends Error {}
 export interface StoreOptions {
   /** Told about an error of an `apply` after its commit (the write is answered as done: it is). */
   onApplyError?: (error: unknown) => void
+  /** How the WAL is made durable after a commit (default: fs.fdatasync, on the thread pool). */
+  syncWal?: (fd: number, done: (error: NodeJS.ErrnoException | null) => void) => void
+}
+
+type Outcome = {ok: true; value: unknown} | {ok: false; error: unknown}
+
+/** A commit waiting for the sync that makes it durable. */
+interface Committed {
+  batch: Pending[]
+  outcomes: Outcome[]
 }
 
 export class Store {
@@ -110,6 +128,16 @@ export class Store {
   private queue: Pending[] = []
   private scheduled = false
   private closed = false
+  /** The WAL, opened by the store to sync it; undefined: SQLite syncs every commit itself (FULL). */
+  private walFd?: number
+  private unsynced: Committed[] = []
+  /** The commits the sync in flight covers. */
+  private inFlight?: Committed[]
+  /** A sync runs on the thread pool (its commits may have been settled meanwhile, by one on this thread). */
+  private syncRunning = false
+  private walReleased = false
+  /** A sync failed: what is committed may not be on disk, so nothing more is accepted. */
+  private failure?: Error
 
   constructor(
     stateDir: string,
@@ -144,7 +172,7 @@ export class Store {
     try {
       fs.chmodSync(file, 0o600)
       this.db.pragma('journal_mode = WAL')
-      this.db.pragma('synchronous = FULL')
+      this.db.pragma('synchronous = NORMAL')
       this.db.pragma('foreign_keys = ON')
       this.db.pragma('busy_timeout = 5000')
       const check = (this.db.pragma('quick_check') as Array<{quick_check: string}>).map((row) => row.quick_check)
@@ -158,7 +186,9 @@ export class Store {
             `Put the right file back; ${startOver}`,
         )
       if (!expected) fs.writeFileSync(marker, id + '\n', {mode: 0o600})
+      this.openWal(stateDir)
     } catch (error) {
+      this.releaseWal()
       this.db.close()
       if (error instanceof StateError || /newer nodeset/.test((error as Error).message)) throw error
       throw damaged((error as Error).message)
@@ -188,14 +218,44 @@ export class Store {
   }
 
   /**
-   * Queue a write; it commits with the others of this turn, and `apply` runs after the commit.
-   * A failing op never undoes the others: a single SQL statement fails alone, and an op of several
-   * statements (`several: true`) runs in its own savepoint.
+   * The WAL file as SQLite made it (the schema was written: it exists), and its directory entry on
+   * disk, as SQLite itself syncs a new WAL's directory. SQLite keeps that file while its connection
+   * is open, so this descriptor stays the WAL's.
+   */
+  private openWal(stateDir: string): void {
+    this.walFd = fs.openSync(`${this.file}-wal`, 'r+')
+    const dir = fs.openSync(stateDir, 'r')
+    try {
+      fs.fsyncSync(dir)
+    } finally {
+      fs.closeSync(dir)
+    }
+  }
+
+  private closeWal(): void {
+    if (this.walFd === undefined || !this.walReleased) return
+    fs.closeSync(this.walFd)
+    this.walFd = undefined
+  }
+
+  /** From now on SQLite syncs every commit before it returns (synchronous=FULL): what is committed is durable at once. */
+  syncEachCommit(): void {
+    this.flush()
+    this.syncNow()
+    this.db.pragma('synchronous = FULL')
+    this.releaseWal()
+  }
+
+  /**
+   * Queue a write; it commits with the others of this turn, and `apply` runs once the commit is on
+   * disk. A failing op never undoes the others: a single SQL statement fails alone, and an op of
+   * several statements (`several: true`) runs in its own savepoint.
    */
   write<T>(op: (db: Db) => T, apply?: (result: T) => void, several = false): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the config server is shutting down'))
+    if (this.failure) return Promise.reject(this.failure)
     return new Promise<T>((resolve, reject) => {
-      const run = several ? (db: Db) => db.transaction(op)(db) : op
+      const run = several ? (db: Db) => this.savepoint(db, op) : op
       this.queue.push({
         op: run,
         apply: apply as ((result: unknown) => void) | undefined,
@@ -209,13 +269,34 @@ export class Store {
     })
   }
 
-  /** Commit everything queued, now. */
+  /** `op` in a savepoint of the batch's transaction: its statements stand or fall together. */
+  private savepoint<T>(db: Db, op: (db: Db) => T): T {
+    stmt(db, 'SAVEPOINT op').run()
+    try {
+      const value = op(db)
+      stmt(db, 'RELEASE op').run()
+      return value
+    } catch (error) {
+      // An error that ended the whole transaction (disk full) left no savepoint to return to.
+      if (db.inTransaction) {
+        stmt(db, 'ROLLBACK TO op').run()
+        stmt(db, 'RELEASE op').run()
+      }
+      throw error
+    }
+  }
+
+  /** Commit everything queued, now; its callers are answered once the commit is on disk. */
   flush(): void {
     this.scheduled = false
     const batch = this.queue
     this.queue = []
     if (batch.length === 0) return
-    const outcomes: Array<{ok: true; value: unknown} | {ok: false; error: unknown}> = []
+    if (this.failure) {
+      for (const item of batch) item.reject(this.failure)
+      return
+    }
+    const outcomes: Outcome[] = []
     try {
       this.db.transaction(() => {
         for (const item of batch) {
@@ -230,6 +311,61 @@ export class Store {
       for (const item of batch) item.reject(error)
       return
     }
+    if (this.walFd === undefined || this.walReleased) return this.settle({batch, outcomes})
+    this.unsynced.push({batch, outcomes})
+    this.syncSoon()
+  }
+
+  /** Sync the WAL for the commits made so far, unless a sync is in flight (the next one covers them). */
+  private syncSoon(): void {
+    if (this.syncRunning || this.unsynced.length === 0 || this.walFd === undefined || this.walReleased) return
+    const covered = (this.inFlight = this.unsynced)
+    this.unsynced = []
+    this.syncRunning = true
+    const sync = this.options.syncWal ?? fs.fdatasync
+    sync(this.walFd, (error) => {
+      this.syncRunning = false
+      // Settled meanwhile by a sync on this thread (closing): only the descriptor is left to close.
+      if (this.inFlight !== covered) return this.closeWal()
+      this.inFlight = undefined
+      if (error) this.failed(error, covered)
+      else for (const commit of covered) this.settle(commit)
+      this.syncSoon()
+    })
+  }
+
+  /** Sync what is committed, the commits of a sync in flight too, on this thread (closing, or switching to FULL). */
+  private syncNow(): void {
+    const covered = [...(this.inFlight ?? []), ...this.unsynced]
+    this.inFlight = undefined
+    this.unsynced = []
+    if (this.walFd === undefined || covered.length === 0) return
+    try {
+      fs.fdatasyncSync(this.walFd)
+    } catch (error) {
+      return this.failed(error as NodeJS.ErrnoException, covered)
+    }
+    for (const commit of covered) this.settle(commit)
+  }
+
+  /** Close the WAL's descriptor once no sync uses it (one in flight closes it when it returns). */
+  private releaseWal(): void {
+    this.walReleased = true
+    if (!this.syncRunning) this.closeWal()
+  }
+
+  /** The WAL cannot be synced: the commits may be lost, so they are refused, and so is every write after them. */
+  private failed(error: NodeJS.ErrnoException, commits: Committed[]): void {
+    this.failure ??= Object.assign(new Error(`cannot sync ${this.file}-wal to disk: ${error.message}`), {
+      code: 'SQLITE_IOERR_FSYNC',
+      cause: error,
+    })
+    for (const {batch} of [...commits, ...this.unsynced]) for (const item of batch) item.reject(this.failure)
+    this.unsynced = []
+  }
+
+  /** A durable commit: each op's `apply`, in order, then its answer. */
+  private settle({batch, outcomes}: Committed): void {
     batch.forEach((item, i) => {
       const outcome = outcomes[i]
       if (!outcome.ok) return item.reject(outcome.error)
@@ -246,7 +382,9 @@ export class Store {
   close(): void {
     if (this.closed) return
     this.flush()
+    this.syncNow()
     this.closed = true
+    this.releaseWal()
     this.db.close()
   }
 

@@ -30,6 +30,13 @@ export function checkBounds(
     )
 }
 
+// The row is read by its key and written by its rowid (the same transaction: it cannot move), one index lookup less.
+const PHONE_HOME_READ = `SELECT rowid AS row, json_patch(facts, ?) AS merged, exchanged_at, node_token_used_at
+  FROM instances WHERE deployment = ? AND id = ?`
+const CONTACT = 'facts = ?, address = ?, first_contact = COALESCE(first_contact, ?), last_contact = ?'
+const PHONE_HOME_WRITE = `UPDATE instances SET ${CONTACT} WHERE rowid = ?`
+const PHONE_HOME_EXCHANGE = `UPDATE instances SET ${CONTACT}, node_token_hash = ?, exchanged_at = ? WHERE rowid = ?`
+
 export const writes = {
   /** A phone-home: facts merge into those sent before, within the bounds of LIMITS. */
   facts(
@@ -40,56 +47,53 @@ export const writes = {
     address: string,
     now: number,
   ): number {
-    const merged = stmt(db, 'SELECT json_patch(facts, ?) FROM instances WHERE deployment = ? AND id = ?')
-      .pluck()
-      .get(JSON.stringify(facts), deployment, id) as string | undefined
-    if (merged === undefined) return 0
+    return writes.phoneHome(db, deployment, id, {facts, address, now}).changed
+  },
+
+  /**
+   * A phone-home in one read and one write: the facts merge into those sent before, within the bounds
+   * of LIMITS, and with `exchange` (the bootstrap token was presented) the new node token's hash is
+   * recorded as `bootstrapUse` allows, or the 401 is thrown. Decided on the committed row, so two
+   * phone-homes racing cannot both pass a check made in memory. Every check comes before the write,
+   * so a refused phone-home changes nothing without a savepoint. `changed` is 0 when the instance is unknown.
+   */
+  phoneHome(
+    db: Db,
+    deployment: string,
+    id: string,
+    write: {facts: Record<string, FactValue>; address: string; now: number; exchange?: {hash: Buffer; graceMs: number}},
+  ): {changed: number; exchanged?: {exchangedAt: number}} {
+    const {facts, address, now, exchange} = write
+    const row = stmt(db, PHONE_HOME_READ).get(JSON.stringify(facts), deployment, id) as
+      {row: number; merged: string; exchanged_at: number | null; node_token_used_at: number | null} | undefined
+    if (!row) return {changed: 0}
+    if (exchange) {
+      const state = {
+        ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
+        ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
+      }
+      if (bootstrapUse(state, now, exchange.graceMs) === 'refuse')
+        throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+    }
     checkBounds(
-      merged,
+      row.merged,
       `the facts of ${id}`,
       {limit: LIMITS.factsPerInstance, name: 'factsPerInstance'},
       {limit: LIMITS.factBytesPerInstance, name: 'factBytesPerInstance'},
     )
-    return stmt(
-      db,
-      `UPDATE instances SET facts = ?, address = ?, first_contact = COALESCE(first_contact, ?), last_contact = ?
-       WHERE deployment = ? AND id = ?`,
-    ).run(merged, address, now, now, deployment, id).changes
-  },
-
-  /**
-   * A phone-home with the bootstrap token: record a new node token (its hash) as `bootstrapUse` allows,
-   * or throw the 401. Decided on the committed row, so two phone-homes racing cannot both pass a check
-   * made in memory. Returns undefined when the instance is unknown (the facts write then finds no row).
-   */
-  exchange(
-    db: Db,
-    deployment: string,
-    id: string,
-    nodeTokenHash: Buffer,
-    now: number,
-    graceMs: number,
-  ): {exchangedAt: number} | undefined {
-    const row = stmt(db, 'SELECT exchanged_at, node_token_used_at FROM instances WHERE deployment = ? AND id = ?').get(
-      deployment,
-      id,
-    ) as {exchanged_at: number | null; node_token_used_at: number | null} | undefined
-    if (!row) return undefined
-    const state = {
-      ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
-      ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
-    }
-    if (bootstrapUse(state, now, graceMs) === 'refuse')
-      throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+    if (!exchange) return {changed: stmt(db, PHONE_HOME_WRITE).run(row.merged, address, now, now, row.row).changes}
     // The grace counts from the first exchange: retries cannot stretch it.
     const exchangedAt = row.exchanged_at ?? now
-    stmt(db, 'UPDATE instances SET node_token_hash = ?, exchanged_at = ? WHERE deployment = ? AND id = ?').run(
-      nodeTokenHash,
+    const changed = stmt(db, PHONE_HOME_EXCHANGE).run(
+      row.merged,
+      address,
+      now,
+      now,
+      exchange.hash,
       exchangedAt,
-      deployment,
-      id,
-    )
-    return {exchangedAt}
+      row.row,
+    ).changes
+    return {changed, exchanged: {exchangedAt}}
   },
 
   /** The node token's first use closes the grace for retried exchanges. */
