@@ -13,11 +13,13 @@ import type {
   FactsRequest,
   FactsResponse,
   InstanceConfig,
+  InstanceConfigAnswer,
   RegisterRequest,
   RegisterResponse,
   ServiceReport,
 } from './protocol.js'
 import {readWaiting} from './protocol.js'
+import {applyRolesDelta, canonicalRoles, type RoleMapJson, rolesVersionOf} from './rolemap.js'
 import type {EdgeLabel} from '../plan/check.js'
 import type {Edge} from '../plan/graph.js'
 
@@ -76,6 +78,8 @@ export class ConfigServerClient {
   private readonly agent: http.Agent
   /** The token sent: the one given, until a phone-home hands over a node token. */
   private token: string
+  /** The role map of the last config, and its version: the next asks only what changed since. */
+  private held?: {version: string; map: RoleMapJson}
 
   constructor(private readonly options: ConfigServerClientOptions) {
     this.token = options.token
@@ -133,11 +137,31 @@ export class ConfigServerClient {
   /**
    * The instance's configuration (or one service's); with `wait`, the server holds the answer until it
    * is complete or `wait` seconds pass. `roles: false` leaves out the role map (`roles` is then `{}`).
+   * The client keeps the role map it got and asks only what changed since; the map it rebuilds is
+   * checked against the version the server names, and fetched whole when it does not match.
    */
   async getConfig(id: string, opts: {service?: string; wait?: number; roles?: boolean} = {}): Promise<ConfigAnswer> {
+    const answer = await this.fetchConfig(id, opts, opts.roles === false ? 'false' : this.held)
+    if (answer !== undefined) return answer
+    this.held = undefined
+    return (await this.fetchConfig(id, {...opts, wait: 0}, undefined))!
+  }
+
+  /** The role map held, and its version (none before a config with the map). */
+  get heldRoles(): {version: string; map: RoleMapJson} | undefined {
+    return this.held
+  }
+
+  /** One config request; undefined when the delta sent does not rebuild the version it names. */
+  private async fetchConfig(
+    id: string,
+    opts: {service?: string; wait?: number},
+    roles: 'false' | {version: string} | undefined,
+  ): Promise<ConfigAnswer | undefined> {
     const query = new URLSearchParams()
     if (opts.service !== undefined) query.set('service', opts.service)
-    if (opts.roles === false) query.set('roles', 'false')
+    if (roles === 'false') query.set('roles', 'false')
+    else if (roles !== undefined) query.set('roles', `since:${roles.version}`)
     if (opts.wait !== undefined) query.set('wait', String(opts.wait))
     const suffix = query.toString() ? `?${query}` : ''
     const answer = await this.call(
@@ -148,7 +172,19 @@ export class ConfigServerClient {
       (opts.wait ?? 0) * 1000,
     )
     const retryAfter = Number(answer.headers['retry-after'])
-    const config = JSON.parse(answer.text) as InstanceConfig
+    const {rolesDelta, ...sent} = JSON.parse(answer.text) as InstanceConfigAnswer
+    if (rolesDelta !== undefined) {
+      if (this.held?.version !== rolesDelta.from) return undefined
+      const map = applyRolesDelta(this.held.map, rolesDelta)
+      if (rolesVersionOf(map) !== rolesDelta.to) return undefined
+      this.held = {version: rolesDelta.to, map}
+    } else if (sent.rolesVersion !== undefined && sent.roles && rolesVersionOf(sent.roles) === sent.rolesVersion) {
+      this.held = {version: sent.rolesVersion, map: canonicalRoles(sent.roles)}
+    }
+    const config: InstanceConfig = {
+      ...sent,
+      roles: rolesDelta !== undefined && this.held ? canonicalRoles(this.held.map) : (sent.roles ?? {}),
+    }
     config.waiting = (config.waiting ?? []).map(readWaiting)
     return {
       status: answer.status as 200 | 202,

@@ -16,6 +16,7 @@ import type {DeploymentState, DeploymentStatus, InstanceConfig, ServiceSpec, Wai
 import {infoOf, Renderer, type RenderFailure, resolveParams, type ResolvedService} from './resolve.js'
 import type {FactValue, Inputs, InstanceRecord, RegistrationRecord, ServiceState} from './records.js'
 import {stateOf, statusOf} from './status.js'
+import {diffRoles, roleVersions, rolesVersionOfJson} from './rolemap.js'
 
 export type {RenderFailure, ResolvedService} from './resolve.js'
 
@@ -43,7 +44,16 @@ export function checkInstances(
   }))
 }
 
-type Roles = {json: Buffer; map: InstanceConfig['roles']; roleMap?: string; hosts?: string}
+type Tagged = {text: string; etag: string}
+type Roles = {
+  json: Buffer
+  map: InstanceConfig['roles']
+  version: string
+  /** The delta from an older version to this one, as JSON, computed once for every client that holds it. */
+  deltas: Map<string, Buffer | null>
+  roleMap?: Tagged
+  hosts?: Tagged
+}
 
 export class Registration {
   readonly name: string
@@ -265,15 +275,33 @@ export class Registration {
     })
   }
 
-  /** Every instance by role, ordered by index, with the address it phoned home from. */
+  /** Every instance by role (roles in code-unit order), ordered by index, with the address it phoned home from. */
   roles(): Roles {
     if (!this.rolesCache) {
       const map: InstanceConfig['roles'] = {}
-      for (const [role, members] of this.byRole)
-        map[role] = members.map((m) => (m.address === undefined ? {name: m.id} : {name: m.id, ip: m.address}))
-      this.rolesCache = {json: Buffer.from(JSON.stringify(map)), map}
+      for (const role of [...this.byRole.keys()].sort())
+        map[role] = this.byRole
+          .get(role)!
+          .map((m) => (m.address === undefined ? {name: m.id} : {name: m.id, ip: m.address}))
+      const json = Buffer.from(JSON.stringify(map))
+      const version = rolesVersionOfJson(json)
+      roleVersions.remember(version, map)
+      this.rolesCache = {json, map, version, deltas: new Map()}
     }
     return this.rolesCache
+  }
+
+  /** What turns the role map of version `from` into the current one, as JSON; undefined when `from` is not known here. */
+  rolesDelta(from: string): Buffer | undefined {
+    const current = this.roles()
+    let delta = current.deltas.get(from)
+    if (delta === undefined) {
+      const before = roleVersions.get(from)
+      delta = before ? Buffer.from(JSON.stringify(diffRoles(from, before, current.version, current.map))) : null
+      if (current.deltas.size >= 64) current.deltas.clear()
+      current.deltas.set(from, delta)
+    }
+    return delta ?? undefined
   }
 
   private members(): RoleMember[] {
@@ -285,17 +313,17 @@ export class Registration {
     }))
   }
 
-  /** `/etc/nodeset/roles` for every node of the deployment. */
-  roleMap(): string {
+  /** `/etc/nodeset/roles` for every node of the deployment, with its entity tag. */
+  roleMap(): Tagged {
     const cache = this.roles()
-    cache.roleMap ??= renderRoleMap(this.members())
+    cache.roleMap ??= tagged(renderRoleMap(this.members()))
     return cache.roleMap
   }
 
-  /** The managed block of `/etc/hosts`. */
-  hostsBlock(): string {
+  /** The managed block of `/etc/hosts`, with its entity tag. */
+  hostsBlock(): Tagged {
     const cache = this.roles()
-    cache.hosts ??= renderHostsBlock(this.name, this.members())
+    cache.hosts ??= tagged(renderHostsBlock(this.name, this.members()))
     return cache.hosts
   }
 
@@ -328,6 +356,11 @@ export class Registration {
   state(): DeploymentState {
     return stateOf(this)
   }
+}
+
+/** A text and its strong entity tag (a hash of the text). */
+function tagged(text: string): Tagged {
+  return {text, etag: `"${rolesVersionOfJson(text)}"`}
 }
 
 export {describeWaiting, iso} from './status.js'

@@ -15,13 +15,18 @@
  *          exchanges it for a node token, given once in `token`; the bootstrap token is then refused
  *          (401 "this bootstrap token was exchanged; …"), except that a retried phone-home within the grace
  *          (10 min, and only while the node token is unused) gets a fresh node token that revokes the previous one.
- *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS][&roles=false]
+ *   GET    /v1/deployments/:dep/instances/:id/config[?service=S][&wait=SECONDS][&roles=false|since:VERSION]
  *          → 200 InstanceConfig (complete) | 202 InstanceConfig with `waiting` and Retry-After | 404 unknown instance
  *            | 422 a template that cannot be rendered (`failed`)
+ *          The answer carries the role map (`roles`) and its version (`rolesVersion`, a hash of its content,
+ *          rolemap.ts). `roles=since:VERSION` from a client that holds the map of VERSION: when this server
+ *          still knows VERSION, `rolesDelta` {from, to, roles, addresses} instead of `roles` (empty when
+ *          nothing changed); otherwise the whole `roles`, as without it.
  *   PUT    /v1/deployments/:dep/instances/:id/services/:svc  ServiceReport (state, exit code, outputs) → 200
  *   GET    /v1/deployments/:dep/instances/:id/roles  text/plain: the role map (`renderRoleMap`, src/plan/wiring.ts)
  *   GET    /v1/deployments/:dep/instances/:id/hosts  text/plain: the managed /etc/hosts block (`renderHostsBlock`)
- * `roles=false` leaves the role map out of the config (the agent fetches it as text anyway).
+ *   Both carry a strong ETag (a hash of the text); with `If-None-Match` naming it, 304 without a body.
+ * `roles=false` leaves the role map out of the config (`roles` is {}, no `rolesVersion`): the agent fetches it as text.
  * The two text routes exist so the agent, a POSIX sh script with curl, never has to parse JSON.
  */
 import {z} from 'zod'
@@ -182,8 +187,29 @@ export interface InstanceConfig {
   waiting: Waiting[]
   /** Params whose template cannot be rendered (a state registered before registration checked it): answered 422. */
   failed?: Array<{service: string; param: string; message: string}>
-  /** Every instance known so far, for the role map and the hosts block: role → [{name, ip}]. */
+  /** Every instance known so far, for the role map and the hosts block: role → [{name, ip}] (roles in code-unit order). */
   roles: Record<string, Array<{name: string; ip?: string}>>
+  /** The version of `roles` (not sent with `roles=false`). */
+  rolesVersion?: string
+}
+
+export type RoleMember = {name: string; ip?: string}
+export type RoleMapJson = Record<string, RoleMember[]>
+
+/** What turns the role map of version `from` into that of `to` (rolemap.ts computes and applies it). */
+export interface RolesDelta {
+  from: string
+  to: string
+  /** Roles whose members changed (added, removed, reordered): the whole list; null: the role is gone. */
+  roles?: Record<string, RoleMember[] | null>
+  /** Members of the other roles whose address changed: name → address (null: it has none any more). */
+  addresses?: Record<string, string | null>
+}
+
+/** A config as sent: with `roles=since:VERSION` that the server knows, `rolesDelta` instead of `roles`. */
+export type InstanceConfigAnswer = Omit<InstanceConfig, 'roles'> & {
+  roles?: InstanceConfig['roles']
+  rolesDelta?: RolesDelta
 }
 
 export type ServiceStatus = 'waiting' | 'ready' | 'running' | 'succeeded' | 'failed' | 'timed out'

@@ -5,6 +5,9 @@
  */
 import type {ServerResponse} from 'node:http'
 
+/** Waiters checked (and answered) in one turn of the event loop. */
+const WAKE_BATCH = 256
+
 export type WaitOutcome = 'complete' | 'gone' | 'timeout' | 'shutdown' | 'closed' | 'error'
 
 /** Where a waiter's configuration stands: settled (complete, or failed for good), gone, or still waiting. */
@@ -54,24 +57,34 @@ export class Waiters {
     })
   }
 
-  /** After a commit: answer the waiters of `ids` whose configuration is now settled (or gone). */
+  /**
+   * After a commit: answer the waiters of `ids` whose configuration is now settled (or gone). A few
+   * hundred at a time, each batch's answers written before the next is checked: the first answers
+   * go out at once instead of after every waiter was checked, and the clients read them meanwhile.
+   */
   wake(deployment: string, ids: Iterable<string>): void {
     const forDeployment = this.waiting.get(deployment)
     if (!forDeployment) return
-    for (const id of ids) {
-      const waiting = forDeployment.get(id)
-      if (!waiting) continue
-      for (const waiter of [...waiting]) {
-        try {
-          const where = this.check(deployment, id, waiter.service)
-          if (where === 'settled') waiter.done('complete')
-          else if (where === 'gone') waiter.done('gone')
-        } catch (error) {
-          this.logError(error, `waking a long-poll of ${deployment}/${id} failed; it is answered as it stands`)
-          waiter.done('error')
-        }
+    const woken: Array<[string, Waiter]> = []
+    for (const id of ids) for (const waiter of forDeployment.get(id) ?? []) woken.push([id, waiter])
+    this.wakeFrom(deployment, woken, 0)
+  }
+
+  private wakeFrom(deployment: string, woken: Array<[string, Waiter]>, start: number): void {
+    const end = Math.min(woken.length, start + WAKE_BATCH)
+    for (let i = start; i < end; i++) {
+      const [id, waiter] = woken[i]
+      try {
+        const where = this.check(deployment, id, waiter.service)
+        if (where === 'settled') waiter.done('complete')
+        else if (where === 'gone') waiter.done('gone')
+      } catch (error) {
+        this.logError(error, `waking a long-poll of ${deployment}/${id} failed; it is answered as it stands`)
+        waiter.done('error')
       }
     }
+    // A waiter answered meanwhile (timed out, gone, shut down) is left alone: `done` acts once.
+    if (end < woken.length) setImmediate(() => this.wakeFrom(deployment, woken, end))
   }
 
   /** Every waiter of the deployment (its membership changed). */

@@ -1,11 +1,11 @@
 /** An instance's routes: phone home (facts), its configuration (long-poll), service reports, role map and hosts block. */
 import {Readable} from 'node:stream'
-import type {FastifyPluginAsync, FastifyReply} from 'fastify'
+import type {FastifyPluginAsync, FastifyReply, FastifyRequest} from 'fastify'
 import {z} from 'zod'
 import {ID_PATTERN, ID_RULE} from '../../core/ids.js'
 import {HttpError} from '../errors.js'
-import {body, findService, ids, type ServerContext} from '../http.js'
-import {factsRequestSchema, type FactsResponse, type InstanceConfig, serviceReportSchema} from '../protocol.js'
+import {body, factsBody, findService, ids, type ServerContext} from '../http.js'
+import {type FactsResponse, type InstanceConfig, serviceReportSchema} from '../protocol.js'
 import type {InstanceRecord, Registration} from '../model.js'
 import {hashToken, newToken} from '../tokens.js'
 
@@ -21,11 +21,39 @@ const configQuerySchema = z
       .string()
       .regex(/^\d{1,6}(\.\d{1,3})?$/, 'wait is a number of seconds')
       .optional(),
-    roles: z.enum(['true', 'false'], 'roles is true or false').optional(),
+    roles: z
+      .string()
+      .regex(/^(true|false|since:[A-Za-z0-9_-]{1,64})$/, 'roles is true, false or since:VERSION')
+      .optional(),
   })
   .strict()
 
-const EMPTY_ROLES = Buffer.from('{}')
+const ROLES_LEFT_OUT = [Buffer.from(',"roles":{}')]
+
+/** The role-map part of a config answer (`roles` as the query asks), as JSON members to follow the instance's part. */
+function rolesPart(registration: Registration, roles: string | undefined): Buffer[] {
+  if (roles === 'false') return ROLES_LEFT_OUT
+  const current = registration.roles()
+  const version = Buffer.from(`,"rolesVersion":"${current.version}"`)
+  const delta = roles?.startsWith('since:') ? registration.rolesDelta(roles.slice('since:'.length)) : undefined
+  if (delta) return [version, Buffer.from(',"rolesDelta":'), delta]
+  return [Buffer.from(',"roles":'), current.json, version]
+}
+
+/** Whether an If-None-Match header names `etag` (weak comparison, as RFC 9110 says for it). */
+function noneMatchHits(header: string | undefined, etag: string): boolean {
+  return (header ?? '').split(',').some((tag) => {
+    const value = tag.trim()
+    return value === '*' || value === etag || value === `W/${etag}`
+  })
+}
+
+/** A text with its ETag; 304 without a body when the client holds it already. */
+function sendTagged(request: FastifyRequest, reply: FastifyReply, {text, etag}: {text: string; etag: string}) {
+  reply.header('etag', etag).type('text/plain; charset=utf-8')
+  if (noneMatchHits(request.headers['if-none-match'], etag)) return reply.code(304).send()
+  return reply.send(text)
+}
 
 /** One writer per instance: another site's instance reports to its own site's server, never here. */
 function ownInstance({registration, instance}: {registration: Registration; instance: InstanceRecord}): InstanceRecord {
@@ -37,8 +65,8 @@ function ownInstance({registration, instance}: {registration: Registration; inst
   return instance
 }
 
-/** A config body: the instance's part, then the deployment's shared `roles` JSON, which is not copied. */
-function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, roles: Buffer): FastifyReply {
+/** A config body: the instance's part, then the role-map part (the deployment's shared JSON, not copied). */
+function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, roles: Buffer[]): FastifyReply {
   if (config.failed && config.failed.length > 0) {
     const what = config.failed.map((f) => `${f.service}/${f.param}: ${f.message}`)
     throw new HttpError(
@@ -47,8 +75,7 @@ function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, 
       {failed: config.failed, hint: 'fix the template and register the deployment again'},
     )
   }
-  const head = Buffer.from(JSON.stringify(config).slice(0, -1) + ',"roles":')
-  const chunks = [head, roles, Buffer.from('}')]
+  const chunks = [Buffer.from(JSON.stringify(config).slice(0, -1)), ...roles, Buffer.from('}')]
   const length = chunks.reduce((n, c) => n + c.length, 0)
   reply
     .code(config.complete ? 200 : 202)
@@ -77,7 +104,7 @@ export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = asyn
     {config: {auth: 'instance', exchange: true}},
     async (request): Promise<FactsResponse> => {
       const {dep, id} = ids(request.params, 'dep', 'id')
-      const {facts} = body(factsRequestSchema, request.body, 'facts')
+      const {facts} = factsBody(request.body)
       if ('ip' in facts)
         throw new HttpError(
           400,
@@ -127,11 +154,7 @@ export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = asyn
       if (query.service !== undefined) service = findService(instance, query.service)
     }
     // `roles=false`: a client that fetches /roles and /hosts itself need not get the whole role map each time.
-    return sendConfig(
-      reply,
-      registration.config(instance, service),
-      query.roles === 'false' ? EMPTY_ROLES : registration.roles().json,
-    )
+    return sendConfig(reply, registration.config(instance, service), rolesPart(registration, query.roles))
   })
 
   app.put('/v1/deployments/:dep/instances/:id/services/:svc', instance, async (request) => {
@@ -160,13 +183,13 @@ export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = asyn
     const {dep, id} = ids(request.params, 'dep', 'id')
     await context.current(dep)
     const {registration} = registry.instance(dep, id)
-    return reply.type('text/plain; charset=utf-8').send(registration.roleMap())
+    return sendTagged(request, reply, registration.roleMap())
   })
 
   app.get('/v1/deployments/:dep/instances/:id/hosts', instance, async (request, reply) => {
     const {dep, id} = ids(request.params, 'dep', 'id')
     await context.current(dep)
     const {registration} = registry.instance(dep, id)
-    return reply.type('text/plain; charset=utf-8').send(registration.hostsBlock())
+    return sendTagged(request, reply, registration.hostsBlock())
   })
 }
