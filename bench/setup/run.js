@@ -1,19 +1,25 @@
-// setup-node on 4 and 16 local nodes, against two baselines measured in the same run on the same
-// nodes: `ssh node true` to every node in parallel (the floor), and Ansible applying an equivalent
-// playbook (bench/setup/playbook.yml). Needs root; Ansible from Debian's `ansible` package.
-// Run: npm run build && node bench/setup/run.js   (SIZES=4,16 by default)
+// setup-node on local nodes, against baselines measured in the same run on the same nodes: `ssh
+// node true` to every node in parallel (the floor, the median of three), Ansible applying an
+// equivalent playbook (bench/setup/playbook.yml), and the same playbook with Mitogen's strategy
+// (Debian's ansible-mitogen). Needs root; Ansible from Debian's `ansible` package.
+// Run: npm run build && node bench/setup/run.js   (SIZES=4,16 by default; SIZES=16,64 for the full figures)
+// Each size uses the subnet BENCH_SUBNET.N.0/24 (BENCH_SUBNET defaults to 10.90).
+// Cold: the first run of each tool (nodeset on fresh nodes; Ansible with no SSH control masters;
+// Mitogen with none of its own); warm: the same again, nothing left to change (nodeset: unchanged).
 import {execFile, execFileSync} from 'node:child_process'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
+import {record, round} from '../results.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
 const bin = path.join(root, 'bin/run.js')
 const run = promisify(execFile)
 const sizes = (process.env.SIZES ?? '4,16').split(',').map(Number)
+const subnet = process.env.BENCH_SUBNET ?? '10.90'
 
 async function timed(fn) {
   const start = process.hrtime.bigint()
@@ -34,12 +40,25 @@ function haveAnsible() {
   }
 }
 
+/** The strategy plugins of Debian's ansible-mitogen, if it is installed. */
+function mitogenStrategies() {
+  try {
+    return execFileSync('dpkg', ['-L', 'ansible-mitogen'], {encoding: 'utf8'})
+      .split('\n')
+      .find((line) => line.endsWith('/ansible_mitogen/plugins/strategy'))
+  } catch {
+    return undefined
+  }
+}
+
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+
 async function measure(n) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `nodeset-bench-${n}-`))
   const conf = path.join(dir, 'bench.conf')
   fs.writeFileSync(
     conf,
-    `[general]\nname = bench${n}\nbase_domain = bench.test\nservices_dir = ${path.join(here, 'services')}\n[provider]\nprovider = local\nsubnet = 10.90.${n}.0/24\n[role:node]\nnodes = ${n}\nservices = bench\n`,
+    `[general]\nname = bench${n}\nbase_domain = bench.test\nservices_dir = ${path.join(here, 'services')}\n[provider]\nprovider = local\nsubnet = ${subnet}.${n}.0/24\n[role:node]\nnodes = ${n}\nservices = bench\n`,
   )
   const ws = path.join(dir, '.nodeset', `bench${n}`)
   try {
@@ -57,7 +76,10 @@ async function measure(n) {
       `root@${ip}`,
       'true',
     ]
-    const floor = await timed(() => Promise.all(nodes.map((node) => run('ssh', sshArgs(node.address)))))
+    const floorRuns = []
+    for (let i = 0; i < 3; i++)
+      floorRuns.push(await timed(() => Promise.all(nodes.map((node) => run('ssh', sshArgs(node.address))))))
+    const floor = median(floorRuns)
     const cold = await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))]))
     const warm = await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))]))
     const result = {n, floor, cold, warm}
@@ -76,11 +98,31 @@ async function measure(n) {
         ANSIBLE_NOCOLOR: '1',
         ANSIBLE_PIPELINING: 'True',
         ANSIBLE_LOCAL_TEMP: path.join(dir, 'ansible-tmp'),
+        // Control masters of this run only: none left from an earlier run on the same addresses.
+        ANSIBLE_SSH_CONTROL_PATH_DIR: path.join(dir, 'ansible-cp'),
+        // 64 connections at once on a busy machine take longer than the default 10 s to be set up.
+        ANSIBLE_TIMEOUT: '60',
       }
-      const play = () =>
-        run('ansible-playbook', ['-i', inventory, path.join(here, 'playbook.yml')], {env, maxBuffer: 64 * 1024 * 1024})
-      result.ansibleCold = await timed(play)
-      result.ansibleWarm = await timed(play)
+      // A run that fails is not a figure: said, and left out.
+      const play = (extra = {}) =>
+        run('ansible-playbook', ['-i', inventory, path.join(here, 'playbook.yml')], {
+          env: {...env, ...extra},
+          maxBuffer: 64 * 1024 * 1024,
+        }).catch((error) => {
+          console.error(
+            `ansible-playbook failed on ${n} nodes: ${error.stdout?.split('\n').find((l) => /failed:|fatal:/.test(l)) ?? error.message}`,
+          )
+          throw error
+        })
+      const timedOrUndefined = (fn) => timed(fn).catch(() => undefined)
+      result.ansibleCold = await timedOrUndefined(play)
+      result.ansibleWarm = await timedOrUndefined(play)
+      const strategies = mitogenStrategies()
+      if (strategies) {
+        const mitogen = {ANSIBLE_STRATEGY: 'mitogen_linear', ANSIBLE_STRATEGY_PLUGINS: strategies}
+        result.mitogenCold = await timedOrUndefined(() => play(mitogen))
+        result.mitogenWarm = await timedOrUndefined(() => play(mitogen))
+      }
     }
     return result
   } finally {
@@ -95,15 +137,53 @@ const rows = []
 for (const n of sizes) rows.push(await measure(n))
 const f = (s) => (s === undefined ? '-' : `${s.toFixed(2)}s`)
 const x = (a, b) => (a === undefined || b === undefined ? '-' : `${(a / b).toFixed(1)}x`)
-console.log(
-  'nodes  floor(ssh true)  nodeset cold  nodeset warm  ansible cold  ansible warm  cold/floor  warm/floor  ansible/nodeset cold  ansible/nodeset warm',
-)
-for (const r of rows) {
-  console.log(
-    `${String(r.n).padEnd(5)}  ${f(r.floor).padEnd(15)}  ${f(r.cold).padEnd(12)}  ${f(r.warm).padEnd(12)}  ${f(r.ansibleCold).padEnd(12)}  ${f(r.ansibleWarm).padEnd(12)}  ${x(r.cold, r.floor).padEnd(10)}  ${x(r.warm, r.floor).padEnd(10)}  ${x(r.ansibleCold, r.cold).padEnd(20)}  ${x(r.ansibleWarm, r.warm)}`,
-  )
-}
+const columns = [
+  ['nodes', (r) => String(r.n)],
+  ['floor(ssh true)', (r) => f(r.floor)],
+  ['nodeset cold', (r) => f(r.cold)],
+  ['nodeset warm', (r) => f(r.warm)],
+  ['ansible cold', (r) => f(r.ansibleCold)],
+  ['ansible warm', (r) => f(r.ansibleWarm)],
+  ['mitogen cold', (r) => f(r.mitogenCold)],
+  ['mitogen warm', (r) => f(r.mitogenWarm)],
+  ['cold/floor', (r) => x(r.cold, r.floor)],
+  ['warm/floor', (r) => x(r.warm, r.floor)],
+  ['ansible/nodeset cold', (r) => x(r.ansibleCold, r.cold)],
+  ['ansible/nodeset warm', (r) => x(r.ansibleWarm, r.warm)],
+  ['mitogen/nodeset cold', (r) => x(r.mitogenCold, r.cold)],
+  ['mitogen/nodeset warm', (r) => x(r.mitogenWarm, r.warm)],
+]
+console.log(columns.map(([title]) => title).join('  '))
+for (const r of rows) console.log(columns.map(([title, cell]) => cell(r).padEnd(title.length)).join('  '))
 if (!haveAnsible())
   console.log(
     '(ansible-playbook is not installed: apt-get install ansible, or NODESET_WITH_ANSIBLE=1 bash scripts/install.sh)',
   )
+else if (!mitogenStrategies()) console.log('(ansible-mitogen is not installed: apt-get install ansible-mitogen)')
+
+// Seconds, and ratios: *ToFloor is nodeset ÷ the floor; ansibleToNodeset and mitogenToNodeset are cold
+// runs (the tool's time ÷ nodeset's), the *WarmToNodeset ones warm runs against nodeset unchanged.
+const ratio = (a, b) => (a === undefined || b === undefined ? undefined : round(a / b))
+const seconds = (s) => (s === undefined ? undefined : round(s, 3))
+record(
+  Object.fromEntries(
+    rows.map((r) => [
+      `n${r.n}`,
+      {
+        floorS: seconds(r.floor),
+        coldS: seconds(r.cold),
+        unchangedS: seconds(r.warm),
+        ansibleColdS: seconds(r.ansibleCold),
+        ansibleWarmS: seconds(r.ansibleWarm),
+        mitogenColdS: seconds(r.mitogenCold),
+        mitogenWarmS: seconds(r.mitogenWarm),
+        coldToFloor: ratio(r.cold, r.floor),
+        unchangedToFloor: ratio(r.warm, r.floor),
+        ansibleToNodeset: ratio(r.ansibleCold, r.cold),
+        ansibleWarmToNodeset: ratio(r.ansibleWarm, r.warm),
+        mitogenToNodeset: ratio(r.mitogenCold, r.cold),
+        mitogenWarmToNodeset: ratio(r.mitogenWarm, r.warm),
+      },
+    ]),
+  ),
+)

@@ -53,38 +53,93 @@ export interface StepEnv {
   service: string
 }
 
+/** The lines a step command prints between the parts of its output, each `marker:part`. */
+export const markerLine = (marker: string, part: MarkerPart): string => `${marker}:${part}\n`
+
+type MarkerPart = 'recorded' | 'unchanged' | 'outputs' | 'next'
+
 /**
- * One round trip per step: skip it when the node recorded the same hash (printing `marker` and the
- * recorded outputs), else take the script from stdin, run it as root with $NODESET_OUTPUT, and only on
- * success record the hash and the outputs, so a failed step runs again next time.
+ * One round trip per step. With `readRecorded`, it first prints what the node recorded of every step
+ * (recordedStepsCommand's lines, before this step changes anything), then `marker:recorded`. Then it
+ * skips the step when the node recorded the same hash (printing `marker:unchanged` and the recorded
+ * outputs), else takes the script from stdin, runs it as root with $NODESET_OUTPUT, and only on
+ * success records the hash and the outputs and prints `marker:outputs` and the outputs, so a failed
+ * step runs again next time and its outputs need no second round trip. Shell builtins where they do:
+ * every process started costs on a busy node.
  */
-export function stepCommand(step: string, hash: string, env: StepEnv, opts: {force: boolean; marker: string}): string {
-  const script = stepFile(step, 'sh')
-  const fresh = stepFile(step, 'out.new')
-  const out = stepFile(step, 'out')
-  const recorded = stepFile(step, 'sha256')
+export function stepCommand(
+  step: string,
+  hash: string,
+  env: StepEnv,
+  opts: {force: boolean; marker: string; readRecorded?: boolean},
+): string {
+  return chainCommand([{step, hash, env, bytes: 0}], opts)
+}
+
+/** One step of a chain: its script is `bytes` long (UTF-8) in the command's input. */
+export interface ChainedStep {
+  step: string
+  hash: string
+  env: StepEnv
+  bytes: number
+}
+
+/**
+ * Steps of one node that run one after the other, in one round trip: each as stepCommand runs it, its
+ * script taken from the input (the scripts one after another), `marker:next` on stdout and on stderr
+ * between two steps. The first step that fails ends the command with its exit code.
+ */
+export function chainCommand(
+  steps: readonly ChainedStep[],
+  opts: {force: boolean; marker: string; readRecorded?: boolean},
+): string {
+  const say = (part: MarkerPart) => `printf '%s\n' ${shellQuote(`${opts.marker}:${part}`)}`
+  // A listing that fails half way is still true as far as it goes: a step missing from it asks for itself.
+  const header = opts.readRecorded ? `(${recordedStepsCommand()}) 2>/dev/null; ${say('recorded')}; ` : ''
+  const bundle = `${STEPS_DIR}/.scripts.$$`
+  const alone = steps.length === 1
+  let offset = 1
+  const parts = steps.map((s, i) => {
+    const script = stepFile(s.step, 'sh')
+    const take = alone ? `cat > ${script}` : `tail -c +${offset} "$b" | head -c ${s.bytes} > ${script}`
+    offset += s.bytes
+    const between = i > 0 ? `${say('next')}; ${say('next')} >&2; ` : ''
+    return between + stepPart(s, take, opts.force, say)
+  })
+  const input = alone ? '' : `b=${bundle}; trap 'rm -f "$b"' EXIT; cat > "$b" || exit 1; `
+  return `umask 077; [ -d ${STEPS_DIR} ] || mkdir -p ${STEPS_DIR} || exit 1; ${header}${input}cd / || exit 1; ${parts.join(' ')}`
+}
+
+/** One step inside chainCommand: skipped when unchanged, else its script taken by `take`, run, recorded. */
+function stepPart(s: ChainedStep, take: string, force: boolean, say: (part: MarkerPart) => string): string {
+  const script = stepFile(s.step, 'sh')
+  const fresh = stepFile(s.step, 'out.new')
+  const out = stepFile(s.step, 'out')
+  const recorded = stepFile(s.step, 'sha256')
   const vars = {
     NODESET_OUTPUT: fresh,
-    NODESET_DEPLOYMENT: env.deployment,
-    NODESET_NODE: env.node,
-    NODESET_ROLE: env.role,
-    NODESET_SERVICE: env.service,
+    NODESET_DEPLOYMENT: s.env.deployment,
+    NODESET_NODE: s.env.node,
+    NODESET_ROLE: s.env.role,
+    NODESET_SERVICE: s.env.service,
   }
   const assignments = Object.entries(vars)
     .map(([k, v]) => `${k}=${shellQuote(v)}`)
     .join(' ')
-  const skip = opts.force
-    ? ''
-    : `if [ "$(cat ${recorded} 2>/dev/null)" = ${shellQuote(hash)} ] && [ -e ${out} ]; then printf '%s\n' ${shellQuote(opts.marker)}; cat ${out}; exit 0; fi; `
+  // The script is kept as what ran last; only the hash and the outputs need an atomic update.
+  const run =
+    `${take} && : > ${fresh} && ${assignments} sh ${script} < /dev/null && mv -f ${fresh} ${out} && ` +
+    `printf '%s\n' ${shellQuote(s.hash)} > ${recorded} && ${say('outputs')} && ${printLines(out)} || exit $?;`
+  if (force) return run
   return (
-    `umask 077; mkdir -p ${STEPS_DIR} || exit 1; ${skip}` +
-    `cat > ${script}.new && mv -f ${script}.new ${script} && : > ${fresh} && cd / && ` +
-    `env ${assignments} sh ${script} < /dev/null && mv -f ${fresh} ${out} && printf '%s\n' ${shellQuote(hash)} > ${recorded}`
+    `if [ -e ${out} ] && [ -e ${recorded} ] && read -r h < ${recorded} && [ "$h" = ${shellQuote(s.hash)} ]; ` +
+    `then ${say('unchanged')}; ${printLines(out)}; else ${run} fi;`
   )
 }
 
-/** The outputs a step recorded on its last success. */
-export const outputsCommand = (step: string): string => `cat ${stepFile(step, 'out')}`
+/** Print a small file's lines with the shell alone (a last line without its end gets one). */
+const printLines = (file: string): string =>
+  `while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done < ${file}`
 
 /** `key=value` lines → outputs; other lines are ignored, a later key wins. */
 export function parseOutputs(text: string): Record<string, string> {

@@ -13,9 +13,9 @@ import type {RoleMember} from '../plan/wiring.js'
 import type {NodeRecord} from '../providers/provider.js'
 import type {Catalog} from '../services/catalog.js'
 import type {Session} from '../ssh/session.js'
-import {parseRecordedSteps, recordedStepsCommand, type RecordedStep} from './commands.js'
+import type {RecordedStep} from './commands.js'
 import {renderStep} from './render.js'
-import {runStep} from './run-step.js'
+import {runChain} from './run-step.js'
 import {schedule} from './schedule.js'
 import {
   BASE_STEP,
@@ -40,6 +40,14 @@ export interface SetupEvent {
   step: string
   status: StepStatus
   message?: string
+}
+
+type Settle = (recorded: ReadonlyMap<string, RecordedStep>) => void
+
+/** A node's recorded steps for one step: the first step of the node reads them (`reader` hands them on). */
+interface NodeRecords {
+  recorded(): Promise<ReadonlyMap<string, RecordedStep>>
+  reader?: Settle
 }
 
 /** What setup-node asks of the config server. */
@@ -110,24 +118,25 @@ export async function setupNodes(ctx: SetupContext): Promise<StepReport[]> {
     }
     return s
   }
-  // Each node's recorded steps, read in one round trip on its first step (none readable: each step asks).
+  // What each node recorded, read by its first step in that step's own round trip; its other steps wait
+  // for it (none readable: each step asks the node itself).
   const recordedOf = new Map<string, Promise<ReadonlyMap<string, RecordedStep>>>()
-  const recorded = (node: string): Promise<ReadonlyMap<string, RecordedStep>> => {
-    let r = recordedOf.get(node)
-    if (!r) {
-      r = session(node)
-        .then((s) => s.exec(recordedStepsCommand(), {label: 'recorded steps'}))
-        .then((result) => (result.code === 0 ? parseRecordedSteps(result.stdout) : new Map()))
-        .catch(() => new Map())
-      recordedOf.set(node, r)
-    }
-    return r
+  const recordsOf = (node: string): NodeRecords => {
+    const known = recordedOf.get(node)
+    if (known) return {recorded: () => known}
+    let reader!: Settle
+    const read = new Promise<ReadonlyMap<string, RecordedStep>>((resolve) => (reader = resolve))
+    recordedOf.set(node, read)
+    return {recorded: () => read, reader}
   }
   const running = new Map<string, Promise<void>>()
+  // Steps that a running chain will run after the one it runs now: not the scheduler's to start.
+  const claimed = new Set<string>()
+  const status = (k: string) => reports.get(k)!.status
   try {
     for (;;) {
       const decisions = schedule({
-        steps,
+        steps: steps.filter((s) => !claimed.has(stepKey(s.node, s.name))),
         status: new Map([...reports].map(([k, r]) => [k, r.status])),
         missing: (step) => missingFor(ctx.catalog, step, world),
         concurrency: ctx.concurrency,
@@ -135,12 +144,39 @@ export async function setupNodes(ctx: SetupContext): Promise<StepReport[]> {
       for (const {step, message} of decisions.blocked)
         update(reports.get(stepKey(step.node, step.name))!, {status: 'blocked', message})
       for (const step of decisions.start) {
-        const k = stepKey(step.node, step.name)
-        const report = reports.get(k)!
-        update(report, {status: 'running', message: 'starting', logFile: ctx.logFile(step.node, step.name)})
-        running.set(
-          k,
-          execute(ctx, step, world, list, report, {session, recorded}, update).finally(() => running.delete(k)),
+        const chain = ctx.stepTimeoutMs
+          ? [step]
+          : chainFrom(step, steps, status, claimed, (s) => missingFor(ctx.catalog, s, world))
+        for (const s of chain.slice(1)) claimed.add(stepKey(s.node, s.name))
+        const done = chain.map(() => deferred())
+        chain.forEach((s, i) => {
+          const k = stepKey(s.node, s.name)
+          running.set(
+            k,
+            done[i].promise.finally(() => running.delete(k)),
+          )
+        })
+        const begin = (s: Step) => {
+          claimed.delete(stepKey(s.node, s.name))
+          update(reports.get(stepKey(s.node, s.name))!, {
+            status: 'running',
+            message: 'starting',
+            logFile: ctx.logFile(s.node, s.name),
+          })
+        }
+        // Steps the chain will not reach wait again, for the scheduler to decide, before it is asked.
+        const release = (after: number) =>
+          chain.forEach((s, i) => {
+            if (i <= after) return
+            claimed.delete(stepKey(s.node, s.name))
+            done[i].resolve()
+          })
+        const ended = (i: number, last: boolean) => {
+          if (last) release(i)
+          done[i].resolve()
+        }
+        void execute(ctx, chain, world, list, reports, {session, records: recordsOf}, update, begin, ended).finally(
+          () => release(-1),
         )
       }
       if (decisions.settled) break
@@ -161,45 +197,101 @@ export async function setupNodes(ctx: SetupContext): Promise<StepReport[]> {
   return [...reports.values()]
 }
 
-/** Run one step and record its outcome; a service's published outputs become known to the steps that wait for them. */
+/**
+ * After `step`, the steps of its node that become ready one at a time, each as the only one once the
+ * steps before it are done: they run in the same round trip. A chain never follows a service that
+ * publishes outputs (a later step would be rendered before them), nor runs two steps that could run at
+ * once one after the other.
+ */
+export function chainFrom(
+  step: Step,
+  steps: readonly Step[],
+  status: (key: string) => StepStatus,
+  claimed: ReadonlySet<string>,
+  missing: (step: Step) => readonly string[],
+): Step[] {
+  const chain = [step]
+  const inChain = new Set([stepKey(step.node, step.name)])
+  const finished = (k: string) => inChain.has(k) || status(k) === 'done' || status(k) === 'skipped'
+  for (;;) {
+    const last = chain[chain.length - 1]
+    if (last.plan && last.plan.provides.length > 0) return chain
+    const ready = steps.filter(
+      (s) =>
+        s.node === step.node &&
+        !inChain.has(stepKey(s.node, s.name)) &&
+        !claimed.has(stepKey(s.node, s.name)) &&
+        status(stepKey(s.node, s.name)) === 'waiting' &&
+        // Ready because of the chain: a step ready without it is the scheduler's to start.
+        s.needs.some((k) => inChain.has(k)) &&
+        s.needs.every(finished),
+    )
+    if (ready.length !== 1 || missing(ready[0]).length > 0) return chain
+    chain.push(ready[0])
+    inChain.add(stepKey(ready[0].node, ready[0].name))
+  }
+}
+
+function deferred(): {promise: Promise<void>; resolve: () => void} {
+  let resolve!: () => void
+  const promise = new Promise<void>((r) => (resolve = r))
+  return {promise, resolve}
+}
+
+/** Run a chain of steps and record each outcome; a service's published outputs become known to the steps that wait for them. */
 async function execute(
   ctx: SetupContext,
-  step: Step,
+  chain: Step[],
   world: World,
   list: RoleMember[],
-  report: StepReport,
+  reports: Map<string, StepReport>,
   node: {
     session: (node: string) => Promise<Session>
-    recorded: (node: string) => Promise<ReadonlyMap<string, RecordedStep>>
+    records: (node: string) => NodeRecords
   },
   update: (report: StepReport, fields: Partial<StepReport>) => void,
+  begin: (step: Step) => void,
+  ended: (index: number, last: boolean) => void,
 ): Promise<void> {
-  const self = world.nodes.find((n) => n.name === step.node)!
-  const outcome = await runStep(
+  const name = chain[0].node
+  const self = world.nodes.find((n) => n.name === name)!
+  const {recorded, reader} = node.records(name)
+  const report = (step: Step) => reports.get(stepKey(step.node, step.name))!
+  const jobs = chain.map((step) => ({
+    deployment: ctx.plan.deployment,
+    node: step.node,
+    role: self.role,
+    step: step.name,
+    service: step.plan && {name: step.plan.service, provides: step.plan.provides},
+    script: () => renderStep({...ctx, deployment: ctx.plan.deployment}, step, world, list),
+    logFile: ctx.logFile(step.node, step.name),
+    force: ctx.force,
+    timeoutMs: ctx.stepTimeoutMs,
+  }))
+  await runChain(
+    jobs,
     {
-      deployment: ctx.plan.deployment,
-      node: step.node,
-      role: self.role,
-      step: step.name,
-      service: step.plan && {name: step.plan.service, provides: step.plan.provides},
-      script: () => renderStep({...ctx, deployment: ctx.plan.deployment}, step, world, list),
-      logFile: report.logFile!,
-      force: ctx.force,
-      timeoutMs: ctx.stepTimeoutMs,
-    },
-    {
-      session: () => node.session(step.node),
-      recorded: () => node.recorded(step.node),
+      session: () => node.session(name),
+      ...(reader ? {onRecorded: reader} : {recorded}),
       reportService: (node, service, r) => ctx.server.reportService(node, service, r),
       secrets: ctx.secrets,
       now: Date.now,
-      onRunning: () => update(report, {message: 'running'}),
+      onRunning: (job) => update(report(chain[jobs.indexOf(job as (typeof jobs)[number])]), {message: 'running'}),
+    },
+    {
+      begin: (i) => begin(chain[i]),
+      end: (i, outcome, last) => {
+        const step = chain[i]
+        if (step.plan && outcome.status !== 'failed')
+          self.outputs[step.plan.service] = {...self.outputs[step.plan.service], ...outcome.outputs}
+        const {status, message, tail, durationMs} = outcome
+        update(report(step), {status, message, tail, durationMs})
+        ended(i, last)
+      },
     },
   )
-  if (step.plan && outcome.status !== 'failed')
-    self.outputs[step.plan.service] = {...self.outputs[step.plan.service], ...outcome.outputs}
-  const {status, message, tail, durationMs} = outcome
-  update(report, {status, message, tail, durationMs})
+  // A first step that could not read them leaves the node's other steps to ask for themselves.
+  reader?.(new Map())
 }
 
 /**

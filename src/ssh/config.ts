@@ -5,9 +5,10 @@
  * the configuration files itself, so what applies is what `ssh HOST` would use.
  */
 import {execFile} from 'node:child_process'
-import {existsSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {homedir, hostname as localHostName, tmpdir, userInfo} from 'node:os'
 import {join} from 'node:path'
+import {shellJoin, shellQuote} from './shell.js'
 
 /** The options OpenSSH settles on for one host (the ones nodeset uses). */
 export interface HostOptions {
@@ -156,33 +157,103 @@ export function sshGArgs(query: HostQuery, configFile: string): string[] {
 }
 
 /** Ask OpenSSH which options apply to a host. */
-export async function lookupHost(query: HostQuery, source: SshConfigSource): Promise<HostOptions> {
-  if (!hasSshConfig(source)) return defaultHostOptions(query)
+export function lookupHost(query: HostQuery, source: SshConfigSource): Promise<HostOptions> {
+  if (!hasSshConfig(source)) return Promise.resolve(defaultHostOptions(query))
+  return new Promise((resolve, reject) => {
+    const key = JSON.stringify([source.path, source.system, source.ssh])
+    let batch = pending.get(key)
+    if (!batch) {
+      const fresh: Pending[] = (batch = [])
+      pending.set(key, fresh)
+      // Every node of a run asks at once: one shell asks OpenSSH for all of them.
+      setImmediate(() => {
+        pending.delete(key)
+        void askOpenSsh(fresh, source)
+      })
+    }
+    batch.push({query, resolve, reject})
+  })
+}
+
+interface Pending {
+  query: HostQuery
+  resolve(options: HostOptions): void
+  reject(error: Error): void
+}
+
+const pending = new Map<string, Pending[]>()
+
+/** What `ssh -G` said for one query. */
+interface SshGAnswer {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+async function askOpenSsh(batch: Pending[], source: SshConfigSource): Promise<void> {
   const ssh = source.ssh ?? 'ssh'
   const dir = mkdtempSync(join(tmpdir(), 'nodeset-ssh-'))
-  const configFile = join(dir, 'config')
-  writeFileSync(configFile, wrapperConfig(source), {mode: 0o600})
-  const text = await new Promise<string>((resolve, reject) => {
-    execFile(ssh, sshGArgs(query, configFile), {timeout: 10_000, maxBuffer: 1024 * 1024}, (error, stdout, stderr) => {
-      if (!error) return resolve(stdout)
-      const code = (error as NodeJS.ErrnoException).code
-      if (code === 'ENOENT')
-        return reject(
-          new SshConfigError(
-            `${source.path ?? SYSTEM_SSH_CONFIG} is read by OpenSSH itself (ssh -G), but ${ssh} is not installed: install openssh-client`,
-          ),
-        )
-      const why = stderr
-        .split('\n')
-        .filter(
-          (line) =>
-            line.trim() && !/^Pseudo-terminal will not be allocated|: terminating, \d+ bad configuration/.test(line),
-        )
-        .join('; ')
-      reject(new SshConfigError(`OpenSSH refused the SSH configuration for ${query.host}: ${why || error.message}`))
+  try {
+    const configFile = join(dir, 'config')
+    writeFileSync(configFile, wrapperConfig(source), {mode: 0o600})
+    const answers = await runSshG(
+      ssh,
+      batch.map((p) => sshGArgs(p.query, configFile)),
+      dir,
+    )
+    batch.forEach((p, i) => {
+      const answer = answers[i]
+      if (answer.code === 0) return p.resolve(hostOptions(p.query.host, answer.stdout))
+      p.reject(sshGError(answer, p.query, source, ssh))
     })
-  }).finally(() => rmSync(dir, {recursive: true, force: true}))
-  return hostOptions(query.host, text)
+  } catch (error) {
+    for (const p of batch) p.reject(error as Error)
+  } finally {
+    rmSync(dir, {recursive: true, force: true})
+  }
+}
+
+/** `ssh -G` for each argument vector, all at once in one shell; the answers in the same order. */
+async function runSshG(ssh: string, argvs: string[][], dir: string): Promise<SshGAnswer[]> {
+  const file = (i: number, what: string) => shellQuote(join(dir, `${i}.${what}`))
+  const script =
+    argvs
+      .map(
+        (args, i) =>
+          `{ ${shellJoin([ssh, ...args])} >${file(i, 'out')} 2>${file(i, 'err')}; echo $? >${file(i, 'rc')}; } &`,
+      )
+      .join('\n') + '\nwait\n'
+  await new Promise<void>((resolve, reject) => {
+    execFile('/bin/sh', ['-c', script], {timeout: 10_000 + 100 * argvs.length}, (error) =>
+      error
+        ? reject(new SshConfigError(`OpenSSH did not answer for the SSH configuration: ${error.message}`))
+        : resolve(),
+    )
+  })
+  const read = (path: string) => (existsSync(path) ? readFileSync(path, 'utf8') : '')
+  return argvs.map((_, i) => ({
+    code: Number(read(join(dir, `${i}.rc`)).trim() || 255),
+    stdout: read(join(dir, `${i}.out`)),
+    stderr: read(join(dir, `${i}.err`)),
+  }))
+}
+
+function sshGError(answer: SshGAnswer, query: HostQuery, source: SshConfigSource, ssh: string): SshConfigError {
+  // The shell's "not found" (127) or "cannot execute" (126): as execFile's ENOENT.
+  if (answer.code === 127 || answer.code === 126)
+    return new SshConfigError(
+      `${source.path ?? SYSTEM_SSH_CONFIG} is read by OpenSSH itself (ssh -G), but ${ssh} is not installed: install openssh-client`,
+    )
+  const why = answer.stderr
+    .split('\n')
+    .filter(
+      (line) =>
+        line.trim() && !/^Pseudo-terminal will not be allocated|: terminating, \d+ bad configuration/.test(line),
+    )
+    .join('; ')
+  return new SshConfigError(
+    `OpenSSH refused the SSH configuration for ${query.host}: ${why || `ssh -G exited with ${answer.code}`}`,
+  )
 }
 
 export interface PathTokens {

@@ -4,6 +4,7 @@ import os from 'node:os'
 import path from 'node:path'
 import {describe, expect, it} from 'vitest'
 import {
+  chainCommand,
   contentHash,
   parseOutputs,
   parseRecordedSteps,
@@ -24,7 +25,15 @@ const members = [
 /** Run a generated script with its absolute paths moved under a temporary root, in a real sh. */
 function runUnder(root: string, script: string, stdin = ''): string {
   const moved = script.replaceAll('/var/lib/nodeset', `${root}/var/lib/nodeset`).replaceAll('/etc/', `${root}/etc/`)
-  return execFileSync('sh', ['-c', moved], {input: stdin, encoding: 'utf8'})
+  // From a file: a command that skips its step exits without reading its input.
+  const input = path.join(root, '.stdin')
+  fs.writeFileSync(input, stdin)
+  const fd = fs.openSync(input, 'r')
+  try {
+    return execFileSync('sh', ['-c', moved], {stdio: [fd, 'pipe', 'pipe'], encoding: 'utf8'})
+  } finally {
+    fs.closeSync(fd)
+  }
 }
 
 describe('commands and files built as data', () => {
@@ -68,20 +77,48 @@ describe('commands and files built as data', () => {
     const env = {deployment: 'd', node: 'n1', role: 'r', service: 's'}
     const script =
       'echo "ran as $NODESET_NODE/$NODESET_SERVICE"\necho "port=5432" >> "$NODESET_OUTPUT"\necho "password=p w" >> "$NODESET_OUTPUT"\n'
-    const first = runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: false, marker: 'SKIPPED'}), script)
-    expect(first).toBe('ran as n1/s\n')
-    const again = runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: false, marker: 'SKIPPED'}), script)
-    expect(again.split('\n')[0]).toBe('SKIPPED')
+    // The outputs come back in the same round trip, after the script's own output.
+    const first = runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: false, marker: 'M'}), script)
+    expect(first).toBe('ran as n1/s\nM:outputs\nport=5432\npassword=p w\n')
+    const again = runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: false, marker: 'M'}), script)
+    expect(again).toBe('M:unchanged\nport=5432\npassword=p w\n')
     expect(parseOutputs(again)).toEqual({port: '5432', password: 'p w'})
-    expect(runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: true, marker: 'SKIPPED'}), script)).toBe(
-      'ran as n1/s\n',
-    )
+    expect(runUnder(root, stepCommand('s', 'a'.repeat(64), env, {force: true, marker: 'M'}), script)).toBe(first)
+    // Another script (another hash) runs again.
+    expect(runUnder(root, stepCommand('s', 'c'.repeat(64), env, {force: false, marker: 'M'}), script)).toBe(first)
     const failing = 'echo trying\nexit 4\n'
-    expect(() =>
-      runUnder(root, stepCommand('t', 'b'.repeat(64), env, {force: false, marker: 'SKIPPED'}), failing),
-    ).toThrow()
+    expect(() => runUnder(root, stepCommand('t', 'b'.repeat(64), env, {force: false, marker: 'M'}), failing)).toThrow()
     expect(fs.existsSync(path.join(root, 'var/lib/nodeset/steps/t.sha256'))).toBe(false)
     expect(fs.statSync(path.join(root, 'var/lib/nodeset/steps/s.out')).mode & 0o777).toBe(0o600)
+  })
+
+  it('runs a chain of steps in one command, each from its part of the input, and stops at the first failure', () => {
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-chain-'))
+    const env = (service: string) => ({deployment: 'd', node: 'n', role: 'r', service})
+    const scripts = ['echo one\n', 'echo "k=v" > "$NODESET_OUTPUT"; echo twö\n', 'echo three; exit 5\n', 'echo four\n']
+    const steps = scripts.map((script, i) => ({
+      step: `s${i}`,
+      hash: contentHash(script),
+      env: env(`s${i}`),
+      bytes: Buffer.byteLength(script),
+    }))
+    const run = () => {
+      try {
+        return {code: 0, out: runUnder(root, chainCommand(steps, {force: false, marker: 'M'}), scripts.join(''))}
+      } catch (error) {
+        return {code: (error as {status: number}).status, out: String((error as {stdout: string}).stdout)}
+      }
+    }
+    expect(run()).toEqual({
+      code: 5,
+      out: 'one\nM:outputs\nM:next\ntwö\nM:outputs\nk=v\nM:next\nthree\n',
+    })
+    expect(fs.readFileSync(path.join(root, 'var/lib/nodeset/steps/s1.sh'), 'utf8')).toBe(scripts[1])
+    expect(fs.existsSync(path.join(root, 'var/lib/nodeset/steps/s2.sha256'))).toBe(false)
+    expect(fs.existsSync(path.join(root, 'var/lib/nodeset/steps/s3.sh'))).toBe(false)
+    // Again: what succeeded is unchanged, the failure runs again; the input is not left behind.
+    expect(run().out).toBe('M:unchanged\nM:next\nM:unchanged\nk=v\nM:next\nthree\n')
+    expect(fs.readdirSync(path.join(root, 'var/lib/nodeset/steps')).filter((f) => f.startsWith('.'))).toEqual([])
   })
 
   it('reads every recorded step in one command, as the per-step skip would see it, in a real sh', () => {
@@ -102,6 +139,25 @@ describe('commands and files built as data', () => {
     // A node without base64 says so (non-zero), so that each step asks for itself instead.
     const noBase64 = () => execFileSync('/bin/sh', ['-c', recordedStepsCommand()], {env: {PATH: '/nonexistent'}})
     expect(noBase64).toThrow(expect.objectContaining({status: 3}))
+    // The node's first step reads the same listing first, in its own round trip, before it changes anything.
+    const first = runUnder(
+      root,
+      stepCommand('wiring', contentHash('true\n'), env, {force: false, marker: 'M', readRecorded: true}),
+      'true\n',
+    )
+    const [listing, rest] = first.split('M:recorded\n')
+    expect(parseRecordedSteps(listing)).toEqual(recorded)
+    expect(rest).toBe('M:outputs\n')
+    // Without base64 the listing is empty and the step goes on.
+    const bare = runUnder(
+      root,
+      stepCommand('wiring', contentHash('true\n'), env, {force: false, marker: 'M', readRecorded: true}).replace(
+        'command -v base64',
+        'command -v nonexistent-base64',
+      ),
+      'true\n',
+    )
+    expect(bare).toBe('M:recorded\nM:unchanged\n')
     // Nothing recorded yet (no steps folder): nothing, and no error.
     expect(
       parseRecordedSteps(runUnder(fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-none-')), recordedStepsCommand())),

@@ -14,13 +14,14 @@ import type {NodeRecord} from '../../src/providers/provider.js'
 import type {Catalog, ServiceDefinition} from '../../src/services/catalog.js'
 import {contentHash, recordedStepsCommand} from '../../src/setup/commands.js'
 import {
+  chainFrom,
   setupNodes,
   type SetupContext,
   type SetupEvent,
   type SetupServer,
   withReportedSshPort,
 } from '../../src/setup/runner.js'
-import type {StepReport} from '../../src/setup/steps.js'
+import type {StepReport, StepStatus} from '../../src/setup/steps.js'
 import type {ExecResult, Session} from '../../src/ssh/session.js'
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-runner-'))
@@ -136,33 +137,56 @@ class FakeSession implements Session {
     if (this.closed) throw new Error('session closed')
     await new Promise((resolve) => setImmediate(resolve))
     this.node.commands.push(command)
-    if (command === recordedStepsCommand()) {
-      const lines = [...this.node.recorded].map(
-        ([s, r]) => `${s} ${r.hash} ${Buffer.from(r.outputs).toString('base64')}\n`,
-      )
-      return {code: 0, stdout: lines.join(''), stderr: ''}
+    if (command === recordedStepsCommand()) return {code: 0, stdout: this.listing(), stderr: ''}
+    // The steps of the command, in order, each with its script: the whole input for one step, else
+    // the lengths the command cuts the input into.
+    const steps = [...command.matchAll(/NODESET_SERVICE=(\S+) sh/g)].map((m) => m[1])
+    const input = Buffer.from(String(opts.stdin))
+    const lengths =
+      steps.length === 1 ? [input.length] : [...command.matchAll(/head -c (\d+)/g)].map((m) => Number(m[1]))
+    expect(lengths.reduce((a, b) => a + b, 0)).toBe(input.length)
+    const marker = /(nodeset-unchanged-[0-9a-f]+):outputs/.exec(command)![1]
+    let stdout = ''
+    let stderr = ''
+    const say = (text: string, stream: 'stdout' | 'stderr' = 'stdout') => {
+      if (stream === 'stdout') stdout += text
+      else stderr += text
+      if (text) opts.onOutput?.(text, stream)
     }
-    const cat = /^cat \/var\/lib\/nodeset\/steps\/([^ ]+)\.out$/.exec(command)
-    if (cat) return {code: 0, stdout: this.node.recorded.get(cat[1])?.outputs ?? '', stderr: ''}
-    const step = opts.label!
-    const script = String(opts.stdin)
-    const hash = contentHash(script)
-    if (!command.includes(hash) || !command.includes(`NODESET_SERVICE=${step}`))
-      throw new Error(`not the step command of ${step}: ${command}`)
-    const marker = /printf '%s\n' (nodeset-unchanged-[0-9a-f]+);/.exec(command)?.[1]
-    const before = this.node.recorded.get(step)
-    if (marker && before?.hash === hash) {
-      const stdout = `${marker}\n${before.outputs}`
-      opts.onOutput?.(stdout, 'stdout')
-      return {code: 0, stdout, stderr: ''}
+    // The node's first step says what the node recorded before anything else.
+    if (command.includes(`(${recordedStepsCommand()})`)) say(`${this.listing()}${marker}:recorded\n`)
+    let offset = 0
+    for (const [i, step] of steps.entries()) {
+      const script = input.subarray(offset, offset + lengths[i]).toString()
+      offset += lengths[i]
+      const hash = contentHash(script)
+      if (!command.includes(hash)) throw new Error(`not the step command of ${step}: ${command}`)
+      if (i > 0) {
+        say(`${marker}:next\n`)
+        say(`${marker}:next\n`, 'stderr')
+      }
+      const before = this.node.recorded.get(step)
+      if (command.includes(`${marker}:unchanged`) && before?.hash === hash) {
+        say(`${marker}:unchanged\n${before.outputs}`)
+        continue
+      }
+      this.node.scripts.set(step, script)
+      const run = this.node.behave(step, script)
+      for (const chunk of run.stdout ?? []) say(chunk)
+      if (run.stderr) say(run.stderr, 'stderr')
+      const code = run.code ?? 0
+      if (code !== 0) return {code, stdout, stderr}
+      this.node.recorded.set(step, {hash, outputs: run.outputs ?? ''})
+      say(`${marker}:outputs\n${run.outputs ?? ''}`)
     }
-    this.node.scripts.set(step, script)
-    const run = this.node.behave(step, script)
-    for (const chunk of run.stdout ?? []) opts.onOutput?.(chunk, 'stdout')
-    if (run.stderr) opts.onOutput?.(run.stderr, 'stderr')
-    const code = run.code ?? 0
-    if (code === 0) this.node.recorded.set(step, {hash, outputs: run.outputs ?? ''})
-    return {code, stdout: (run.stdout ?? []).join(''), stderr: run.stderr ?? ''}
+    return {code: 0, stdout, stderr}
+  }
+
+  /** What recordedStepsCommand prints on this node. */
+  private listing(): string {
+    return [...this.node.recorded]
+      .map(([s, r]) => `${s} ${r.hash} ${Buffer.from(r.outputs).toString('base64')}\n`)
+      .join('')
   }
 
   close(): void {
@@ -279,6 +303,16 @@ describe('setupNodes with nodes in memory', () => {
     expect(nodes[APP1].scripts.get('web')).toContain(`10.0.0.5 as app with ${PASSWORD}`)
     expect(nodes[APP1].scripts.get('wiring')).toContain('# BEGIN nodeset shop\n10.0.0.2 app1.shop.test app1\n')
 
+    // Steps that follow one another on a node share a round trip, their outputs included; the first also
+    // reads what the node recorded. app1's web waits for the database's password: a second round trip.
+    expect(nodes[DB].commands).toHaveLength(1)
+    expect(nodes[APP1].commands).toHaveLength(2)
+    expect(nodes[APP2].commands).toHaveLength(1)
+    for (const node of Object.values(nodes)) {
+      expect(node.commands.filter((c) => c.includes(`(${recordedStepsCommand()})`))).toHaveLength(1)
+      expect(node.commands[0]).toContain(`(${recordedStepsCommand()})`)
+    }
+
     // One session per node, opened once and closed at the end.
     expect(connects.sort()).toEqual([APP1, APP2, DB])
     for (const node of Object.values(nodes)) expect(node.sessions.map((s) => s.closed)).toEqual([true])
@@ -309,9 +343,13 @@ describe('setupNodes with nodes in memory', () => {
     for (const node of Object.values(nodes)) node.commands.length = 0
     const {reports} = await run(nodes, server, {secrets: []})
     // One round trip reads what each node recorded; only the step that failed last time runs again.
-    expect(nodes[DB].commands).toEqual([recordedStepsCommand()])
-    expect(nodes[APP1].commands).toEqual([recordedStepsCommand()])
-    expect(nodes[APP2].commands.length).toBe(2)
+    // The first step's round trip also reads what the node recorded: every other unchanged step is then
+    // skipped without one.
+    for (const node of [DB, APP1] as const) {
+      expect(nodes[node].commands).toHaveLength(1)
+      expect(nodes[node].commands[0]).toContain(`(${recordedStepsCommand()})`)
+    }
+    expect(nodes[APP2].commands.length).toBe(1)
     const unchanged = [...reports.values()].filter((r) => r.status === 'skipped').map((r) => `${r.node}/${r.step}`)
     expect(unchanged.sort()).toEqual(
       [
@@ -411,6 +449,47 @@ describe('setupNodes with nodes in memory', () => {
       },
     })
     expect(ports).toEqual({[DB]: 2222, [APP1]: 22})
+  })
+})
+
+describe('chainFrom', () => {
+  const step = (name: string, needs: string[]) => ({node: 'n', name, needs: needs.map((k) => `n/${k}`)})
+  const steps = [
+    step('base', []),
+    step('wiring', ['base']),
+    step('a', ['wiring']),
+    step('b', ['wiring']),
+    step('c', ['a']),
+    step('d', ['c']),
+  ]
+  const none = () => []
+  const at = (done: string[]) => (k: string) => (done.includes(k.slice(2)) ? 'done' : 'waiting') as StepStatus
+
+  it('takes the steps that become ready one at a time, and stops where two could run at once', () => {
+    expect(chainFrom(steps[0], steps, at([]), new Set(), none).map((s) => s.name)).toEqual(['base', 'wiring'])
+    // b is ready already: the scheduler starts it beside a, and a's chain goes on with c and d.
+    expect(chainFrom(steps[2], steps, at(['base', 'wiring']), new Set(), none).map((s) => s.name)).toEqual([
+      'a',
+      'c',
+      'd',
+    ])
+    expect(chainFrom(steps[3], steps, at(['base', 'wiring']), new Set(), none).map((s) => s.name)).toEqual(['b'])
+    // Not past a value that is not known yet, nor what another chain claimed.
+    const unknownD = (s: {name: string}) => (s.name === 'd' ? ['output x of n/c'] : [])
+    expect(chainFrom(steps[2], steps, at(['base', 'wiring']), new Set(), unknownD).map((s) => s.name)).toEqual([
+      'a',
+      'c',
+    ])
+    expect(chainFrom(steps[2], steps, at(['base', 'wiring']), new Set(['n/c']), none).map((s) => s.name)).toEqual(['a'])
+  })
+
+  it('ends after a service that publishes outputs: what follows is rendered with them', () => {
+    const withOutputs = steps.map((s) =>
+      s.name === 'a' ? {...s, plan: {node: 'n', service: 'a', params: [], provides: ['url'], after: []}} : s,
+    )
+    expect(chainFrom(withOutputs[2], withOutputs, at(['base', 'wiring']), new Set(), none).map((s) => s.name)).toEqual([
+      'a',
+    ])
   })
 })
 
