@@ -173,7 +173,8 @@ while :; do
     tail -n 15 ${APP_LOG_DIR}/${opts.app}.log >&2 2>/dev/null || true
     exit 1
   fi
-  sleep 0.5
+  # A short pause: the app usually answers within a second of starting, and every wait here is the update's.
+  sleep 0.1
 done
 `
 }
