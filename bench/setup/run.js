@@ -2,7 +2,8 @@
 // node true` to every node in parallel (the floor, the median of three), Ansible applying an
 // equivalent playbook (bench/setup/playbook.yml), and the same playbook with Mitogen's strategy
 // (Debian's ansible-mitogen). Needs root; Ansible from Debian's `ansible` package.
-// Run: npm run build && node bench/setup/run.js   (SIZES=4,16 by default; SIZES=16,64 for the full figures)
+// Run: npm run build && node bench/setup/run.js   (SIZES=4,16 by default; SIZES=16,64 for the full figures,
+//   ANSIBLE_SIZES=16 to run the Ansible baselines at 16 nodes only)
 // Each size uses the subnet BENCH_SUBNET.N.0/24 (BENCH_SUBNET defaults to 10.90).
 // Cold: the first run of each tool (nodeset on fresh nodes; Ansible with no SSH control masters;
 // Mitogen with none of its own); warm: the same again, nothing left to change (nodeset: unchanged).
@@ -20,6 +21,8 @@ const bin = path.join(root, 'bin/run.js')
 const run = promisify(execFile)
 const sizes = (process.env.SIZES ?? '4,16').split(',').map(Number)
 const subnet = process.env.BENCH_SUBNET ?? '10.90'
+// The sizes that also run the Ansible baselines (every size by default): at 64 nodes they take many minutes.
+const ansibleSizes = process.env.ANSIBLE_SIZES ? process.env.ANSIBLE_SIZES.split(',').map(Number) : sizes
 
 async function timed(fn) {
   const start = process.hrtime.bigint()
@@ -83,7 +86,7 @@ async function measure(n) {
     const cold = await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))]))
     const warm = await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))]))
     const result = {n, floor, cold, warm}
-    if (haveAnsible()) {
+    if (haveAnsible() && ansibleSizes.includes(n)) {
       const inventory = path.join(dir, 'inventory.ini')
       fs.writeFileSync(
         inventory,

@@ -122,12 +122,6 @@ export class OpenedDeployment {
       })
   }
 
-  /** A new SSH session to a node, with the provider's host-key policy. */
-  async connect(node: NodeRecord): Promise<SshSession> {
-    const {connect} = await sshClient()
-    return connect(this.provider.sshTarget(node), {hostKeys: this.hostKeyPolicy, retryForMs: SSH_RETRY_MS})
-  }
-
   /** One shared session per node for the rest of the command (closed by close()). */
   async session(node: NodeRecord): Promise<SshSession> {
     const {SessionPool} = await sshClient()

@@ -3,6 +3,7 @@ import {registrationFor} from '../configserver/registration.js'
 import {UserError} from '../core/errors.js'
 import {setupVars} from '../plan/vars.js'
 import type {NodeRecord} from '../providers/provider.js'
+import type {Session} from '../ssh/session.js'
 import {DEFAULT_SETUP_TIMEOUT_SEC, setupNodes, StepMatrix, type StepReport} from '../setup/runner.js'
 import {applyOperatorEtcHosts} from './etchosts.js'
 import {collectInputs, type InputOptions} from './inputs.js'
@@ -66,7 +67,8 @@ async function runSetup(dep: OpenedDeployment, records: NodeRecord[], opts: Setu
       catalog: dep.catalog,
       records,
       server: server.client,
-      connect: (record) => dep.connect(record),
+      // The deployment's shared sessions: up's update then reuses each node's connection instead of a new handshake.
+      connect: async (record) => borrowed(await dep.session(record)),
       logFile: (node, step) => dep.workspace.logFile(node, step),
       vars: setupVars(dep.nodeset),
       setEtcHosts: dep.nodeset.general.setEtcHosts,
@@ -95,6 +97,11 @@ async function runSetup(dep: OpenedDeployment, records: NodeRecord[], opts: Setu
   } finally {
     await progress.finish()
   }
+}
+
+/** A shared session lent to the setup runner: its close() leaves the connection to the deployment's close(). */
+function borrowed(session: Session): Session {
+  return {exec: (command, opts) => session.exec(command, opts), close: () => {}}
 }
 
 export function failedSteps(reports: StepReport[]): StepReport[] {
