@@ -14,6 +14,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 import {record, round} from '../results.js'
+import {sshTrueSeconds} from '../ssh-floor.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
@@ -67,21 +68,14 @@ async function measure(n) {
   try {
     await nodeset(['create-node', conf])
     const nodes = JSON.parse((await nodeset(['list-nodes', conf, '--json'])).stdout).nodes
-    const sshArgs = (ip) => [
-      '-i',
-      path.join(ws, 'id_ed25519'),
-      '-o',
-      `UserKnownHostsFile=${path.join(ws, 'known_hosts')}`,
-      '-o',
-      'StrictHostKeyChecking=yes',
-      '-o',
-      'BatchMode=yes',
-      `root@${ip}`,
-      'true',
-    ]
     const floorRuns = []
     for (let i = 0; i < 3; i++)
-      floorRuns.push(await timed(() => Promise.all(nodes.map((node) => run('ssh', sshArgs(node.address))))))
+      floorRuns.push(
+        await sshTrueSeconds(
+          ws,
+          nodes.map((node) => node.address),
+        ),
+      )
     const floor = median(floorRuns)
     const cold = await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))]))
     const warm = await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))]))

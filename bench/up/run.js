@@ -9,6 +9,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
 import {record, round} from '../results.js'
+import {sshTrueSeconds} from '../ssh-floor.js'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.resolve(here, '../..')
@@ -37,21 +38,11 @@ function exampleCopy(dir, i) {
 }
 
 async function floor(conf, dir, name) {
-  const ws = path.join(dir, '.nodeset', name)
   const nodes = JSON.parse((await nodeset(['list-nodes', conf, '--json'])).stdout).nodes
-  const ssh = (ip) => [
-    '-i',
-    path.join(ws, 'id_ed25519'),
-    '-o',
-    `UserKnownHostsFile=${path.join(ws, 'known_hosts')}`,
-    '-o',
-    'StrictHostKeyChecking=yes',
-    '-o',
-    'BatchMode=yes',
-    `root@${ip}`,
-    'true',
-  ]
-  return timed(() => Promise.all(nodes.map((node) => run('ssh', ssh(node.address)))))
+  return sshTrueSeconds(
+    path.join(dir, '.nodeset', name),
+    nodes.map((node) => node.address),
+  )
 }
 
 async function once(i) {

@@ -6,13 +6,12 @@
  */
 import type pg from 'pg'
 import {registrationFromRows, type DeploymentRow, type InstanceRow, type RunRow} from './load.js'
-import {HttpError} from './errors.js'
 import {LIMITS} from './limits.js'
 import type {RegistrationPlan} from './register.js'
 import type {FactValue, RegistrationRecord} from './records.js'
 import type {PhoneHome, ServiceReport} from './state.js'
-import {bootstrapUse, EXCHANGED_HINT, EXCHANGED_MESSAGE, hashToken, newToken} from './tokens.js'
-import {checkBounds} from './writes.js'
+import {hashToken, newToken} from './tokens.js'
+import {checkBounds, refuseSpentBootstrap} from './writes.js'
 
 type Client = pg.ClientBase
 
@@ -36,12 +35,7 @@ export const pgWrites = {
     const {now, exchange} = write
     let exchangedAt: number | undefined
     if (exchange) {
-      const state = {
-        ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
-        ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
-      }
-      if (bootstrapUse(state, now, exchange.graceMs) === 'refuse')
-        throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+      refuseSpentBootstrap(row, now, exchange.graceMs)
       // The grace counts from the first exchange: retries cannot stretch it.
       exchangedAt = row.exchanged_at ?? now
     }

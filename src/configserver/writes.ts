@@ -9,6 +9,20 @@ import {LIMITS, formatBytes} from './limits.js'
 import type {FactValue, ServiceState} from './records.js'
 import {type Db, stmt} from './store.js'
 
+/** A bootstrap token's phone-home, on the row as committed: the 401 when `bootstrapUse` refuses it (both stores). */
+export function refuseSpentBootstrap(
+  row: {exchanged_at: number | null; node_token_used_at: number | null},
+  now: number,
+  graceMs: number,
+): void {
+  const state = {
+    ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
+    ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
+  }
+  if (bootstrapUse(state, now, graceMs) === 'refuse')
+    throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
+}
+
 /** Refuse a merged JSON object over the bounds, saying what the bound is. */
 export function checkBounds(
   merged: string,
@@ -67,14 +81,7 @@ export const writes = {
     const row = stmt(db, PHONE_HOME_READ).get(JSON.stringify(facts), deployment, id) as
       {row: number; merged: string; exchanged_at: number | null; node_token_used_at: number | null} | undefined
     if (!row) return {changed: 0}
-    if (exchange) {
-      const state = {
-        ...(row.exchanged_at === null ? {} : {exchangedAt: row.exchanged_at}),
-        ...(row.node_token_used_at === null ? {} : {nodeTokenUsedAt: row.node_token_used_at}),
-      }
-      if (bootstrapUse(state, now, exchange.graceMs) === 'refuse')
-        throw new HttpError(401, EXCHANGED_MESSAGE, {hint: EXCHANGED_HINT}, {'www-authenticate': 'Bearer'})
-    }
+    if (exchange) refuseSpentBootstrap(row, now, exchange.graceMs)
     checkBounds(
       row.merged,
       `the facts of ${id}`,
