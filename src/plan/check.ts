@@ -6,6 +6,8 @@
  * also its params, general, locations and hostnames; what passes here renders at node time.
  */
 import {type Diagnostic, didYouMean} from '../core/diagnostics.js'
+import {NameTable, sameChars} from './name-table.js'
+import {ARG, ARGS, CALL_FIELDS, HELPER, OUTPUT_CALL, plainParamRefs, refOfCall, scanPlainParam} from './param-refs.js'
 import {type Edge, findCyclesNumbered} from './graph.js'
 import {
   checkedTemplate,
@@ -65,66 +67,356 @@ function sourceAt(base: Source | undefined, templateLine: number): Source | unde
   return base ? {file: base.file, line: base.line + templateLine - 1} : undefined
 }
 
-/** An instance with the numbers of its services' vertices (in the order of its services). */
-interface NumberedInstance {
-  instance: CheckInstance
-  vertices: number[]
+/** Where a template text is written: a param (its position) or the body (-1) or a partial (-2 - its position). */
+const BODY = -1
+const partialText = (position: number): number => -2 - position
+
+const REF_FIELDS = 6
+const EDGE_FIELDS = 3
+
+function grown(data: Int32Array): Int32Array {
+  const bigger = new Int32Array(data.length * 2)
+  bigger.set(data)
+  return bigger
 }
 
-/** Where one template text is read: whose it is, where it was written, what its check found. */
-interface TextSite {
-  instance: NumberedInstance
-  service: CheckService
-  from: number
-  param?: string
-  source?: Source
+/**
+ * What analyze finds, as numbers in typed arrays: each reference is a call (by its number) of a text
+ * (instance, service, param or body or partial), resolved to a node and the position of its service
+ * that provides the output (FACT for a fact); each edge is two vertices and the reference that made
+ * it (-1: an `after`). The objects of `references` and `edges` are built from them on first read (the
+ * text read again): registration reads only the problems, and the check of 100,000 references makes
+ * no object per reference or edge.
+ */
+class Columns {
+  /** Reference `r`'s numbers at `REF_FIELDS * r`: instance, service, text, call, target, provider. */
+  private refs: Int32Array
+  /** Edge `k`'s numbers at `EDGE_FIELDS * k`: from, to, reference. */
+  private edgeData: Int32Array
+  refCount = 0
+  edgeCount = 0
+  private referenceObjects?: Reference[]
+  private edgeObjects?: Edge<EdgeLabel>[]
+
+  /** Room for `expected` references and edges to start with (a param makes one, mostly), grown as needed. */
+  constructor(
+    private readonly instances: CheckInstance[],
+    private readonly name: (v: number) => string,
+    expected: number,
+  ) {
+    this.refs = new Int32Array(REF_FIELDS * (expected + 16))
+    this.edgeData = new Int32Array(EDGE_FIELDS * (expected + 16))
+  }
+
+  addEdge(from: number, to: number, ref: number): void {
+    const at = this.edgeCount++ * EDGE_FIELDS
+    if (at + EDGE_FIELDS > this.edgeData.length) this.edgeData = grown(this.edgeData)
+    const data = this.edgeData
+    data[at] = from
+    data[at + 1] = to
+    data[at + 2] = ref
+  }
+
+  push(instance: number, service: number, text: number, call: number, target: number, provider: number): number {
+    const r = this.refCount++
+    const at = r * REF_FIELDS
+    if (at + REF_FIELDS > this.refs.length) this.refs = grown(this.refs)
+    const refs = this.refs
+    refs[at] = instance
+    refs[at + 1] = service
+    refs[at + 2] = text
+    refs[at + 3] = call
+    refs[at + 4] = target
+    refs[at + 5] = provider
+    return r
+  }
+
+  /** The ends of every edge, for the cycle check. */
+  ends(): {from: Int32Array; to: Int32Array} {
+    const from = new Int32Array(this.edgeCount)
+    const to = new Int32Array(this.edgeCount)
+    for (let k = 0; k < this.edgeCount; k++) {
+      from[k] = this.edgeData[k * EDGE_FIELDS]
+      to[k] = this.edgeData[k * EDGE_FIELDS + 1]
+    }
+    return {from, to}
+  }
+
+  refInstance = (r: number): number => this.refs[r * REF_FIELDS]
+  refService = (r: number): number => this.refs[r * REF_FIELDS + 1]
+  refText = (r: number): number => this.refs[r * REF_FIELDS + 2]
+  refCall = (r: number): number => this.refs[r * REF_FIELDS + 3]
+  refTarget = (r: number): number => this.refs[r * REF_FIELDS + 4]
+  refProvider = (r: number): number => this.refs[r * REF_FIELDS + 5]
+
+  private lastText?: {instance: number; service: number; text: number; calls: readonly TemplateRef[]}
+
+  /** The call reference `r` was made by, read again from its text (the last text read is kept: a text's references are together). */
+  call(r: number): TemplateRef {
+    const instance = this.refInstance(r)
+    const service = this.refService(r)
+    const text = this.refText(r)
+    const last = this.lastText
+    if (last?.instance === instance && last.service === service && last.text === text)
+      return last.calls[this.refCall(r)]
+    const calls = callsOf(this.instances[instance].services[service], text)
+    this.lastText = {instance, service, text, calls}
+    return calls[this.refCall(r)]
+  }
+
+  /** The source of reference `r`: its text's source moved to the line of the call. */
+  sourceOf(r: number): Source | undefined {
+    const service = this.instances[this.refInstance(r)].services[this.refService(r)]
+    return sourceAt(textSource(service, this.refText(r)), this.call(r).line)
+  }
+
+  references(): Reference[] {
+    if (this.referenceObjects) return this.referenceObjects
+    const out: Reference[] = new Array(this.refCount)
+    for (let r = 0; r < out.length; r++) {
+      const instance = this.instances[this.refInstance(r)]
+      const service = instance.services[this.refService(r)]
+      const text = this.refText(r)
+      const call = this.call(r)
+      const target = this.instances[this.refTarget(r)]
+      const provider = this.refProvider(r)
+      out[r] = {
+        from: {node: instance.id, service: service.name, param: text >= 0 ? service.params[text].name : undefined},
+        kind: call.kind,
+        to: {node: target.id, service: provider === FACT ? undefined : target.services[provider].name},
+        key: call.key,
+        source: this.sourceOf(r),
+        expression: call.expression,
+      }
+    }
+    return (this.referenceObjects = out)
+  }
+
+  edge(k: number): Edge<EdgeLabel> {
+    const from = this.name(this.edgeData[k * EDGE_FIELDS])
+    const to = this.name(this.edgeData[k * EDGE_FIELDS + 1])
+    const r = this.edgeData[k * EDGE_FIELDS + 2]
+    if (r < 0) return {from, to, label: {kind: 'after'}}
+    const call = this.call(r)
+    return {from, to, label: {kind: 'output', key: call.key, expression: call.expression, source: this.sourceOf(r)}}
+  }
+
+  edges(): Edge<EdgeLabel>[] {
+    if (this.edgeObjects) return this.edgeObjects
+    const out: Edge<EdgeLabel>[] = new Array(this.edgeCount)
+    for (let k = 0; k < out.length; k++) out[k] = this.edge(k)
+    return (this.edgeObjects = out)
+  }
 }
+
+/** The calls of a text that analyze read without problems, in the order it read them. */
+function callsOf(service: CheckService, text: number): readonly TemplateRef[] {
+  if (text >= 0) {
+    const value = service.params[text].value
+    return plainParamRefs(value) ?? checkParam(value).refs
+  }
+  const body = service.body!
+  return templateRefs(text === BODY ? body.text : Object.values(body.partials ?? {})[-2 - text].text)
+}
+
+function textSource(service: CheckService, text: number): Source | undefined {
+  if (text >= 0) return service.params[text].source
+  const body = service.body!
+  if (text === BODY) return {file: body.file, line: 1}
+  return {file: Object.values(body.partials ?? {})[-2 - text].file, line: 1}
+}
+
+/** The (node, service) vertices: how many, the number of each, each one's name and all of them in order. */
+interface Vertices {
+  count: number
+  at: (instance: number, service: number) => number
+  name: (v: number) => string
+  /** Every instance's every service's vertex name, in order (a name met twice, twice). */
+  all: () => string[]
+}
+
+/**
+ * Numbers for the vertices: instance `i`'s services are `first[i]`, `first[i] + 1`… in order (`count`
+ * in all), and names are written only when asked for, unless two (node, service) pairs may share a
+ * name (`distinct` false: an id given twice, a service twice, or a `/` in a service's name: `a/b` + `c`
+ * and `a` + `b/c`). Those share a vertex: numbered by name.
+ */
+function numberVertices(instances: CheckInstance[], first: Int32Array, count: number, distinct: boolean): Vertices {
+  let all: string[] | undefined
+  const allNames = () =>
+    (all ??= instances.flatMap((instance) => instance.services.map((service) => vertexName(instance.id, service.name))))
+  if (distinct) return {count, at: (i, s) => first[i] + s, name: (v) => allNames()[v], all: allNames}
+  const numbers = new Map<string, number>()
+  const names: string[] = []
+  for (const name of allNames()) {
+    if (numbers.has(name)) continue
+    numbers.set(name, names.length)
+    names.push(name)
+  }
+  const at = (i: number, s: number) => numbers.get(vertexName(instances[i].id, instances[i].services[s].name))!
+  return {count: names.length, at, name: (v) => names[v], all: allNames}
+}
+
+/** Whether two services of one instance share a name, or one has a `/` in it. */
+function servicesMayShareVertex(services: CheckService[]): boolean {
+  for (let s = 0; s < services.length; s++) {
+    if (services[s].name.includes('/')) return true
+    for (let t = 0; t < s; t++) if (services[s].name === services[t].name) return true
+  }
+  return false
+}
+
+/** The scan's numbers for the calls of one plain param (param-refs.ts), reused for every param. */
+const scratch: number[] = []
+/** How many param positions keep their last plain text, and how many calls of it. */
+const RECENT_PARAMS = 8
+const RECENT_CALLS = 8
 
 /** Resolve every reference of every param and template body, and check the graph they make. */
 export function analyze(instances: CheckInstance[]): Analysis {
   const problems: Diagnostic[] = []
-  const references: Reference[] = []
-  const edges: Edge<EdgeLabel>[] = []
-  // The graph by numbers, as it is made: each vertex numbered when first named, each edge's ends.
-  const vertices: string[] = []
-  const numbers = new Map<string, number>()
-  const names: string[] = []
-  const edgeFrom: number[] = []
-  const edgeTo: number[] = []
-  const numberedInstances = instances.map((instance): NumberedInstance => {
-    const numbered = instance.services.map((service) => {
-      const name = vertexName(instance.id, service.name)
-      vertices.push(name)
-      let n = numbers.get(name)
-      if (n === undefined) {
-        numbers.set(name, (n = names.length))
-        names.push(name)
+  // What a reference's target names, in one lookup: a role's nodes (the first by index, or all of
+  // them), else the node of that name. Every role and id is an entry of one table; by entry, the
+  // role's first node (-1: no role of that name), the node of that id (-1: none), and a role's
+  // nodes when it has several. The same pass numbers the vertices.
+  const targets = new NameTable(2 * instances.length)
+  const roleFirst = new Int32Array(2 * instances.length).fill(-1)
+  const nodeOf = new Int32Array(2 * instances.length).fill(-1)
+  const several = new Map<number, number[]>()
+  const first = new Int32Array(instances.length)
+  let vertexCount = 0
+  let paramCount = 0
+  let distinct = true
+  for (let i = 0; i < instances.length; i++) {
+    const {id, role, services} = instances[i]
+    const r = targets.findOrAdd(role)
+    if (roleFirst[r] < 0) roleFirst[r] = i
+    else {
+      const list = several.get(r)
+      if (list) list.push(i)
+      else several.set(r, [roleFirst[r], i])
+    }
+    const n = targets.findOrAdd(id)
+    // An id given twice: its last instance is the node of that name, as the vertices' names make it.
+    if (nodeOf[n] >= 0) distinct = false
+    nodeOf[n] = i
+    first[i] = vertexCount
+    vertexCount += services.length
+    for (let s = 0; s < services.length; s++) paramCount += services[s].params.length
+    if (distinct && servicesMayShareVertex(services)) distinct = false
+  }
+  for (const [r, list] of several) {
+    list.sort((a, b) => instances[a].index - instances[b].index)
+    roleFirst[r] = list[0]
+  }
+  /** The node an entry names first. */
+  const firstOf = (e: number): number => (roleFirst[e] >= 0 ? roleFirst[e] : nodeOf[e])
+  /** Every node a role names, or the node a name does. */
+  const allTargets = (target: string): readonly number[] | undefined => {
+    const e = targets.find(target)
+    if (e < 0) return undefined
+    return roleFirst[e] < 0 ? [nodeOf[e]] : (several.get(e) ?? [roleFirst[e]])
+  }
+  const vertices = numberVertices(instances, first, vertexCount, distinct)
+  const vertexAt = vertices.at
+  const columns = new Columns(instances, vertices.name, paramCount)
+  const roles = () => [...new Set(instances.map((i) => i.role))]
+  const nodeNames = () => [...new Set(instances.map((i) => i.id))]
+
+  /** The references of one text's calls `read`, the first of them its call number `firstCall`. */
+  const readRefs = (instance: number, service: number, text: number, read: readonly TemplateRef[], firstCall = 0) => {
+    const from = vertexAt(instance, service)
+    const at = (call: TemplateRef) => sourceAt(textSource(instances[instance].services[service], text), call.line)
+    for (let c = 0; c < read.length; c++) {
+      const call = read[c]
+      const named = allTargets(call.target)
+      if (named === undefined) {
+        const guess = didYouMean(call.target, [...roles(), ...nodeNames()])
+        problems.push({
+          message: `${call.expression} refers to "${call.target}", but no role or node has that name`,
+          source: at(call),
+          hint: guess ? `did you mean "${guess}"?` : `roles are: ${roles().join(', ')}`,
+        })
+        continue
       }
-      return n
-    })
-    return {instance, vertices: numbered}
-  })
-  const byName = new Map(numberedInstances.map((i) => [i.instance.id, i]))
-  const byRole = new Map<string, NumberedInstance[]>()
-  for (const i of numberedInstances) {
-    const list = byRole.get(i.instance.role)
-    if (list) list.push(i)
-    else byRole.set(i.instance.role, [i])
-  }
-  for (const list of byRole.values()) list.sort((a, b) => a.instance.index - b.instance.index)
-  // What a reference's target names, in one lookup: a role's nodes (by index), else the node of that name.
-  const targets = new Map<string, NumberedInstance[]>(byRole)
-  for (const [name, node] of byName) if (!targets.has(name)) targets.set(name, [node])
-
-  const addEdge = (from: number, to: number, edge: Edge<EdgeLabel>) => {
-    edges.push(edge)
-    edgeFrom.push(from)
-    edgeTo.push(to)
+      const count = call.all ? named.length : 1
+      for (let t = 0; t < count; t++) {
+        const target = named[t]
+        const provider = resolveRef(call, instances[target], () => at(call), problems)
+        if (provider === UNRESOLVED) continue
+        const r = columns.push(instance, service, text, firstCall + c, target, provider)
+        if (call.kind === 'output' && provider !== FACT) columns.addEdge(from, vertexAt(target, provider), r)
+      }
+    }
   }
 
-  const readText = (site: TextSite, found: readonly TemplateProblem[], refs: () => readonly TemplateRef[]) => {
-    const {instance, service, param, source} = site
-    const what = () => (param ? `param ${param} of ${service.name}` : `template of ${service.name}`)
+  /**
+   * Call `c` of a plain param (param-refs.ts), read from the scan's numbers: the names it gives are
+   * looked up where they are written. What it resolves to goes to `resolved` at `c`; a call that
+   * does not resolve goes through readRefs for its problem: false.
+   */
+  const readPlainCall = (instance: number, service: number, param: number, value: string, c: number): boolean => {
+    const base = c * CALL_FIELDS
+    const e = targets.findRun(value, scratch[base + ARG], scratch[base + ARG + 1])
+    const target = e < 0 ? -1 : firstOf(e)
+    let provider = UNRESOLVED
+    if (target >= 0)
+      provider = scratch[base + HELPER] === OUTPUT_CALL ? providerOfCall(instances[target], value, base) : FACT
+    if (provider === UNRESOLVED) {
+      readRefs(instance, service, param, [refOfCall(value, scratch, base)], c)
+      return false
+    }
+    if (c < RECENT_CALLS) {
+      resolved.target[c] = target
+      resolved.provider[c] = provider
+    }
+    addRef(instance, service, param, c, target, provider)
+    return true
+  }
+  const resolved = {target: new Int32Array(RECENT_CALLS), provider: new Int32Array(RECENT_CALLS)}
+  const addRef = (instance: number, service: number, param: number, c: number, target: number, provider: number) => {
+    const r = columns.push(instance, service, param, c, target, provider)
+    if (provider !== FACT) columns.addEdge(vertexAt(instance, service), vertexAt(target, provider), r)
+  }
+  // What a plain param resolves to depends on its text alone, and the same param of the nodes of a
+  // role is mostly the same text: the last text read at each param position, and what its calls
+  // resolved to, are kept (in place: nothing is allocated per param) and reused when the next is equal.
+  const recent = Array.from({length: RECENT_PARAMS}, () => ({
+    text: undefined as string | undefined,
+    count: 0,
+    target: new Int32Array(RECENT_CALLS),
+    provider: new Int32Array(RECENT_CALLS),
+  }))
+  const readPlainParam = (instance: number, service: number, param: number, value: string): boolean => {
+    const kept = param < RECENT_PARAMS ? recent[param] : undefined
+    if (kept !== undefined && kept.text === value) {
+      for (let c = 0; c < kept.count; c++) addRef(instance, service, param, c, kept.target[c], kept.provider[c])
+      return true
+    }
+    const count = scanPlainParam(value, scratch)
+    if (count < 0) return false
+    let all = true
+    for (let c = 0; c < count; c++) if (!readPlainCall(instance, service, param, value, c)) all = false
+    if (kept !== undefined && all && count <= RECENT_CALLS) {
+      kept.text = value
+      kept.count = count
+      kept.target.set(resolved.target)
+      kept.provider.set(resolved.provider)
+    }
+    return true
+  }
+
+  /** Problems of a text (reported, with the text's place), else its references (or why they cannot be read). */
+  const readText = (
+    instance: number,
+    service: number,
+    text: number,
+    found: readonly TemplateProblem[],
+    refs: () => readonly TemplateRef[],
+  ) => {
+    const s = instances[instance].services[service]
+    const what = () => (text >= 0 ? `param ${s.params[text].name} of ${s.name}` : `template of ${s.name}`)
+    const source = textSource(s, text)
     for (const p of found) {
       problems.push({
         message: `${what()}: ${p.message}`,
@@ -145,78 +437,57 @@ export function analyze(instances: CheckInstance[]): Analysis {
       })
       return
     }
-    for (const ref of read) {
-      const at = sourceAt(source, ref.line)
-      const named = targets.get(ref.target)
-      if (named === undefined) {
-        const guess = didYouMean(ref.target, [...byRole.keys(), ...byName.keys()])
-        problems.push({
-          message: `${ref.expression} refers to "${ref.target}", but no role or node has that name`,
-          source: at,
-          hint: guess ? `did you mean "${guess}"?` : `roles are: ${[...byRole.keys()].join(', ')}`,
-        })
-        continue
-      }
-      const count = ref.all ? named.length : 1
-      for (let t = 0; t < count; t++) {
-        const target = named[t]
-        const resolved = resolveRef(ref, target.instance, at, problems)
-        if (resolved === UNRESOLVED) continue
-        const to = resolved === FACT ? undefined : target.instance.services[resolved].name
-        references.push({
-          from: {node: instance.instance.id, service: service.name, param},
-          kind: ref.kind,
-          to: {node: target.instance.id, service: to},
-          key: ref.key,
-          source: at,
-          expression: ref.expression,
-        })
-        if (ref.kind === 'output' && to) {
-          addEdge(site.from, target.vertices[resolved], {
-            from: names[site.from],
-            to: vertexName(target.instance.id, to),
-            label: {kind: 'output', key: ref.key, expression: ref.expression, source: at},
-          })
-        }
-      }
-    }
+    readRefs(instance, service, text, read)
   }
 
-  for (const numbered of numberedInstances) {
-    const {instance} = numbered
-    instance.services.forEach((service, s) => {
-      const from = numbered.vertices[s]
-      for (const p of service.params) {
-        const site = {instance: numbered, service, from, param: p.name, source: p.source}
-        const checked = checkParam(p.value)
-        readText(site, checked.problems, () => {
+  for (let i = 0; i < instances.length; i++) {
+    const services = instances[i].services
+    for (let s = 0; s < services.length; s++) {
+      const service = services[s]
+      const params = service.params
+      for (let p = 0; p < params.length; p++) {
+        const value = params[p].value
+        if (readPlainParam(i, s, p, value)) continue
+        const checked = checkParam(value)
+        readText(i, s, p, checked.problems, () => {
           if (checked.refError) throw checked.refError
           return checked.refs
         })
       }
       if (service.body) {
-        const {text, file, partials = {}} = service.body
-        const body = {instance: numbered, service, from, source: {file, line: 1}}
-        readText(body, checkBody(service, service.body), () => templateRefs(text))
-        for (const partial of Object.values(partials)) {
-          const site = {instance: numbered, service, from, source: {file: partial.file, line: 1}}
-          readText(site, [], () => templateRefs(partial.text))
-        }
+        const {text, partials = {}} = service.body
+        readText(i, s, BODY, checkBody(service, service.body), () => templateRefs(text))
+        Object.values(partials).forEach((partial, k) =>
+          readText(i, s, partialText(k), [], () => templateRefs(partial.text)),
+        )
       }
       for (const before of service.after) {
-        const to = instance.services.findIndex((other) => other.name === before)
-        if (to >= 0)
-          addEdge(from, numbered.vertices[to], {
-            from: names[from],
-            to: vertexName(instance.id, before),
-            label: {kind: 'after'},
-          })
+        const to = services.findIndex((other) => other.name === before)
+        if (to >= 0) columns.addEdge(vertexAt(i, s), vertexAt(i, to), -1)
       }
-    })
+    }
   }
-  for (const cycle of findCyclesNumbered({names, from: edgeFrom, to: edgeTo, edges}))
-    problems.push(cycleDiagnostic(cycle))
-  return {references, edges, vertices, problems: dedupe(problems)}
+  const {from, to} = columns.ends()
+  const graph = {
+    count: vertices.count,
+    name: vertices.name,
+    from,
+    to,
+    edge: (k: number) => columns.edge(k),
+  }
+  for (const cycle of findCyclesNumbered(graph)) problems.push(cycleDiagnostic(cycle))
+  return {
+    get references() {
+      return columns.references()
+    },
+    get edges() {
+      return columns.edges()
+    },
+    get vertices() {
+      return vertices.all()
+    },
+    problems: dedupe(problems),
+  }
 }
 
 // A param or template shared by many nodes (a default, a role's setting, a service's script) is
@@ -278,11 +549,54 @@ function dedupe(problems: Diagnostic[]): Diagnostic[] {
   })
 }
 
+/**
+ * The position of the service of `target` that provides the output a plain call asks for (of the
+ * service it names, when it names one), read from the scan's numbers at `base`; or UNRESOLVED when
+ * resolveRef would report a problem: it then says which.
+ */
+function providerOfCall(target: CheckInstance, value: string, base: number): number {
+  const services = target.services
+  const args = scratch[base + ARGS]
+  const keyStart = scratch[base + ARG + 2 * (args - 1)]
+  const keyEnd = scratch[base + ARG + 2 * (args - 1) + 1]
+  if (args === 3) {
+    const nameStart = scratch[base + ARG + 2]
+    const nameEnd = scratch[base + ARG + 3]
+    for (let position = 0; position < services.length; position++)
+      if (isRun(services[position].name, value, nameStart, nameEnd))
+        return hasRun(services[position].provides, value, keyStart, keyEnd) ? position : UNRESOLVED
+    return UNRESOLVED
+  }
+  let provider = UNRESOLVED
+  for (let position = 0; position < services.length; position++) {
+    if (!hasRun(services[position].provides, value, keyStart, keyEnd)) continue
+    if (provider !== UNRESOLVED) return UNRESOLVED
+    provider = position
+  }
+  return provider
+}
+
+/** Whether one of `names` is what `text[start, end)` says. */
+function hasRun(names: readonly string[], text: string, start: number, end: number): boolean {
+  for (let n = 0; n < names.length; n++) if (isRun(names[n], text, start, end)) return true
+  return false
+}
+
+/** Whether `name` is what `text[start, end)` says. */
+function isRun(name: string, text: string, start: number, end: number): boolean {
+  return name.length === end - start && sameChars(name, text, start)
+}
+
 /** What resolveRef finds: the position of the service that provides the output, or a fact, or nothing. */
 const FACT = -1
 const UNRESOLVED = -2
 
-function resolveRef(ref: TemplateRef, target: CheckInstance, at: Source | undefined, problems: Diagnostic[]): number {
+function resolveRef(
+  ref: TemplateRef,
+  target: CheckInstance,
+  at: () => Source | undefined,
+  problems: Diagnostic[],
+): number {
   if (ref.kind === 'fact') return FACT
   const services = target.services
   if (ref.service) {
@@ -294,7 +608,7 @@ function resolveRef(ref: TemplateRef, target: CheckInstance, at: Source | undefi
       )
       problems.push({
         message: `${ref.expression}: ${target.id} runs no service "${ref.service}"`,
-        source: at,
+        source: at(),
         hint: guess
           ? `did you mean "${guess}"?`
           : `${target.id} runs: ${services.map((s) => s.name).join(', ') || 'nothing'}`,
@@ -305,7 +619,7 @@ function resolveRef(ref: TemplateRef, target: CheckInstance, at: Source | undefi
     if (!service.provides.includes(ref.key)) {
       problems.push({
         message: `${ref.expression}: service ${service.name} of ${target.id} does not provide "${ref.key}"`,
-        source: at,
+        source: at(),
         hint: `it provides: ${service.provides.join(', ') || 'nothing'}`,
       })
       return UNRESOLVED
@@ -323,17 +637,17 @@ function resolveRef(ref: TemplateRef, target: CheckInstance, at: Source | undefi
   const guess = didYouMean(ref.key, all)
   problems.push({
     message: `${ref.expression}: no service of ${target.id} (role ${target.role}) provides "${ref.key}"`,
-    source: at,
+    source: at(),
     hint: guess ? `did you mean "${guess}"?` : `its services provide: ${all.join(', ') || 'nothing'}`,
   })
   return UNRESOLVED
 }
 
-function severalProvide(ref: TemplateRef, target: CheckInstance, at: Source | undefined, problems: Diagnostic[]) {
+function severalProvide(ref: TemplateRef, target: CheckInstance, at: () => Source | undefined, problems: Diagnostic[]) {
   const providers = target.services.filter((s) => s.provides.includes(ref.key))
   problems.push({
     message: `${ref.expression}: several services of ${target.id} provide "${ref.key}": ${providers.map((s) => s.name).join(', ')}`,
-    source: at,
+    source: at(),
     hint: `name the service: {{output "${ref.target}" "${providers[0].name}" "${ref.key}"}}`,
   })
   return UNRESOLVED

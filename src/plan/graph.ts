@@ -14,14 +14,16 @@ export interface Edge<L = unknown> {
 }
 
 /**
- * A graph by numbers: vertex `i` is `names[i]`, edge `k` goes from `from[k]` to `to[k]` (`edges[k]`).
- * Names are distinct; every number in `from` and `to` is below `names.length`.
+ * A graph by numbers: vertices `0 … count - 1`, vertex `v` named `name(v)`; edge `k` goes from `from[k]`
+ * to `to[k]` and is `edge(k)`. Names and edges are asked for only for the vertices and edges of a cycle.
+ * Names are distinct; every number in `from` and `to` is below `count`.
  */
 export interface NumberedGraph<L = unknown> {
-  names: string[]
+  count: number
+  name: (v: number) => string
   from: ArrayLike<number>
   to: ArrayLike<number>
-  edges: Edge<L>[]
+  edge: (k: number) => Edge<L>
 }
 
 /** Number the vertices in the order they are first met: the given ones, then each edge's ends. */
@@ -44,7 +46,7 @@ export function numbered<L>(vertices: Iterable<string>, edges: Edge<L>[]): Numbe
     from[k] = number(edges[k].from)
     to[k] = number(edges[k].to)
   }
-  return {names, from, to, edges}
+  return {count: names.length, name: (v) => names[v], from, to, edge: (k) => edges[k]}
 }
 
 /** Out-edges by vertex, each vertex's in edge order: edge numbers `order[start[v]] … order[start[v + 1] - 1]`. */
@@ -130,12 +132,12 @@ function tarjan(count: number, to: ArrayLike<number>, adjacency: Adjacency): Com
 /** Strongly connected components, each a list of vertices, in reverse topological order. */
 export function stronglyConnected(vertices: Iterable<string>, edges: Edge[]): string[][] {
   const graph = numbered(vertices, edges)
-  const {members, ends} = tarjan(graph.names.length, graph.to, adjacencyOf(graph.names.length, graph.from))
+  const {members, ends} = tarjan(graph.count, graph.to, adjacencyOf(graph.count, graph.from))
   const components: string[][] = []
   let begin = 0
   for (const end of ends) {
     const component: string[] = []
-    for (let i = begin; i < end; i++) component.push(graph.names[members[i]])
+    for (let i = begin; i < end; i++) component.push(graph.name(members[i]))
     components.push(component)
     begin = end
   }
@@ -152,8 +154,7 @@ export function findCycles<L>(vertices: Iterable<string>, edges: Edge<L>[]): Edg
 
 /** findCycles on a graph already numbered (the plan's checks number their vertices as they make them). */
 export function findCyclesNumbered<L>(graph: NumberedGraph<L>): Edge<L>[][] {
-  const {names, from, to, edges} = graph
-  const count = names.length
+  const {count, name, from, to, edge} = graph
   const adjacency = adjacencyOf(count, from)
   const {members, ends} = tarjan(count, to, adjacency)
   const cycles: Edge<L>[][] = []
@@ -167,7 +168,7 @@ export function findCyclesNumbered<L>(graph: NumberedGraph<L>): Edge<L>[][] {
       for (let i = adjacency.start[v]; i < adjacency.start[v + 1]; i++) {
         const k = adjacency.order[i]
         if (to[k] === v) {
-          cycles.push([edges[k]])
+          cycles.push([edge(k)])
           break
         }
       }
@@ -175,7 +176,7 @@ export function findCyclesNumbered<L>(graph: NumberedGraph<L>): Edge<L>[][] {
       let first = members[begin]
       for (let i = begin; i < end; i++) {
         component[members[i]] = c + 1
-        if (names[members[i]] < names[first]) first = members[i]
+        if (name(members[i]) < name(first)) first = members[i]
       }
       cycles.push(shortestCycleThrough(first, c + 1, component, graph, adjacency))
     }
@@ -192,7 +193,7 @@ function shortestCycleThrough<L>(
   graph: NumberedGraph<L>,
   adjacency: Adjacency,
 ): Edge<L>[] {
-  const {to, edges} = graph
+  const {to, edge} = graph
   // The edge each reached vertex was first reached by (start's own stays unset: reaching it ends the search).
   const via = new Map<number, number>()
   const queue: number[] = [start]
@@ -203,11 +204,11 @@ function shortestCycleThrough<L>(
       const w = to[k]
       if (component[w] !== inComponent) continue
       if (w === start) {
-        const backwards: Edge<L>[] = [edges[k]]
+        const backwards: Edge<L>[] = [edge(k)]
         let at = v
         while (at !== start) {
           const step = via.get(at)!
-          backwards.push(edges[step])
+          backwards.push(edge(step))
           at = graph.from[step]
         }
         return backwards.reverse()
@@ -218,7 +219,7 @@ function shortestCycleThrough<L>(
       }
     }
   }
-  throw new Error(`internal: ${graph.names[start]} is in a cyclic component but no cycle was found`)
+  throw new Error(`internal: ${graph.name(start)} is in a cyclic component but no cycle was found`)
 }
 
 /** A topological order of the vertices (dependencies first); only meaningful when there is no cycle. */

@@ -5,9 +5,10 @@ import {referenceAnalyze} from './plan-reference.js'
 
 // Deployments with every kind of reference and mistake: the numbered graph, the shared param checks
 // and the scanner must leave analyze's answer exactly as it was, problems and their order included.
-const ids = ['db', 'app1', 'app2', 'lb', 'cache']
+// `x/y` + `web` and `x` + `y/web` name one vertex, as two services named alike on one node do.
+const ids = ['db', 'app1', 'app2', 'lb', 'cache', 'x', 'x/y']
 const roles = ['db', 'app', 'lb', 'service:mysql']
-const serviceNames = ['mysql', 'web', 'nginx', 'svc']
+const serviceNames = ['mysql', 'web', 'nginx', 'svc', 'y/web']
 const keys = ['port', 'password', 'value', 'url']
 const target = fc.constantFrom(...ids, ...roles, 'nowhere', 'ap')
 const q = (s: string) => `"${s}"`

@@ -1,0 +1,166 @@
+/**
+ * The references of a param in one pass over its characters, for the shape nearly every param has:
+ * text and calls of nodeset's helpers with quoted literal arguments (`{{output "db" "port"}}`,
+ * `jdbc://{{ip "service:mysql"}}:3306`). Such a text always passes the check in a param's scope, so
+ * its references are all there is to know; the check of a deployment reads 100,000 of them without
+ * building an AST. Anything else (`nodes`, which prints a list; other names, blocks, escapes,
+ * whitespace control, a wrong number of arguments, a literal with a quote, brace or control
+ * character, a `\r`…) is declined, and the param goes through the parser and the check.
+ */
+import type {TemplateRef} from './template-refs.js'
+
+/** The helpers read here, by number, with the numbers of arguments each takes. */
+export const PLAIN_HELPERS = ['ip', 'private_ip', 'hostname', 'fact', 'output'] as const
+const ARITIES: readonly (readonly number[])[] = [[1], [1], [1], [2], [2, 3]]
+export const FACT_CALL = 3
+export const OUTPUT_CALL = 4
+
+/**
+ * What the scan writes of each call, as numbers at `CALL_FIELDS * c + field` of the scratch array:
+ * the helper's number, the count of arguments, the line, where the mustache starts and ends, whether
+ * it is written as its expression is (one space between words, none inside the braces), and the
+ * start and end of each argument's characters.
+ */
+export const CALL_FIELDS = 12
+export const HELPER = 0
+export const ARGS = 1
+export const LINE = 2
+const START = 3
+const END = 4
+const CANONICAL = 5
+/** The start of argument `a` is at field ARG + 2a, its end at ARG + 2a + 1. */
+export const ARG = 6
+
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const QUOTE = 0x22
+const SPACE = 0x20
+const NEWLINE = 0x0a
+const BACKSLASH = 0x5c
+const CARRIAGE_RETURN = 0x0d
+
+/**
+ * Scan `text` for the plain shape, writing each call into `calls` (reused between texts: nothing is
+ * allocated for a text that has it). The number of calls (0 for text without `{{`), or -1: declined.
+ */
+export function scanPlainParam(text: string, calls: number[]): number {
+  let count = 0
+  let line = 1
+  let at = 0
+  const end = text.length
+  while (at < end) {
+    const c = text.charCodeAt(at)
+    if (c === BACKSLASH || c === CARRIAGE_RETURN) return -1
+    if (c === NEWLINE) line++
+    if (c === OPEN_BRACE && text.charCodeAt(at + 1) === OPEN_BRACE) {
+      const next = scanCall(text, at, line, calls, count * CALL_FIELDS)
+      if (next < 0) return -1
+      count++
+      at = next
+      continue
+    }
+    at++
+  }
+  return count
+}
+
+/** One `{{helper "a" …}}` from `start` (at its `{{`), written at `base` of `calls`: where the text goes on, or -1. */
+function scanCall(text: string, start: number, line: number, calls: number[], base: number): number {
+  const helper = helperAt(text, start + 2)
+  if (helper < 0) return -1
+  let at = start + 2 + PLAIN_HELPERS[helper].length
+  let canonical = 1
+  let args = 0
+  for (;;) {
+    const spaces = at
+    while (text.charCodeAt(at) === SPACE) at++
+    if (text.charCodeAt(at) === CLOSE_BRACE && text.charCodeAt(at + 1) === CLOSE_BRACE) {
+      if (at !== spaces) canonical = 0
+      break
+    }
+    if (at === spaces || text.charCodeAt(at) !== QUOTE || args === 3) return -1
+    if (at - spaces !== 1) canonical = 0
+    const literalStart = at + 1
+    at = literalStart
+    for (;;) {
+      const c = text.charCodeAt(at)
+      if (c === QUOTE) break
+      // NaN (the end of the text) fails every comparison: declined like a control character.
+      if (!(c >= SPACE) || c === BACKSLASH || c === OPEN_BRACE || c === CLOSE_BRACE || isSurrogate(c)) return -1
+      at++
+    }
+    calls[base + ARG + 2 * args] = literalStart
+    calls[base + ARG + 2 * args + 1] = at
+    args++
+    at++
+  }
+  // `}}}` closes a `{{{`: the parser refuses it here.
+  if (text.charCodeAt(at + 2) === CLOSE_BRACE || !ARITIES[helper].includes(args)) return -1
+  calls[base + HELPER] = helper
+  calls[base + ARGS] = args
+  calls[base + LINE] = line
+  calls[base + START] = start
+  calls[base + END] = at + 2
+  calls[base + CANONICAL] = canonical
+  return at + 2
+}
+
+/** The helpers by the first letter of their names (each letter starts one). */
+const BY_FIRST_LETTER = new Map(PLAIN_HELPERS.map((name, h) => [name.charCodeAt(0), h]))
+
+/** The number of the helper whose name is at `at` (followed by no other letter of a name), or -1. */
+function helperAt(text: string, at: number): number {
+  const h = BY_FIRST_LETTER.get(text.charCodeAt(at))
+  if (h === undefined) return -1
+  const name = PLAIN_HELPERS[h]
+  return text.startsWith(name, at) && !isNameChar(text.charCodeAt(at + name.length)) ? h : -1
+}
+
+/** Argument `a` of the call written at `base`. */
+export function argOf(text: string, calls: number[], base: number, a: number): string {
+  return text.slice(calls[base + ARG + 2 * a], calls[base + ARG + 2 * a + 1])
+}
+
+/** The key a call reads: the fact helpers' own name, fact's second argument, output's last. */
+export function keyOf(text: string, calls: number[], base: number): string {
+  const helper = calls[base + HELPER]
+  if (helper < FACT_CALL) return PLAIN_HELPERS[helper]
+  return argOf(text, calls, base, calls[base + ARGS] - 1)
+}
+
+/** The call written at `base` as the reference the parser's reading makes of it. */
+export function refOfCall(text: string, calls: number[], base: number): TemplateRef {
+  const helper = calls[base + HELPER]
+  const args = calls[base + ARGS]
+  const line = calls[base + LINE]
+  const words: string[] = [PLAIN_HELPERS[helper]]
+  for (let a = 0; a < args; a++) words.push(`"${argOf(text, calls, base, a)}"`)
+  const expression = calls[base + CANONICAL]
+    ? text.slice(calls[base + START], calls[base + END])
+    : `{{${words.join(' ')}}}`
+  const target = argOf(text, calls, base, 0)
+  const key = keyOf(text, calls, base)
+  if (helper === OUTPUT_CALL && args === 3) {
+    const service = argOf(text, calls, base, 1)
+    return {kind: 'output', target, service, key, all: false, line, expression}
+  }
+  return {kind: helper === OUTPUT_CALL ? 'output' : 'fact', target, key, all: false, line, expression}
+}
+
+/** The references of `text` when it has the plain shape (none for text without `{{`), else undefined. */
+export function plainParamRefs(text: string): TemplateRef[] | undefined {
+  const calls: number[] = []
+  const count = scanPlainParam(text, calls)
+  if (count < 0) return undefined
+  const refs: TemplateRef[] = []
+  for (let c = 0; c < count; c++) refs.push(refOfCall(text, calls, c * CALL_FIELDS))
+  return refs
+}
+
+function isNameChar(c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || c === 0x5f
+}
+
+function isSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdfff
+}
