@@ -267,7 +267,7 @@ function servicesMayShareVertex(services: CheckService[]): boolean {
 }
 
 /** The scan's numbers for the calls of one plain param (param-refs.ts), reused for every param. */
-const scratch: number[] = []
+const scratch: number[] = new Array<number>(CALL_FIELDS * 64).fill(0)
 /** How many param positions keep their last plain text, and how many calls of it. */
 const RECENT_PARAMS = 8
 const RECENT_CALLS = 8

@@ -7,18 +7,20 @@
  */
 export class NameTable {
   private readonly names: string[] = []
-  /** Entry number + 1 at each slot (0: empty), the slots a power of two, at most half full. */
+  /**
+   * Two numbers a slot: the entry + 1 (0: empty) and its name's hash, side by side so that a probe
+   * reads one place in memory; the slots a power of two, at most half full.
+   */
   private readonly slots: Int32Array
-  /** Each entry's hash. */
-  private readonly hashes: Int32Array
   private readonly mask: number
+  private readonly capacity: number
 
   constructor(capacity: number) {
     let size = 16
     while (size < capacity * 2) size *= 2
-    this.slots = new Int32Array(size)
-    this.hashes = new Int32Array(size / 2)
+    this.slots = new Int32Array(2 * size)
     this.mask = size - 1
+    this.capacity = size / 2
   }
 
   get size(): number {
@@ -35,9 +37,10 @@ export class NameTable {
     const hash = hashOf(text, start, end)
     const length = end - start
     for (let slot = hash & this.mask; ; slot = (slot + 1) & this.mask) {
-      const e = this.slots[slot] - 1
+      const e = this.slots[2 * slot] - 1
       if (e < 0) return -1
-      if (this.hashes[e] === hash && this.names[e].length === length && sameChars(this.names[e], text, start)) return e
+      if (this.slots[2 * slot + 1] === hash && this.names[e].length === length && sameChars(this.names[e], text, start))
+        return e
     }
   }
 
@@ -45,15 +48,15 @@ export class NameTable {
   findOrAdd(name: string): number {
     const hash = hashOf(name, 0, name.length)
     let slot = hash & this.mask
-    for (; this.slots[slot] !== 0; slot = (slot + 1) & this.mask) {
-      const e = this.slots[slot] - 1
-      if (this.hashes[e] === hash && this.names[e] === name) return e
+    for (; this.slots[2 * slot] !== 0; slot = (slot + 1) & this.mask) {
+      const e = this.slots[2 * slot] - 1
+      if (this.slots[2 * slot + 1] === hash && this.names[e] === name) return e
     }
     const e = this.names.length
-    if (e >= this.hashes.length) throw new Error('internal: name table sized too small')
+    if (e >= this.capacity) throw new Error('internal: name table sized too small')
     this.names.push(name)
-    this.hashes[e] = hash
-    this.slots[slot] = e + 1
+    this.slots[2 * slot] = e + 1
+    this.slots[2 * slot + 1] = hash
     return e
   }
 
