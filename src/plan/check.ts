@@ -72,7 +72,6 @@ const BODY = -1
 const partialText = (position: number): number => -2 - position
 
 const REF_FIELDS = 6
-const EDGE_FIELDS = 3
 
 function grown(data: Int32Array): Int32Array {
   const bigger = new Int32Array(data.length * 2)
@@ -91,8 +90,10 @@ function grown(data: Int32Array): Int32Array {
 class Columns {
   /** Reference `r`'s numbers at `REF_FIELDS * r`: instance, service, text, call, target, provider. */
   private refs: Int32Array
-  /** Edge `k`'s numbers at `EDGE_FIELDS * k`: from, to, reference. */
-  private edgeData: Int32Array
+  /** Edge `k`: from vertex `edgeFrom[k]` to `edgeTo[k]`, made by reference `edgeRef[k]`. */
+  private edgeFrom: Int32Array
+  private edgeTo: Int32Array
+  private edgeRef: Int32Array
   refCount = 0
   edgeCount = 0
   private referenceObjects?: Reference[]
@@ -105,16 +106,21 @@ class Columns {
     expected: number,
   ) {
     this.refs = new Int32Array(REF_FIELDS * (expected + 16))
-    this.edgeData = new Int32Array(EDGE_FIELDS * (expected + 16))
+    this.edgeFrom = new Int32Array(expected + 16)
+    this.edgeTo = new Int32Array(expected + 16)
+    this.edgeRef = new Int32Array(expected + 16)
   }
 
   addEdge(from: number, to: number, ref: number): void {
-    const at = this.edgeCount++ * EDGE_FIELDS
-    if (at + EDGE_FIELDS > this.edgeData.length) this.edgeData = grown(this.edgeData)
-    const data = this.edgeData
-    data[at] = from
-    data[at + 1] = to
-    data[at + 2] = ref
+    const k = this.edgeCount++
+    if (k === this.edgeFrom.length) {
+      this.edgeFrom = grown(this.edgeFrom)
+      this.edgeTo = grown(this.edgeTo)
+      this.edgeRef = grown(this.edgeRef)
+    }
+    this.edgeFrom[k] = from
+    this.edgeTo[k] = to
+    this.edgeRef[k] = ref
   }
 
   push(instance: number, service: number, text: number, call: number, target: number, provider: number): number {
@@ -133,13 +139,7 @@ class Columns {
 
   /** The ends of every edge, for the cycle check. */
   ends(): {from: Int32Array; to: Int32Array} {
-    const from = new Int32Array(this.edgeCount)
-    const to = new Int32Array(this.edgeCount)
-    for (let k = 0; k < this.edgeCount; k++) {
-      from[k] = this.edgeData[k * EDGE_FIELDS]
-      to[k] = this.edgeData[k * EDGE_FIELDS + 1]
-    }
-    return {from, to}
+    return {from: this.edgeFrom.subarray(0, this.edgeCount), to: this.edgeTo.subarray(0, this.edgeCount)}
   }
 
   refInstance = (r: number): number => this.refs[r * REF_FIELDS]
@@ -193,9 +193,9 @@ class Columns {
   }
 
   edge(k: number): Edge<EdgeLabel> {
-    const from = this.name(this.edgeData[k * EDGE_FIELDS])
-    const to = this.name(this.edgeData[k * EDGE_FIELDS + 1])
-    const r = this.edgeData[k * EDGE_FIELDS + 2]
+    const from = this.name(this.edgeFrom[k])
+    const to = this.name(this.edgeTo[k])
+    const r = this.edgeRef[k]
     if (r < 0) return {from, to, label: {kind: 'after'}}
     const call = this.call(r)
     return {from, to, label: {kind: 'output', key: call.key, expression: call.expression, source: this.sourceOf(r)}}
@@ -274,68 +274,204 @@ const RECENT_CALLS = 8
 
 /** Resolve every reference of every param and template body, and check the graph they make. */
 export function analyze(instances: CheckInstance[]): Analysis {
-  const problems: Diagnostic[] = []
+  const analyzer = new Analyzer(instances)
+  for (let i = 0; i < instances.length; i++) analyzer.readInstance(i)
+  return analyzer.finish()
+}
+
+/** A plain param's last text at one param position, and what its calls resolved to. */
+interface KeptText {
+  text: string | undefined
+  count: number
+  target: Int32Array
+  provider: Int32Array
+}
+
+/**
+ * One analyze: the deployment's targets and vertices, then each instance's texts read in turn. A
+ * class, not closures in analyze, so that V8 compiles its methods once for every analyze.
+ */
+class Analyzer {
+  readonly problems: Diagnostic[] = []
   // What a reference's target names, in one lookup: a role's nodes (the first by index, or all of
   // them), else the node of that name. Every role and id is an entry of one table; by entry, the
   // role's first node (-1: no role of that name), the node of that id (-1: none), and a role's
-  // nodes when it has several. The same pass numbers the vertices.
-  const targets = new NameTable(2 * instances.length)
-  const roleFirst = new Int32Array(2 * instances.length).fill(-1)
-  const nodeOf = new Int32Array(2 * instances.length).fill(-1)
-  const several = new Map<number, number[]>()
-  const first = new Int32Array(instances.length)
-  let vertexCount = 0
-  let paramCount = 0
-  let distinct = true
-  for (let i = 0; i < instances.length; i++) {
-    const {id, role, services} = instances[i]
-    const r = targets.findOrAdd(role)
-    if (roleFirst[r] < 0) roleFirst[r] = i
-    else {
-      const list = several.get(r)
-      if (list) list.push(i)
-      else several.set(r, [roleFirst[r], i])
+  // nodes when it has several.
+  private readonly targets: NameTable
+  private readonly roleFirst: Int32Array
+  private readonly nodeOf: Int32Array
+  private readonly several = new Map<number, number[]>()
+  private readonly vertices: Vertices
+  private readonly columns: Columns
+  /** What the calls of the plain param being read resolved to, by call. */
+  private readonly resolvedTarget = new Int32Array(RECENT_CALLS)
+  private readonly resolvedProvider = new Int32Array(RECENT_CALLS)
+  // What a plain param resolves to depends on its text alone, and the same param of the nodes of a
+  // role is mostly the same text: the last text read at each param position, and what its calls
+  // resolved to, are kept (in place: nothing is allocated per param) and reused when the next is equal.
+  private readonly recent: KeptText[] = Array.from({length: RECENT_PARAMS}, () => ({
+    text: undefined,
+    count: 0,
+    target: new Int32Array(RECENT_CALLS),
+    provider: new Int32Array(RECENT_CALLS),
+  }))
+
+  constructor(private readonly instances: CheckInstance[]) {
+    this.targets = new NameTable(2 * instances.length)
+    this.roleFirst = new Int32Array(2 * instances.length).fill(-1)
+    this.nodeOf = new Int32Array(2 * instances.length).fill(-1)
+    // The same pass numbers the vertices: instance i's services from first[i] on.
+    const first = new Int32Array(instances.length)
+    let vertexCount = 0
+    let paramCount = 0
+    let distinct = true
+    for (let i = 0; i < instances.length; i++) {
+      const services = instances[i].services
+      if (!this.indexInstance(i)) distinct = false
+      first[i] = vertexCount
+      vertexCount += services.length
+      for (let s = 0; s < services.length; s++) paramCount += services[s].params.length
+      if (distinct && servicesMayShareVertex(services)) distinct = false
     }
-    const n = targets.findOrAdd(id)
+    for (const [r, list] of this.several) {
+      list.sort((a, b) => instances[a].index - instances[b].index)
+      this.roleFirst[r] = list[0]
+    }
+    this.vertices = numberVertices(instances, first, vertexCount, distinct)
+    this.columns = new Columns(instances, this.vertices.name, paramCount)
+  }
+
+  /** Enter instance `i` under its role and its id; false when the id was met before. */
+  private indexInstance(i: number): boolean {
+    const {id, role} = this.instances[i]
+    const r = this.targets.findOrAdd(role)
+    if (this.roleFirst[r] < 0) this.roleFirst[r] = i
+    else {
+      const list = this.several.get(r)
+      if (list) list.push(i)
+      else this.several.set(r, [this.roleFirst[r], i])
+    }
+    const n = this.targets.findOrAdd(id)
     // An id given twice: its last instance is the node of that name, as the vertices' names make it.
-    if (nodeOf[n] >= 0) distinct = false
-    nodeOf[n] = i
-    first[i] = vertexCount
-    vertexCount += services.length
-    for (let s = 0; s < services.length; s++) paramCount += services[s].params.length
-    if (distinct && servicesMayShareVertex(services)) distinct = false
+    const first = this.nodeOf[n] < 0
+    this.nodeOf[n] = i
+    return first
   }
-  for (const [r, list] of several) {
-    list.sort((a, b) => instances[a].index - instances[b].index)
-    roleFirst[r] = list[0]
-  }
+
   /** The node an entry names first. */
-  const firstOf = (e: number): number => (roleFirst[e] >= 0 ? roleFirst[e] : nodeOf[e])
-  /** Every node a role names, or the node a name does. */
-  const allTargets = (target: string): readonly number[] | undefined => {
-    const e = targets.find(target)
-    if (e < 0) return undefined
-    return roleFirst[e] < 0 ? [nodeOf[e]] : (several.get(e) ?? [roleFirst[e]])
+  private firstOf(e: number): number {
+    return this.roleFirst[e] >= 0 ? this.roleFirst[e] : this.nodeOf[e]
   }
-  const vertices = numberVertices(instances, first, vertexCount, distinct)
-  const vertexAt = vertices.at
-  const columns = new Columns(instances, vertices.name, paramCount)
-  const roles = () => [...new Set(instances.map((i) => i.role))]
-  const nodeNames = () => [...new Set(instances.map((i) => i.id))]
+
+  /** Every node a role names, or the node a name does. */
+  private allTargets(target: string): readonly number[] | undefined {
+    const e = this.targets.find(target)
+    if (e < 0) return undefined
+    return this.roleFirst[e] < 0 ? [this.nodeOf[e]] : (this.several.get(e) ?? [this.roleFirst[e]])
+  }
+
+  private roles(): string[] {
+    return [...new Set(this.instances.map((i) => i.role))]
+  }
+
+  private nodeNames(): string[] {
+    return [...new Set(this.instances.map((i) => i.id))]
+  }
+
+  /** Every param, template body and `after` of instance `i`. */
+  readInstance(i: number): void {
+    const services = this.instances[i].services
+    for (let s = 0; s < services.length; s++) {
+      const service = services[s]
+      const params = service.params
+      for (let p = 0; p < params.length; p++) {
+        const value = params[p].value
+        if (this.readPlainParam(i, s, p, value)) continue
+        const checked = checkParam(value)
+        this.readText(i, s, p, checked.problems, () => {
+          if (checked.refError) throw checked.refError
+          return checked.refs
+        })
+      }
+      if (service.body) {
+        const {text, partials = {}} = service.body
+        this.readText(i, s, BODY, checkBody(service, service.body), () => templateRefs(text))
+        Object.values(partials).forEach((partial, k) =>
+          this.readText(i, s, partialText(k), [], () => templateRefs(partial.text)),
+        )
+      }
+      for (const before of service.after) {
+        const to = services.findIndex((other) => other.name === before)
+        if (to >= 0) this.columns.addEdge(this.vertices.at(i, s), this.vertices.at(i, to), -1)
+      }
+    }
+  }
+
+  /** A param of the plain shape (param-refs.ts), read; false when it is not of that shape. */
+  private readPlainParam(instance: number, service: number, param: number, value: string): boolean {
+    const kept = param < RECENT_PARAMS ? this.recent[param] : undefined
+    if (kept !== undefined && kept.text === value) {
+      for (let c = 0; c < kept.count; c++) this.addRef(instance, service, param, c, kept.target[c], kept.provider[c])
+      return true
+    }
+    const count = scanPlainParam(value, scratch)
+    if (count < 0) return false
+    let all = true
+    for (let c = 0; c < count; c++) if (!this.readPlainCall(instance, service, param, value, c)) all = false
+    if (kept !== undefined && all && count <= RECENT_CALLS) {
+      kept.text = value
+      kept.count = count
+      for (let c = 0; c < count; c++) {
+        kept.target[c] = this.resolvedTarget[c]
+        kept.provider[c] = this.resolvedProvider[c]
+      }
+    }
+    return true
+  }
+
+  /**
+   * Call `c` of a plain param, read from the scan's numbers: the names it gives are looked up where
+   * they are written. What it resolves to is kept at `c`; a call that does not resolve goes through
+   * readRefs for its problem: false.
+   */
+  private readPlainCall(instance: number, service: number, param: number, value: string, c: number): boolean {
+    const base = c * CALL_FIELDS
+    const e = this.targets.findRun(value, scratch[base + ARG], scratch[base + ARG + 1])
+    const target = e < 0 ? -1 : this.firstOf(e)
+    let provider = UNRESOLVED
+    if (target >= 0)
+      provider = scratch[base + HELPER] === OUTPUT_CALL ? providerOfCall(this.instances[target], value, base) : FACT
+    if (provider === UNRESOLVED) {
+      this.readRefs(instance, service, param, [refOfCall(value, scratch, base)], c)
+      return false
+    }
+    if (c < RECENT_CALLS) {
+      this.resolvedTarget[c] = target
+      this.resolvedProvider[c] = provider
+    }
+    this.addRef(instance, service, param, c, target, provider)
+    return true
+  }
+
+  private addRef(instance: number, service: number, param: number, c: number, target: number, provider: number): void {
+    const r = this.columns.push(instance, service, param, c, target, provider)
+    if (provider !== FACT)
+      this.columns.addEdge(this.vertices.at(instance, service), this.vertices.at(target, provider), r)
+  }
 
   /** The references of one text's calls `read`, the first of them its call number `firstCall`. */
-  const readRefs = (instance: number, service: number, text: number, read: readonly TemplateRef[], firstCall = 0) => {
-    const from = vertexAt(instance, service)
+  private readRefs(instance: number, service: number, text: number, read: readonly TemplateRef[], firstCall = 0): void {
+    const {instances, problems} = this
     const at = (call: TemplateRef) => sourceAt(textSource(instances[instance].services[service], text), call.line)
     for (let c = 0; c < read.length; c++) {
       const call = read[c]
-      const named = allTargets(call.target)
+      const named = this.allTargets(call.target)
       if (named === undefined) {
-        const guess = didYouMean(call.target, [...roles(), ...nodeNames()])
+        const guess = didYouMean(call.target, [...this.roles(), ...this.nodeNames()])
         problems.push({
           message: `${call.expression} refers to "${call.target}", but no role or node has that name`,
           source: at(call),
-          hint: guess ? `did you mean "${guess}"?` : `roles are: ${roles().join(', ')}`,
+          hint: guess ? `did you mean "${guess}"?` : `roles are: ${this.roles().join(', ')}`,
         })
         continue
       }
@@ -344,81 +480,26 @@ export function analyze(instances: CheckInstance[]): Analysis {
         const target = named[t]
         const provider = resolveRef(call, instances[target], () => at(call), problems)
         if (provider === UNRESOLVED) continue
-        const r = columns.push(instance, service, text, firstCall + c, target, provider)
-        if (call.kind === 'output' && provider !== FACT) columns.addEdge(from, vertexAt(target, provider), r)
+        const r = this.columns.push(instance, service, text, firstCall + c, target, provider)
+        if (call.kind === 'output' && provider !== FACT)
+          this.columns.addEdge(this.vertices.at(instance, service), this.vertices.at(target, provider), r)
       }
     }
   }
 
-  /**
-   * Call `c` of a plain param (param-refs.ts), read from the scan's numbers: the names it gives are
-   * looked up where they are written. What it resolves to goes to `resolved` at `c`; a call that
-   * does not resolve goes through readRefs for its problem: false.
-   */
-  const readPlainCall = (instance: number, service: number, param: number, value: string, c: number): boolean => {
-    const base = c * CALL_FIELDS
-    const e = targets.findRun(value, scratch[base + ARG], scratch[base + ARG + 1])
-    const target = e < 0 ? -1 : firstOf(e)
-    let provider = UNRESOLVED
-    if (target >= 0)
-      provider = scratch[base + HELPER] === OUTPUT_CALL ? providerOfCall(instances[target], value, base) : FACT
-    if (provider === UNRESOLVED) {
-      readRefs(instance, service, param, [refOfCall(value, scratch, base)], c)
-      return false
-    }
-    if (c < RECENT_CALLS) {
-      resolved.target[c] = target
-      resolved.provider[c] = provider
-    }
-    addRef(instance, service, param, c, target, provider)
-    return true
-  }
-  const resolved = {target: new Int32Array(RECENT_CALLS), provider: new Int32Array(RECENT_CALLS)}
-  const addRef = (instance: number, service: number, param: number, c: number, target: number, provider: number) => {
-    const r = columns.push(instance, service, param, c, target, provider)
-    if (provider !== FACT) columns.addEdge(vertexAt(instance, service), vertexAt(target, provider), r)
-  }
-  // What a plain param resolves to depends on its text alone, and the same param of the nodes of a
-  // role is mostly the same text: the last text read at each param position, and what its calls
-  // resolved to, are kept (in place: nothing is allocated per param) and reused when the next is equal.
-  const recent = Array.from({length: RECENT_PARAMS}, () => ({
-    text: undefined as string | undefined,
-    count: 0,
-    target: new Int32Array(RECENT_CALLS),
-    provider: new Int32Array(RECENT_CALLS),
-  }))
-  const readPlainParam = (instance: number, service: number, param: number, value: string): boolean => {
-    const kept = param < RECENT_PARAMS ? recent[param] : undefined
-    if (kept !== undefined && kept.text === value) {
-      for (let c = 0; c < kept.count; c++) addRef(instance, service, param, c, kept.target[c], kept.provider[c])
-      return true
-    }
-    const count = scanPlainParam(value, scratch)
-    if (count < 0) return false
-    let all = true
-    for (let c = 0; c < count; c++) if (!readPlainCall(instance, service, param, value, c)) all = false
-    if (kept !== undefined && all && count <= RECENT_CALLS) {
-      kept.text = value
-      kept.count = count
-      kept.target.set(resolved.target)
-      kept.provider.set(resolved.provider)
-    }
-    return true
-  }
-
   /** Problems of a text (reported, with the text's place), else its references (or why they cannot be read). */
-  const readText = (
+  private readText(
     instance: number,
     service: number,
     text: number,
     found: readonly TemplateProblem[],
     refs: () => readonly TemplateRef[],
-  ) => {
-    const s = instances[instance].services[service]
+  ): void {
+    const s = this.instances[instance].services[service]
     const what = () => (text >= 0 ? `param ${s.params[text].name} of ${s.name}` : `template of ${s.name}`)
     const source = textSource(s, text)
     for (const p of found) {
-      problems.push({
+      this.problems.push({
         message: `${what()}: ${p.message}`,
         source: p.file ? {file: p.file, line: p.line} : sourceAt(source, p.line),
         hint: p.hint ?? 'fix the {{…}} expression; see "Node-time interpolation" in the README',
@@ -430,63 +511,34 @@ export function analyze(instances: CheckInstance[]): Analysis {
       read = refs()
     } catch (error) {
       if (!(error instanceof TemplateError)) throw error
-      problems.push({
+      this.problems.push({
         message: `${what()}: ${error.message}`,
         source: sourceAt(source, error.line),
         hint: error.hint ?? 'fix the {{…}} expression; see "Node-time interpolation" in the README',
       })
       return
     }
-    readRefs(instance, service, text, read)
+    this.readRefs(instance, service, text, read)
   }
 
-  for (let i = 0; i < instances.length; i++) {
-    const services = instances[i].services
-    for (let s = 0; s < services.length; s++) {
-      const service = services[s]
-      const params = service.params
-      for (let p = 0; p < params.length; p++) {
-        const value = params[p].value
-        if (readPlainParam(i, s, p, value)) continue
-        const checked = checkParam(value)
-        readText(i, s, p, checked.problems, () => {
-          if (checked.refError) throw checked.refError
-          return checked.refs
-        })
-      }
-      if (service.body) {
-        const {text, partials = {}} = service.body
-        readText(i, s, BODY, checkBody(service, service.body), () => templateRefs(text))
-        Object.values(partials).forEach((partial, k) =>
-          readText(i, s, partialText(k), [], () => templateRefs(partial.text)),
-        )
-      }
-      for (const before of service.after) {
-        const to = services.findIndex((other) => other.name === before)
-        if (to >= 0) columns.addEdge(vertexAt(i, s), vertexAt(i, to), -1)
-      }
+  /** The cycle check, and the analysis. */
+  finish(): Analysis {
+    const {columns, vertices, problems} = this
+    const {from, to} = columns.ends()
+    const graph = {count: vertices.count, name: vertices.name, from, to, edge: (k: number) => columns.edge(k)}
+    for (const cycle of findCyclesNumbered(graph)) problems.push(cycleDiagnostic(cycle))
+    return {
+      get references() {
+        return columns.references()
+      },
+      get edges() {
+        return columns.edges()
+      },
+      get vertices() {
+        return vertices.all()
+      },
+      problems: dedupe(problems),
     }
-  }
-  const {from, to} = columns.ends()
-  const graph = {
-    count: vertices.count,
-    name: vertices.name,
-    from,
-    to,
-    edge: (k: number) => columns.edge(k),
-  }
-  for (const cycle of findCyclesNumbered(graph)) problems.push(cycleDiagnostic(cycle))
-  return {
-    get references() {
-      return columns.references()
-    },
-    get edges() {
-      return columns.edges()
-    },
-    get vertices() {
-      return vertices.all()
-    },
-    problems: dedupe(problems),
   }
 }
 

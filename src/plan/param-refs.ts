@@ -11,7 +11,6 @@ import type {TemplateRef} from './template-refs.js'
 
 /** The helpers read here, by number, with the numbers of arguments each takes. */
 export const PLAIN_HELPERS = ['ip', 'private_ip', 'hostname', 'fact', 'output'] as const
-const ARITIES: readonly (readonly number[])[] = [[1], [1], [1], [2], [2, 3]]
 export const FACT_CALL = 3
 export const OUTPUT_CALL = 4
 
@@ -95,7 +94,7 @@ function scanCall(text: string, start: number, line: number, calls: number[], ba
     at++
   }
   // `}}}` closes a `{{{`: the parser refuses it here.
-  if (text.charCodeAt(at + 2) === CLOSE_BRACE || !ARITIES[helper].includes(args)) return -1
+  if (text.charCodeAt(at + 2) === CLOSE_BRACE || !takes(helper, args)) return -1
   calls[base + HELPER] = helper
   calls[base + ARGS] = args
   calls[base + LINE] = line
@@ -105,15 +104,38 @@ function scanCall(text: string, start: number, line: number, calls: number[], ba
   return at + 2
 }
 
-/** The helpers by the first letter of their names (each letter starts one). */
-const BY_FIRST_LETTER = new Map(PLAIN_HELPERS.map((name, h) => [name.charCodeAt(0), h]))
+/** Whether helper number `helper` takes `args` arguments: the fact helpers one, fact two, output two or three. */
+function takes(helper: number, args: number): boolean {
+  if (helper < FACT_CALL) return args === 1
+  return helper === FACT_CALL ? args === 2 : args === 2 || args === 3
+}
 
 /** The number of the helper whose name is at `at` (followed by no other letter of a name), or -1. */
 function helperAt(text: string, at: number): number {
-  const h = BY_FIRST_LETTER.get(text.charCodeAt(at))
-  if (h === undefined) return -1
+  // Each helper's name starts with a letter of its own.
+  let h: number
+  switch (text.charCodeAt(at)) {
+    case 0x69: // i
+      h = 0
+      break
+    case 0x70: // p
+      h = 1
+      break
+    case 0x68: // h
+      h = 2
+      break
+    case 0x66: // f
+      h = 3
+      break
+    case 0x6f: // o
+      h = 4
+      break
+    default:
+      return -1
+  }
   const name = PLAIN_HELPERS[h]
-  return text.startsWith(name, at) && !isNameChar(text.charCodeAt(at + name.length)) ? h : -1
+  for (let k = 1; k < name.length; k++) if (text.charCodeAt(at + k) !== name.charCodeAt(k)) return -1
+  return isNameChar(text.charCodeAt(at + name.length)) ? -1 : h
 }
 
 /** Argument `a` of the call written at `base`. */
