@@ -1,15 +1,17 @@
 import {stripVTControlCharacters} from 'node:util'
-import {Command, Flags} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Flags from '@oclif/core/flags'
 import {DiagnosticsError, formatDiagnostic} from '../core/diagnostics.js'
 import {UserError} from '../core/errors.js'
 import {redact} from '../core/redact.js'
 import type {OpenedDeployment} from '../operations/opened.js'
 import type {DeploymentFlagValues} from './flags.js'
-import {cliUi} from './progress.js'
 
-// What a command needs only when it opens a deployment (providers, SSH, the config server's client)
-// is loaded in init, before run, by the commands that do: `plan` and `--help` never load it.
+// What a command needs only when it opens a deployment (providers, SSH, the config server's client,
+// the progress view) is loaded in init, before run, by the commands that do: `plan` and `--help`
+// never load it.
 let opened: typeof import('../operations/opened.js') | undefined
+let progress: typeof import('./progress.js') | undefined
 
 /**
  * Errors that say what went wrong and what to do, like a UserError: printed as a message, not a trace.
@@ -50,7 +52,8 @@ export abstract class NodesetCommand extends Command {
 
   async init(): Promise<void> {
     await super.init()
-    if ((this.constructor as typeof NodesetCommand).opensDeployment) opened ??= await import('../operations/opened.js')
+    if ((this.constructor as typeof NodesetCommand).opensDeployment)
+      [opened, progress] = await Promise.all([import('../operations/opened.js'), import('./progress.js')])
   }
 
   protected get jsonMode(): boolean {
@@ -62,9 +65,10 @@ export abstract class NodesetCommand extends Command {
    * with what the command's flags say of the provider (deploymentFlags); warnings are printed once.
    */
   protected openDeployment(file: string, flags: DeploymentFlagValues = {}): OpenedDeployment {
-    const ui = cliUi({json: this.jsonMode, secrets: this.secrets})
+    if (!opened || !progress)
+      throw new Error(`internal: ${this.id ?? 'this command'} opens a deployment but says it does not`)
+    const ui = progress.cliUi({json: this.jsonMode, secrets: this.secrets})
     const aws = {profile: flags.profile, region: flags.region}
-    if (!opened) throw new Error(`internal: ${this.id ?? 'this command'} opens a deployment but says it does not`)
     this.opened = opened.open(file, {trustOnFirstUse: flags['trust-on-first-use'], aws, ui})
     // One list: what the deployment learns (tokens, secret outputs) is redacted from what we print.
     this.opened.secrets.push(...this.secrets)

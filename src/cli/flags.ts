@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 
 /** The nodeset file argument every deployment command takes. */
 /** Params given at launch (create-node, setup-node, up): collectInputs in src/operations/inputs.ts. */

@@ -1,5 +1,6 @@
 import fs from 'node:fs'
-import {Command, Flags} from '@oclif/core'
+import {Command} from '@oclif/core/command'
+import * as Flags from '@oclif/core/flags'
 import {adminTokenFrom} from '../configserver/auth.js'
 import {startConfigServer} from '../configserver/server.js'
 import {parseListen} from '../core/address.js'

@@ -1,5 +1,6 @@
 import fs from 'node:fs'
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 import {NodesetCommand} from '../cli/base.js'
 import {fileArg, deploymentFlags} from '../cli/flags.js'
 import {UserError} from '../core/errors.js'

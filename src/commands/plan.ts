@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 import {NodesetCommand} from '../cli/base.js'
 import {previewText} from '../cli/views.js'
 import {loadPlan} from '../operations/load.js'

@@ -1,4 +1,5 @@
-import {Args, Flags} from '@oclif/core'
+import * as Args from '@oclif/core/args'
+import * as Flags from '@oclif/core/flags'
 import {NodesetCommand} from '../cli/base.js'
 import {fileArg, rolloutFlags, deploymentFlags} from '../cli/flags.js'
 import {deployTable} from '../cli/views.js'

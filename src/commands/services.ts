@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import path from 'node:path'
 import {NodesetCommand} from '../cli/base.js'
 import {servicesText} from '../cli/views.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {NodesetCommand} from '../cli/base.js'
 import {fileArg, inputFlags, trustOnFirstUseFlag, deploymentFlags} from '../cli/flags.js'
 import {setupText} from '../cli/views.js'

@@ -1,5 +1,5 @@
 import {spawnSync} from 'node:child_process'
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 import {NodesetCommand} from '../cli/base.js'
 import {fileArg, deploymentFlags} from '../cli/flags.js'
 import {sshArgv, targetNodes} from '../operations/remote.js'

@@ -1,4 +1,4 @@
-import {Flags} from '@oclif/core'
+import * as Flags from '@oclif/core/flags'
 import {NodesetCommand} from '../cli/base.js'
 import {fileArg, deploymentFlags} from '../cli/flags.js'
 import {statusText} from '../cli/views.js'

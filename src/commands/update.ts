@@ -1,4 +1,4 @@
-import {Args} from '@oclif/core'
+import * as Args from '@oclif/core/args'
 import {NodesetCommand} from '../cli/base.js'
 import {fileArg, forceReleaseFlag, hookTimeoutFlag, rolloutFlags, deploymentFlags} from '../cli/flags.js'
 import {deployTable} from '../cli/views.js'

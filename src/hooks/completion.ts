@@ -6,7 +6,7 @@
 import fs from 'node:fs'
 import path from 'node:path'
 import type {Hook} from '@oclif/core'
-import {bashCompletion, type CompletedCommand} from '../cli/completion.js'
+import type {CompletedCommand} from '../cli/completion.js'
 
 const hook: Hook<'postrun'> = async function (options) {
   // `autocomplete` writes the functions by calling its `create` command directly (no hooks of its own).
@@ -27,6 +27,8 @@ const hook: Hook<'postrun'> = async function (options) {
           options: f.type === 'option' ? f.options : undefined,
         })),
     }))
+  // Every command runs this hook: the completion's module is loaded only here.
+  const {bashCompletion} = await import('../cli/completion.js')
   fs.writeFileSync(file, bashCompletion(config.bin, commands))
 }
 
