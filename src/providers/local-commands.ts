@@ -103,13 +103,15 @@ export function configureNodeNetwork(n: NodeNet): Command[] {
 /**
  * Runs inside the node's new UTS and mount namespaces (entered with `ip netns exec`, which has
  * already mounted the /etc/netns/<ns>/ overlays): hostname, private directories, then sshd.
- * $1 is the node's directory, $2 its name.
+ * $1 is the node's directory, $2 its name. /var/lib/nodeset goes last: the default state root (and
+ * with it $1) is under it.
  */
 export const LAUNCH_SCRIPT = `set -e
 [ "$(cat /etc/hostname)" = "$2" ] && [ -e /etc/nodeset/no-boot-hook ] || { echo "the /etc/netns overlay of $2 is not mounted" >&2; exit 1; }
 printf '%s\\n' "$2" >/proc/sys/kernel/hostname
 mount --bind "$1/fs/srv" /srv/nodeset
 mount --bind "$1/fs/var-log" /var/log
+mount --bind "$1/fs/root" /root
 mount --bind "$1/fs/var-lib" /var/lib/nodeset
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp

@@ -1,7 +1,7 @@
 /**
  * A local node's files on the host: its /etc overlay (`/etc/netns/<ns>/`, which `ip netns exec`
  * mounts over /etc: hostname, hosts, resolv.conf, ssh/, nodeset/), its private directories
- * (`<node dir>/fs/{srv,var-lib,var-log}`), and the host's mount points shared by every local node.
+ * (`<node dir>/fs/{srv,var-lib,var-log,root}`), and the host's mount points shared by every local node.
  * What the overlay holds is data (`overlayFiles`); writing it is `writeNodeFiles`.
  */
 import {chmod, chown, copyFile, mkdir, readdir, readFile, rm, rmdir, stat, writeFile} from 'node:fs/promises'
@@ -96,8 +96,11 @@ export async function writeNodeFiles(
   const etc = etcDir(s.namespace)
   const ssh = join(etc, 'ssh')
   await mkdir(join(ssh, 'authorized_keys'), {recursive: true, mode: 0o755})
-  await Promise.all(['fs/srv', 'fs/var-lib'].map((d) => mkdir(join(nodeDir, d), {recursive: true, mode: 0o755})))
-  await chmod(join(nodeDir, 'fs/var-lib'), 0o700)
+  await Promise.all(
+    ['fs/srv', 'fs/var-lib', 'fs/root'].map((d) => mkdir(join(nodeDir, d), {recursive: true, mode: 0o755})),
+  )
+  // Root's home is the node's own, as on any host: not the operator's (its keys, its shell's start-up files).
+  await Promise.all(['fs/var-lib', 'fs/root'].map((d) => chmod(join(nodeDir, d), 0o700)))
   await copyDirectoryTree('/var/log', join(nodeDir, 'fs/var-log'), 2)
   for (const file of overlayFiles(s, authorizedKeys)) {
     if (file.keep && (await exists(join(etc, file.path)))) continue

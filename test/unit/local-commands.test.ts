@@ -137,10 +137,11 @@ describe('starting a node and running things in it, as commands', () => {
     const lines = LAUNCH_SCRIPT.trim().split('\n')
     expect(lines[0]).toBe('set -e')
     expect(lines[1]).toContain('[ -e /etc/nodeset/no-boot-hook ]')
-    expect(lines.slice(2, 8)).toEqual([
+    expect(lines.slice(2, 9)).toEqual([
       `printf '%s\\n' "$2" >/proc/sys/kernel/hostname`,
       'mount --bind "$1/fs/srv" /srv/nodeset',
       'mount --bind "$1/fs/var-log" /var/log',
+      'mount --bind "$1/fs/root" /root',
       'mount --bind "$1/fs/var-lib" /var/lib/nodeset',
       'mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run',
       'mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp',
