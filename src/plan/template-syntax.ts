@@ -15,6 +15,14 @@ export function handlebars(): HandlebarsModule {
   return (loaded ??= createRequire(import.meta.url)('handlebars') as HandlebarsModule)
 }
 
+let parser: HandlebarsModule['parse'] | undefined
+
+/** Handlebars' parser alone, without its compiler and runtime: the very function `Handlebars.parse` is. */
+function handlebarsParse(): HandlebarsModule['parse'] {
+  const base = 'handlebars/dist/cjs/handlebars/compiler/base.js'
+  return (parser ??= (createRequire(import.meta.url)(base) as Pick<HandlebarsModule, 'parse'>).parse)
+}
+
 export class TemplateError extends Error {
   constructor(
     message: string,
@@ -181,6 +189,14 @@ export const TEMPLATE_HINT =
 const CACHE_LIMIT = 10_000
 const astCache = new Map<string, unknown>()
 
+/**
+ * ASTs parsed before: nodeset's own templates, parsed by handlebars when nodeset was built (see
+ * operations/load.ts). parseTemplate answers them for these very texts without loading handlebars.
+ */
+export function rememberParsed(entries: ReadonlyArray<readonly [string, unknown]>): void {
+  for (const [template, ast] of entries) if (astCache.size < CACHE_LIMIT) astCache.set(template, ast)
+}
+
 /** Parse a template; a syntax error becomes a TemplateError with the template's line. The AST may be shared: read it only. */
 export function parseTemplate(template: string): unknown {
   const scanned = scanPlain(template)
@@ -195,7 +211,7 @@ export function parseTemplate(template: string): unknown {
 
 function parseWithHandlebars(template: string): unknown {
   try {
-    return handlebars().parse(template)
+    return handlebarsParse()(template)
   } catch (error) {
     throw syntaxError(error as Error, template)
   }

@@ -20,7 +20,9 @@
  * template-check.ts (the strict check). Its exports are the whole template API.
  */
 import {checkTemplate} from './template-check.js'
+import {evaluatePlain, type Helper} from './template-eval.js'
 import {FACT_HELPERS, serviceProviding, targetNodes, type World, type WorldNode} from './template-refs.js'
+import {scanPlain} from './template-scan.js'
 import {shapeOfVars} from './template-scope.js'
 import {handlebars, TemplateError} from './template-syntax.js'
 
@@ -46,7 +48,7 @@ export {
   type WorldNode,
 } from './template-refs.js'
 export {nodeNameScope, paramScope, scriptScope, type Shape, shapeOfVars} from './template-scope.js'
-export {parseTemplate, TemplateError} from './template-syntax.js'
+export {parseTemplate, rememberParsed, TemplateError} from './template-syntax.js'
 
 export class MissingValueError extends Error {}
 
@@ -62,9 +64,8 @@ function nodeView(node: WorldNode): Record<string, unknown> {
   }
 }
 
-/** A handlebars instance with nodeset's helpers bound to a world. Output is never HTML-escaped. */
-function environment(world: World): ReturnType<typeof handlebars> {
-  const hbs = handlebars().create()
+/** nodeset's helpers bound to a world. */
+function helpersFor(world: World): Record<string, Helper> {
   const first = (target: string): WorldNode => {
     const node = targetNodes(world, target)[0]
     if (!node) throw new MissingValueError(`no node for "${target}"`)
@@ -75,15 +76,16 @@ function environment(world: World): ReturnType<typeof handlebars> {
     if (value === undefined) throw new MissingValueError(`fact ${key} of ${node.name} is not known yet`)
     return value
   }
+  const helpers: Record<string, Helper> = {}
   for (const name of FACT_HELPERS) {
-    hbs.registerHelper(name, function (this: Record<string, unknown>, ...args: unknown[]) {
+    helpers[name] = function (this: unknown, ...args: unknown[]) {
       const params = args.slice(0, -1)
-      if (params.length === 0) return this?.[name] ?? ''
+      if (params.length === 0) return (this as Record<string, unknown> | undefined)?.[name] ?? ''
       return factOf(first(String(params[0])), name)
-    })
+    }
   }
-  hbs.registerHelper('fact', (target: string, key: string) => factOf(first(target), key))
-  hbs.registerHelper('output', (...args: unknown[]) => {
+  helpers.fact = (target: unknown, key: unknown) => factOf(first(target as string), key as string)
+  helpers.output = (...args: unknown[]) => {
     const params = args.slice(0, -1).map(String)
     const node = first(params[0])
     const key = params[params.length - 1]
@@ -91,9 +93,9 @@ function environment(world: World): ReturnType<typeof handlebars> {
     const value = service === undefined ? undefined : node.outputs[service]?.[key]
     if (value === undefined) throw new MissingValueError(`output ${key} of ${node.name} is not known yet`)
     return value
-  })
-  hbs.registerHelper('nodes', (target: string) => targetNodes(world, target).map(nodeView))
-  return hbs
+  }
+  helpers.nodes = (target: unknown) => targetNodes(world, target as string).map(nodeView)
+  return helpers
 }
 
 /**
@@ -118,7 +120,21 @@ export function renderTemplate(
     const [p] = problems
     throw new TemplateError(`${p.message}${p.hint ? ` (${p.hint})` : ''}`, p.line, p.hint)
   }
-  const hbs = environment(world)
+  // Text and plain mustaches (node names, most params) are rendered without loading handlebars.
+  const scanned = scanPlain(template)
+  const rendered = scanned && evaluatePlain(scanned, vars, helpersFor(world))
+  return rendered ?? renderWithHandlebars(template, world, vars, partials)
+}
+
+/** Handlebars' rendering with nodeset's helpers, unchecked: what renderTemplate gives when it cannot evaluate a template itself. */
+export function renderWithHandlebars(
+  template: string,
+  world: World,
+  vars: Record<string, unknown> = {},
+  partials: Record<string, string> = {},
+): string {
+  const hbs = handlebars().create()
+  hbs.registerHelper(helpersFor(world))
   for (const [name, text] of Object.entries(partials)) hbs.registerPartial(name, text)
   return hbs.compile(template, {noEscape: true, strict: false})(vars)
 }
