@@ -99,7 +99,7 @@ class Columns {
   private referenceObjects?: Reference[]
   private edgeObjects?: Edge<EdgeLabel>[]
 
-  /** Room for `expected` references and edges to start with (a param makes one, mostly), grown as needed. */
+  /** Room for `expected` references and edges to start with, grown as needed. */
   constructor(
     private readonly instances: CheckInstance[],
     private readonly name: (v: number) => string,
@@ -238,8 +238,8 @@ interface Vertices {
 /**
  * Numbers for the vertices: instance `i`'s services are `first[i]`, `first[i] + 1`… in order (`count`
  * in all), and names are written only when asked for, unless two (node, service) pairs may share a
- * name (`distinct` false: an id given twice, a service twice, or a `/` in a service's name: `a/b` + `c`
- * and `a` + `b/c`). Those share a vertex: numbered by name.
+ * name (`distinct` false: an id given twice, a service twice, or a `/` in an id and in a service's
+ * name: `a/b` + `c` and `a` + `b/c`). Those share a vertex: numbered by name.
  */
 function numberVertices(instances: CheckInstance[], first: Int32Array, count: number, distinct: boolean): Vertices {
   let all: string[] | undefined
@@ -257,12 +257,10 @@ function numberVertices(instances: CheckInstance[], first: Int32Array, count: nu
   return {count: names.length, at, name: (v) => names[v], all: allNames}
 }
 
-/** Whether two services of one instance share a name, or one has a `/` in it. */
-function servicesMayShareVertex(services: CheckService[]): boolean {
-  for (let s = 0; s < services.length; s++) {
-    if (services[s].name.includes('/')) return true
+/** Whether two services of one instance share a name. */
+function twoServicesAlike(services: CheckService[]): boolean {
+  for (let s = 1; s < services.length; s++)
     for (let t = 0; t < s; t++) if (services[s].name === services[t].name) return true
-  }
   return false
 }
 
@@ -323,22 +321,24 @@ class Analyzer {
     // The same pass numbers the vertices: instance i's services from first[i] on.
     const first = new Int32Array(instances.length)
     let vertexCount = 0
-    let paramCount = 0
     let distinct = true
+    let slashInId = false
     for (let i = 0; i < instances.length; i++) {
-      const services = instances[i].services
+      const {id, services} = instances[i]
       if (!this.indexInstance(i)) distinct = false
+      if (id.includes('/')) slashInId = true
       first[i] = vertexCount
       vertexCount += services.length
-      for (let s = 0; s < services.length; s++) paramCount += services[s].params.length
-      if (distinct && servicesMayShareVertex(services)) distinct = false
+      if (distinct && services.length > 1 && twoServicesAlike(services)) distinct = false
     }
+    // `a/b` + `c` and `a` + `b/c` name one vertex: a `/` in an id and one in a service's name.
+    if (slashInId && instances.some((i) => i.services.some((service) => service.name.includes('/')))) distinct = false
     for (const [r, list] of this.several) {
       list.sort((a, b) => instances[a].index - instances[b].index)
       this.roleFirst[r] = list[0]
     }
     this.vertices = numberVertices(instances, first, vertexCount, distinct)
-    this.columns = new Columns(instances, this.vertices.name, paramCount)
+    this.columns = new Columns(instances, this.vertices.name, 2 * instances.length)
   }
 
   /** Enter instance `i` under its role and its id; false when the id was met before. */
