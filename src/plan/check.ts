@@ -290,6 +290,14 @@ interface KeptText {
  * class, not closures in analyze, so that V8 compiles its methods once for every analyze.
  */
 class Analyzer {
+  /**
+   * V8 keeps the hidden classes of a class's instances only while one of them is alive, and drops
+   * the optimized code built on them with them: with no analyzer alive, a full garbage collection
+   * between two analyses sent the next one back to unoptimized code (twice as slow). This small one
+   * (its table and columns with it) lives as long as the module.
+   */
+  static readonly keepsShapes = new Analyzer([])
+
   readonly problems: Diagnostic[] = []
   // What a reference's target names, in one lookup: a role's nodes (the first by index, or all of
   // them), else the node of that name. Every role and id is an entry of one table; by entry, the
