@@ -1,5 +1,5 @@
-// Writes what start-up reads instead of doing it again on every run, after a build (then bundles
-// the commands: scripts/bundle.mjs):
+// Writes what start-up reads instead of doing it again on every run, after a build (before
+// scripts/bundle.mjs bundles the commands: oclif reads them here as tsc wrote them):
 // - oclif.manifest.json: oclif lists commands and their flags (help, completion, did-you-mean) from
 //   this file instead of importing every command's module;
 // - dist/template-asts.json: nodeset's own templates (templates/**/*.hbs) with the AST handlebars
@@ -34,6 +34,3 @@ for (const entry of readdirSync(join(root, 'templates'), {recursive: true, withF
 templates.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
 const {version} = createRequire(import.meta.url)('handlebars/package.json')
 writeFileSync(join(root, 'dist/template-asts.json'), JSON.stringify({handlebars: version, templates}) + '\n')
-
-// Last: the commands bundled (it replaces the modules read above).
-await import('./bundle.mjs')

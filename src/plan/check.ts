@@ -6,8 +6,19 @@
  * also its params, general, locations and hostnames; what passes here renders at node time.
  */
 import {type Diagnostic, didYouMean} from '../core/diagnostics.js'
-import {NameTable, sameChars} from './name-table.js'
-import {ARG, ARGS, CALL_FIELDS, HELPER, OUTPUT_CALL, plainParamRefs, refOfCall, scanPlainParam} from './param-refs.js'
+import {NameTable} from './name-table.js'
+import {
+  CALL_FIELDS,
+  isOutputCall,
+  keyIsOneOf,
+  namesService,
+  plainParamRefs,
+  refOfCall,
+  scanPlainParam,
+  serviceIs,
+  targetEnd,
+  targetStart,
+} from './param-refs.js'
 import {type Edge, findCyclesNumbered} from './graph.js'
 import {
   checkedTemplate,
@@ -53,6 +64,10 @@ export interface EdgeLabel {
   source?: Source
 }
 
+/**
+ * What analyze found. `references`, `edges` and `vertices` are built on first read from the instances
+ * analyze was given (which must not change after), then kept; `problems` are there at once.
+ */
 export interface Analysis {
   references: Reference[]
   /** Edges between (node, service) vertices, named `node/service`. */
@@ -216,14 +231,19 @@ function callsOf(service: CheckService, text: number): readonly TemplateRef[] {
     return plainParamRefs(value) ?? checkParam(value).refs
   }
   const body = service.body!
-  return templateRefs(text === BODY ? body.text : Object.values(body.partials ?? {})[-2 - text].text)
+  return templateRefs(text === BODY ? body.text : partialAt(body, text).text)
+}
+
+/** The partial a text number (below BODY) stands for. */
+function partialAt(body: NonNullable<CheckService['body']>, text: number): {text: string; file: string} {
+  return Object.values(body.partials ?? {})[-2 - text]
 }
 
 function textSource(service: CheckService, text: number): Source | undefined {
   if (text >= 0) return service.params[text].source
   const body = service.body!
   if (text === BODY) return {file: body.file, line: 1}
-  return {file: Object.values(body.partials ?? {})[-2 - text].file, line: 1}
+  return {file: partialAt(body, text).file, line: 1}
 }
 
 /** The (node, service) vertices: how many, the number of each, each one's name and all of them in order. */
@@ -444,11 +464,10 @@ class Analyzer {
    */
   private readPlainCall(instance: number, service: number, param: number, value: string, c: number): boolean {
     const base = c * CALL_FIELDS
-    const e = this.targets.findRun(value, scratch[base + ARG], scratch[base + ARG + 1])
+    const e = this.targets.findRun(value, targetStart(scratch, base), targetEnd(scratch, base))
     const target = e < 0 ? -1 : this.firstOf(e)
     let provider = UNRESOLVED
-    if (target >= 0)
-      provider = scratch[base + HELPER] === OUTPUT_CALL ? providerOfCall(this.instances[target], value, base) : FACT
+    if (target >= 0) provider = isOutputCall(scratch, base) ? providerOfCall(this.instances[target], value, base) : FACT
     if (provider === UNRESOLVED) {
       this.readRefs(instance, service, param, [refOfCall(value, scratch, base)], c)
       return false
@@ -616,35 +635,19 @@ function dedupe(problems: Diagnostic[]): Diagnostic[] {
  */
 function providerOfCall(target: CheckInstance, value: string, base: number): number {
   const services = target.services
-  const args = scratch[base + ARGS]
-  const keyStart = scratch[base + ARG + 2 * (args - 1)]
-  const keyEnd = scratch[base + ARG + 2 * (args - 1) + 1]
-  if (args === 3) {
-    const nameStart = scratch[base + ARG + 2]
-    const nameEnd = scratch[base + ARG + 3]
+  if (namesService(scratch, base)) {
     for (let position = 0; position < services.length; position++)
-      if (isRun(services[position].name, value, nameStart, nameEnd))
-        return hasRun(services[position].provides, value, keyStart, keyEnd) ? position : UNRESOLVED
+      if (serviceIs(value, scratch, base, services[position].name))
+        return keyIsOneOf(value, scratch, base, services[position].provides) ? position : UNRESOLVED
     return UNRESOLVED
   }
   let provider = UNRESOLVED
   for (let position = 0; position < services.length; position++) {
-    if (!hasRun(services[position].provides, value, keyStart, keyEnd)) continue
+    if (!keyIsOneOf(value, scratch, base, services[position].provides)) continue
     if (provider !== UNRESOLVED) return UNRESOLVED
     provider = position
   }
   return provider
-}
-
-/** Whether one of `names` is what `text[start, end)` says. */
-function hasRun(names: readonly string[], text: string, start: number, end: number): boolean {
-  for (let n = 0; n < names.length; n++) if (isRun(names[n], text, start, end)) return true
-  return false
-}
-
-/** Whether `name` is what `text[start, end)` says. */
-function isRun(name: string, text: string, start: number, end: number): boolean {
-  return name.length === end - start && sameChars(name, text, start)
 }
 
 /** What resolveRef finds: the position of the service that provides the output, or a fact, or nothing. */

@@ -59,10 +59,6 @@ export class NameTable {
     this.slots[2 * slot + 1] = hash
     return e
   }
-
-  name(e: number): string {
-    return this.names[e]
-  }
 }
 
 /** FNV-1a over the UTF-16 code units of `text[start, end)`, in 30 bits (a small integer to V8: never boxed). */

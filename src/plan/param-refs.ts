@@ -7,12 +7,13 @@
  * whitespace control, a wrong number of arguments, a literal with a quote, brace or control
  * character, a `\r`…) is declined, and the param goes through the parser and the check.
  */
+import {sameChars} from './name-table.js'
 import type {TemplateRef} from './template-refs.js'
 
 /** The helpers read here, by number, with the numbers of arguments each takes. */
-export const PLAIN_HELPERS = ['ip', 'private_ip', 'hostname', 'fact', 'output'] as const
-export const FACT_CALL = 3
-export const OUTPUT_CALL = 4
+const PLAIN_HELPERS = ['ip', 'private_ip', 'hostname', 'fact', 'output'] as const
+const FACT_CALL = 3
+const OUTPUT_CALL = 4
 
 /**
  * What the scan writes of each call, as numbers at `CALL_FIELDS * c + field` of the scratch array:
@@ -21,14 +22,14 @@ export const OUTPUT_CALL = 4
  * start and end of each argument's characters.
  */
 export const CALL_FIELDS = 12
-export const HELPER = 0
-export const ARGS = 1
-export const LINE = 2
+const HELPER = 0
+const ARGS = 1
+const LINE = 2
 const START = 3
 const END = 4
 const CANONICAL = 5
 /** The start of argument `a` is at field ARG + 2a, its end at ARG + 2a + 1. */
-export const ARG = 6
+const ARG = 6
 
 const OPEN_BRACE = 0x7b
 const CLOSE_BRACE = 0x7d
@@ -139,12 +140,49 @@ function helperAt(text: string, at: number): number {
 }
 
 /** Argument `a` of the call written at `base`. */
-export function argOf(text: string, calls: number[], base: number, a: number): string {
+function argOf(text: string, calls: number[], base: number, a: number): string {
   return text.slice(calls[base + ARG + 2 * a], calls[base + ARG + 2 * a + 1])
 }
 
+/** Where the call written at `base` names its target: the start of its first argument (its end: targetEnd). */
+export function targetStart(calls: number[], base: number): number {
+  return calls[base + ARG]
+}
+
+export function targetEnd(calls: number[], base: number): number {
+  return calls[base + ARG + 1]
+}
+
+/** Whether the call written at `base` asks for an output (not a fact). */
+export function isOutputCall(calls: number[], base: number): boolean {
+  return calls[base + HELPER] === OUTPUT_CALL
+}
+
+/** Whether an output call names the service too (`{{output "db" "mysql" "port"}}`: three arguments). */
+export function namesService(calls: number[], base: number): boolean {
+  return calls[base + ARGS] === 3
+}
+
+/** Whether argument `a` of the call written at `base` is `name`, read where it is written. */
+function argIs(text: string, calls: number[], base: number, a: number, name: string): boolean {
+  const start = calls[base + ARG + 2 * a]
+  return name.length === calls[base + ARG + 2 * a + 1] - start && sameChars(name, text, start)
+}
+
+/** Whether the service an output call names (its second of three arguments) is `name`. */
+export function serviceIs(text: string, calls: number[], base: number, name: string): boolean {
+  return argIs(text, calls, base, 1, name)
+}
+
+/** Whether one of `keys` is the key an output call asks for (its last argument). */
+export function keyIsOneOf(text: string, calls: number[], base: number, keys: readonly string[]): boolean {
+  const last = calls[base + ARGS] - 1
+  for (let k = 0; k < keys.length; k++) if (argIs(text, calls, base, last, keys[k])) return true
+  return false
+}
+
 /** The key a call reads: the fact helpers' own name, fact's second argument, output's last. */
-export function keyOf(text: string, calls: number[], base: number): string {
+function keyOf(text: string, calls: number[], base: number): string {
   const helper = calls[base + HELPER]
   if (helper < FACT_CALL) return PLAIN_HELPERS[helper]
   return argOf(text, calls, base, calls[base + ARGS] - 1)

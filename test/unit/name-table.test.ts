@@ -17,7 +17,6 @@ describe('NameTable', () => {
             expect(table.find(name)).toBe(e)
             const text = `{{x "${name}"}}`
             expect(table.findRun(text, 5, 5 + name.length)).toBe(e)
-            expect(table.name(e)).toBe(name)
           })
           expect(table.size).toBe(names.length)
           expect(table.find(other)).toBe(names.indexOf(other))
