@@ -1,6 +1,5 @@
 #!/usr/bin/env node
-// oclif's entry point by its own module, not the package's index: the index loads every part of
-// oclif and all of semver (to check Node's version against oclif's engines) before any command runs.
-import {execute} from '@oclif/core/execute'
+// oclif's entry point, bundled with nodeset's commands (dist/cli/oclif.js, scripts/bundle.mjs).
+import {execute} from '../dist/cli/oclif.js'
 
 await execute({dir: import.meta.url})
