@@ -1,12 +1,12 @@
 // CLI start-up: whole processes, several runs each, medians of wall time and of peak memory
-// (max RSS, by GNU time), against `node -e 0` measured in the same run. Run: npm run build && node bench/startup/run.js
+// (max RSS, by GNU time), against `node -e 0` measured in the same run, the cases in turn. Run: npm run build && node bench/startup/run.js
 import {spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {record, round} from '../results.js'
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '../..')
-const RUNS = Number(process.env.RUNS ?? 9)
+const RUNS = Number(process.env.RUNS ?? 15)
 const bin = path.join(root, 'bin/run.js')
 
 const cases = [
@@ -28,13 +28,15 @@ function once(args) {
   return {ms, mib: kib / 1024}
 }
 
-const figures = {}
+// The cases take turns, run by run: a machine that slows down for a while slows every case alike,
+// not the one whose runs fell in that while.
+for (const c of cases) once(c.args) // warm the file cache
+const runs = Object.fromEntries(cases.map((c) => [c.name, []]))
+for (let r = 0; r < RUNS; r++) for (const c of cases) runs[c.name].push(once(c.args))
+const figures = Object.fromEntries(
+  cases.map((c) => [c.name, {ms: median(runs[c.name].map((r) => r.ms)), mib: median(runs[c.name].map((r) => r.mib))}]),
+)
 console.log(`${'command'.padEnd(40)}${'median ms'.padStart(12)}${'peak MiB'.padStart(12)}${'× node'.padStart(10)}`)
-for (const c of cases) {
-  once(c.args) // warm the file cache
-  const runs = Array.from({length: RUNS}, () => once(c.args))
-  figures[c.name] = {ms: median(runs.map((r) => r.ms)), mib: median(runs.map((r) => r.mib))}
-}
 const node = figures['node -e 0']
 for (const c of cases) {
   const f = figures[c.name]
