@@ -1,5 +1,6 @@
 // CLI start-up: whole processes, several runs each, medians of wall time and of peak memory
-// (max RSS, by GNU time), against `node -e 0` measured in the same run, the cases in turn. Run: npm run build && node bench/startup/run.js
+// (max RSS, by GNU time), against `node -e 0` measured in the same run, the cases in turn.
+// Run: npm run build && node bench/startup/run.js   (RUNS=… for fewer runs)
 import {spawnSync} from 'node:child_process'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'

@@ -162,6 +162,29 @@ describe.runIf(mustRun)('local provider', () => {
     expect(await ssh(app.address!, knownHosts.get(app.name)!, 'echo $SSH_CLIENT')).toMatch(/^10\.77\.11\.1 /)
   })
 
+  it("gives each node a /root of its own: the operator's home (its keys, its shell's start-up files) is not there", async () => {
+    const app = nodes.get('app1.lt-pair.test')!
+    const db = nodes.get('db1.lt-pair.test')!
+    const mark = `nodeset-test-${process.pid}`
+    writeFileSync(`/root/${mark}`, "the operator's\n")
+    try {
+      const seen = await ssh(
+        app.address!,
+        knownHosts.get(app.name)!,
+        `test -e /root/${mark} && echo seen || echo absent; stat -c %a /root; echo "$HOME"; echo app > /root/own`,
+      )
+      expect(seen).toBe('absent\n700\n/root\n')
+    } finally {
+      rmSync(`/root/${mark}`, {force: true})
+    }
+    // What a node writes in its home stays in its own directory: not the host's /root, not another node's.
+    expect(existsSync('/root/own')).toBe(false)
+    expect(readFileSync(join(stateRoot, deployment, app.name, 'fs/root/own'), 'utf8')).toBe('app\n')
+    expect(await ssh(db.address!, knownHosts.get(db.name)!, 'test -e /root/own && echo seen || echo absent')).toBe(
+      'absent\n',
+    )
+  })
+
   it('lists its nodes, and a retried create makes nothing twice', async () => {
     const listed = await provider.list()
     expect(listed.map((n) => [n.name, n.role, n.index, n.state, n.address])).toEqual(
