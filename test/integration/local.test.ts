@@ -166,23 +166,24 @@ describe.runIf(mustRun)('local provider', () => {
     const app = nodes.get('app1.lt-pair.test')!
     const db = nodes.get('db1.lt-pair.test')!
     const mark = `nodeset-test-${process.pid}`
+    const own = `${mark}-own`
     writeFileSync(`/root/${mark}`, "the operator's\n")
     try {
       const seen = await ssh(
         app.address!,
         knownHosts.get(app.name)!,
-        `test -e /root/${mark} && echo seen || echo absent; stat -c %a /root; echo "$HOME"; echo app > /root/own`,
+        `test -e /root/${mark} && echo seen || echo absent; stat -c %a /root; echo "$HOME"; echo app > /root/${own}`,
       )
       expect(seen).toBe('absent\n700\n/root\n')
+      // What a node writes in its home stays in its own directory: not the host's /root, not another node's.
+      expect(existsSync(`/root/${own}`)).toBe(false)
+      expect(readFileSync(join(stateRoot, deployment, app.name, `fs/root/${own}`), 'utf8')).toBe('app\n')
+      const other = await ssh(db.address!, knownHosts.get(db.name)!, `test -e /root/${own} && echo seen || echo absent`)
+      expect(other).toBe('absent\n')
     } finally {
-      rmSync(`/root/${mark}`, {force: true})
+      // Both, in case the node's home is the host's after all.
+      for (const file of [mark, own]) rmSync(`/root/${file}`, {force: true})
     }
-    // What a node writes in its home stays in its own directory: not the host's /root, not another node's.
-    expect(existsSync('/root/own')).toBe(false)
-    expect(readFileSync(join(stateRoot, deployment, app.name, 'fs/root/own'), 'utf8')).toBe('app\n')
-    expect(await ssh(db.address!, knownHosts.get(db.name)!, 'test -e /root/own && echo seen || echo absent')).toBe(
-      'absent\n',
-    )
   })
 
   it('lists its nodes, and a retried create makes nothing twice', async () => {
