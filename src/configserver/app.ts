@@ -6,7 +6,7 @@
 import Fastify, {type FastifyInstance, type FastifyReply, type FastifyServerOptions} from 'fastify'
 import {type AuthFailureLimiter, authPlugin} from './auth.js'
 import {closeAfterRefusal} from './connections.js'
-import {HttpError} from './errors.js'
+import {errorAnswer} from './errors.js'
 import type {ServerContext} from './http.js'
 import {LIMITS} from './limits.js'
 import {adminRoutes} from './routes/admin.js'
@@ -24,10 +24,6 @@ export interface AppOptions {
   fastify?: FastifyServerOptions & {https?: unknown}
 }
 
-/** The store failing underneath (disk full, I/O error, damage, the database unreachable): the server's trouble, said as 503. */
-const STATE_UNAVAILABLE =
-  /^(SQLITE_(FULL|IOERR|CORRUPT|NOTADB|BUSY|LOCKED|READONLY|CANTOPEN|PROTOCOL)|POSTGRES_UNAVAILABLE)/
-
 export function buildApp(options: AppOptions): FastifyInstance {
   const app = Fastify({
     bodyLimit: LIMITS.bodyBytes,
@@ -44,22 +40,9 @@ export function buildApp(options: AppOptions): FastifyInstance {
   } as FastifyServerOptions) as unknown as FastifyInstance
 
   app.setErrorHandler((error: Error & {statusCode?: number; code?: string}, request, reply) => {
-    if (error instanceof HttpError) {
-      reply
-        .code(error.statusCode)
-        .headers(error.headers)
-        .send({error: error.message, ...error.extra})
-      return
-    }
-    if (typeof error.code === 'string' && STATE_UNAVAILABLE.test(error.code)) {
-      request.log.error({err: error}, `the state cannot be used (${error.code})`)
-      reply.code(503).send({error: `the config server cannot use its state (${error.code}); see its log`})
-      return
-    }
-    const status =
-      typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500
-    if (status === 500) request.log.error({err: error}, 'internal error')
-    reply.code(status).send({error: status === 500 ? 'internal error; see the config server log' : error.message})
+    const answer = errorAnswer(error)
+    if (answer.logged) request.log.error({err: error}, answer.logged)
+    reply.code(answer.statusCode).headers(answer.headers).send(answer.body)
   })
 
   app.setNotFoundHandler((request, reply) => {

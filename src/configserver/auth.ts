@@ -109,27 +109,32 @@ export interface AuthOptions {
   limiter: AuthFailureLimiter
 }
 
-const plugin: FastifyPluginAsync<AuthOptions> = async (app, {context, adminHash, limiter}) => {
-  const {registry, tokens, store} = context
-  const lookup = (): CallerLookup => ({
+/** Where `resolveCaller` looks tokens up, as of now. */
+export function callerLookup(context: ServerContext, adminHash: Buffer): CallerLookup {
+  return {
     adminHash,
-    tokens,
-    instance: (deployment, id) => registry.get(deployment)?.instance(id),
+    tokens: context.tokens,
+    instance: (deployment, id) => context.registry.get(deployment)?.instance(id),
     now: Date.now(),
     exchangeGraceMs: context.exchangeGraceMs,
-  })
-
-  /** The first request with a node token ends the grace in which the bootstrap token could be exchanged again. */
-  const noteNodeTokenUse = async (deployment: string, id: string): Promise<void> => {
-    const instance = registry.get(deployment)?.instance(id)
-    const hash = instance?.nodeTokenHash
-    if (!instance || !hash || instance.nodeTokenUsedAt !== undefined) return
-    const now = Date.now()
-    await store.nodeTokenUsed(deployment, id, hash, now, (n) => {
-      if (n > 0 && instance.nodeTokenHash === hash) instance.nodeTokenUsedAt ??= now
-      registry.wrote(deployment)
-    })
   }
+}
+
+/** The first request with a node token ends the grace in which the bootstrap token could be exchanged again. */
+export async function noteNodeTokenUse(context: ServerContext, deployment: string, id: string): Promise<void> {
+  const instance = context.registry.get(deployment)?.instance(id)
+  const hash = instance?.nodeTokenHash
+  if (!instance || !hash || instance.nodeTokenUsedAt !== undefined) return
+  const now = Date.now()
+  await context.store.nodeTokenUsed(deployment, id, hash, now, (n) => {
+    if (n > 0 && instance.nodeTokenHash === hash) instance.nodeTokenUsedAt ??= now
+    context.registry.wrote(deployment)
+  })
+}
+
+const plugin: FastifyPluginAsync<AuthOptions> = async (app, {context, adminHash, limiter}) => {
+  const {store} = context
+  const lookup = () => callerLookup(context, adminHash)
 
   /**
    * The caller, or the refusal: a 401, or a 429 once this credential from this address, or this address
@@ -179,7 +184,7 @@ const plugin: FastifyPluginAsync<AuthOptions> = async (app, {context, adminHash,
       const caller = await authenticate(request, `${dep}/${id}`, exchange === true, dep)
       if (caller.kind === 'instance' && (caller.deployment !== dep || caller.id !== id))
         throw new HttpError(403, 'an instance token reaches only its own instance')
-      if (caller.kind === 'instance' && caller.token === 'node') await noteNodeTokenUse(dep, id)
+      if (caller.kind === 'instance' && caller.token === 'node') await noteNodeTokenUse(context, dep, id)
       request.caller = caller
     }
   })

@@ -4,7 +4,7 @@
  * replica announces (the deployment is re-read, its waiters re-checked); the client address of a
  * request is read once. The routes and the auth plugin see only this.
  */
-import type {FastifyRequest} from 'fastify'
+import type {IncomingMessage} from 'node:http'
 import {type AddressRule, clientAddress} from './address.js'
 import type {FederationStatus} from './protocol.js'
 import type {RegistrationPlan} from './register.js'
@@ -35,9 +35,9 @@ export interface ServerContext {
   /** How long a lost token exchange may be retried (ms). */
   exchangeGraceMs: number
   /** The client's address: the TCP peer, or with trustProxy the right-most untrusted forwarded address. */
-  address(request: FastifyRequest): string
+  address(request: {raw: IncomingMessage}): string
   /** The same, with why X-Forwarded-For could not say it (then `address` is the peer's). */
-  client(request: FastifyRequest): {address: string; problem?: string}
+  client(request: {raw: IncomingMessage}): {address: string; problem?: string}
   /** Before reading a deployment from memory: over a shared store, re-read it (a no-op over SQLite). */
   current(deployment: string): Promise<void>
 }
@@ -88,12 +88,12 @@ export async function createContext(
   })
   await registry.loadAll()
 
-  const clients = new WeakMap<FastifyRequest, {address: string; problem?: string}>()
-  const client = (request: FastifyRequest) => {
-    let seen = clients.get(request)
+  const clients = new WeakMap<IncomingMessage, {address: string; problem?: string}>()
+  const client = ({raw}: {raw: IncomingMessage}) => {
+    let seen = clients.get(raw)
     if (!seen) {
-      seen = clientAddress(request.raw.socket.remoteAddress ?? '', request.headers['x-forwarded-for'], rule)
-      clients.set(request, seen)
+      seen = clientAddress(raw.socket.remoteAddress ?? '', raw.headers['x-forwarded-for'], rule)
+      clients.set(raw, seen)
     }
     return seen
   }

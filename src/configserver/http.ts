@@ -2,7 +2,7 @@
 import type {z} from 'zod'
 import {ID_PATTERN, ID_RULE} from '../core/ids.js'
 import {HttpError, zodIssues} from './errors.js'
-import type {InstanceRecord} from './model.js'
+import type {InstanceRecord, Registration} from './model.js'
 import {type FactsRequest, factsRequestSchema, type ServiceSpec} from './protocol.js'
 
 export type {ServerContext} from './context.js'
@@ -71,4 +71,20 @@ export function findService(instance: InstanceRecord, name: string): ServiceSpec
       `instance ${instance.id} runs no service ${name}; it runs: ${instance.services.map((s) => s.name).join(', ') || 'nothing'}`,
     )
   return service
+}
+
+/** One writer per instance: another site's instance reports to its own site's server, never here. */
+export function ownInstance({
+  registration,
+  instance,
+}: {
+  registration: Registration
+  instance: InstanceRecord
+}): InstanceRecord {
+  if (registration.remote(instance))
+    throw new HttpError(
+      409,
+      `instance ${instance.id} belongs to site ${instance.site}; it reports to that site's config server, and its state comes from there`,
+    )
+  return instance
 }

@@ -13,6 +13,7 @@ import {buildApp} from './app.js'
 import {ConnectionGuard} from './connections.js'
 import {SITE_PATTERN, SITE_RULE} from './protocol.js'
 import {createContext} from './context.js'
+import {DirectPhoneHome} from './direct.js'
 import {type TimeLimits, timeLimits} from './limits.js'
 import {AuthFailureLimiter} from './ratelimit.js'
 import {SqliteStore} from './sqlitestore.js'
@@ -165,16 +166,25 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
       requestTimeout: limits.requestMs,
       connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.min(limits.headersMs, limits.requestMs) / 4)),
     }
+    const adminHash = hashToken(adminToken)
+    const genReqId = requestIds()
+    const direct = new DirectPhoneHome({
+      context,
+      adminHash,
+      lingerMs: limits.lingerMs,
+      ...(opts.logger ? {requestLog: {genReqId, log: (reqId: string) => app!.log.child({reqId})}} : {}),
+    })
     app = buildApp({
       context,
-      adminHash: hashToken(adminToken),
+      adminHash,
       limiter: new AuthFailureLimiter(opts.authFailureLimit ?? 20),
       health: () => guard.health(),
       lingerMs: limits.lingerMs,
       fastify: {
         logger: loggerOptions(opts.logger),
+        genReqId,
         serverFactory: (handler) => {
-          const wrapped = guard.wrap(handler)
+          const wrapped = guard.wrap(direct.wrap(handler))
           const server = tls
             ? https.createServer({...tls, ...serverOptions}, wrapped)
             : http.createServer(serverOptions, wrapped)
@@ -208,6 +218,7 @@ export async function startConfigServer(opts: ConfigServerOptions): Promise<Runn
       close() {
         closing ??= (async () => {
           context.waiters.shutdown()
+          direct.close()
           await running.close()
           await closeFederation()
           await store.close()
@@ -242,6 +253,15 @@ function pem(value: string, what: string): string {
     return fs.readFileSync(value, 'utf8')
   } catch (error) {
     throw new Error(`cannot read the TLS ${what} ${value}: ${(error as Error).message}`, {cause: error})
+  }
+}
+
+/** Request ids as fastify makes them (req-1, req-2, … in base 36), one sequence for fastify and the direct phone-homes. */
+function requestIds(): () => string {
+  let next = 0
+  return () => {
+    next = (next + 1) & 0x7fffffff
+    return `req-${next.toString(36)}`
   }
 }
 

@@ -4,10 +4,10 @@ import type {FastifyPluginAsync, FastifyReply, FastifyRequest} from 'fastify'
 import {z} from 'zod'
 import {ID_PATTERN, ID_RULE} from '../../core/ids.js'
 import {HttpError} from '../errors.js'
-import {body, factsBody, findService, ids, type ServerContext} from '../http.js'
+import {body, findService, ids, ownInstance, type ServerContext} from '../http.js'
+import {phoneHome} from '../phonehome.js'
 import {type FactsResponse, type InstanceConfig, serviceReportSchema} from '../protocol.js'
-import type {InstanceRecord, Registration} from '../model.js'
-import {hashToken, newToken} from '../tokens.js'
+import type {Registration} from '../model.js'
 
 /** Longest long-poll; a larger `wait` is cut to this. */
 export const MAX_WAIT_SEC = 300
@@ -55,16 +55,6 @@ function sendTagged(request: FastifyRequest, reply: FastifyReply, {text, etag}: 
   return reply.send(text)
 }
 
-/** One writer per instance: another site's instance reports to its own site's server, never here. */
-function ownInstance({registration, instance}: {registration: Registration; instance: InstanceRecord}): InstanceRecord {
-  if (registration.remote(instance))
-    throw new HttpError(
-      409,
-      `instance ${instance.id} belongs to site ${instance.site}; it reports to that site's config server, and its state comes from there`,
-    )
-  return instance
-}
-
 /** A config body: the instance's part, then the role-map part (the deployment's shared JSON, not copied). */
 function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, roles: Buffer[]): FastifyReply {
   if (config.failed && config.failed.length > 0) {
@@ -86,52 +76,17 @@ function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, 
 }
 
 export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = async (app, {context}) => {
-  const {store, registry, tokens, waiters} = context
+  const {store, registry, waiters} = context
   const instance = {config: {auth: 'instance' as const}}
 
-  /** After the commit of an exchange: the new node token works, the one it replaces (a lost answer's) does not. */
-  const adoptNodeToken = (dep: string, id: string, hash: Buffer, exchangedAt: number): void => {
-    const record = registry.get(dep)?.instance(id)
-    if (!record) return
-    tokens.replace(dep, id, record.nodeTokenHash, hash)
-    record.nodeTokenHash = hash
-    record.exchangedAt = exchangedAt
-  }
-
   // A phone-home with the bootstrap token exchanges it for a node token, in the same transaction as the facts.
+  // Most phone-homes are answered below fastify (direct.ts), with the same work: this route takes the rest.
   app.put(
     '/v1/deployments/:dep/instances/:id/facts',
     {config: {auth: 'instance', exchange: true}},
     async (request): Promise<FactsResponse> => {
       const {dep, id} = ids(request.params, 'dep', 'id')
-      const {facts} = factsBody(request.body)
-      if ('ip' in facts)
-        throw new HttpError(
-          400,
-          'do not send the fact "ip": the server records the address it sees the request come from',
-        )
-      ownInstance(registry.instance(dep, id))
-      const caller = request.caller
-      const token = caller?.kind === 'instance' && caller.token === 'bootstrap' ? newToken() : undefined
-      const tokenHash = token === undefined ? undefined : hashToken(token)
-      const {address, problem} = context.client(request)
-      if (problem) throw new HttpError(400, problem)
-      const now = Date.now()
-      const exchange = tokenHash && {hash: tokenHash, graceMs: context.exchangeGraceMs}
-      const {changed} = await store.phoneHome(
-        dep,
-        id,
-        {facts, address, now, ...(exchange ? {exchange} : {})},
-        ({exchanged, changed}) => {
-          if (changed === 0) return
-          registry.wrote(dep)
-          if (exchanged && tokenHash) adoptNodeToken(dep, id, tokenHash, exchanged.exchangedAt)
-          const registration = registry.get(dep)
-          if (registration) waiters.wakeSoon(dep, registration.recordFacts(id, facts, address, now))
-        },
-      )
-      if (changed === 0) throw new HttpError(404, `unknown instance ${id} in deployment ${dep}`)
-      return {deployment: dep, instance: id, ip: address, ...(token === undefined ? {} : {token})}
+      return phoneHome(context, dep, id, request.body, request.caller, context.client(request))
     },
   )
 
