@@ -126,6 +126,30 @@ export function renderTemplate(
   return rendered ?? renderWithHandlebars(template, world, vars, partials)
 }
 
+type Compiled = (vars: Record<string, unknown>, options: {helpers: Record<string, Helper>}) => string
+
+/**
+ * Each distinct template (with its partials) compiled once, in its own handlebars environment
+ * holding the partials; the helpers, bound to a world, come with each call. Keyed by the texts
+ * themselves, so an entry cannot outlive what it was compiled from.
+ */
+const compiled = new Map<string, Compiled>()
+const COMPILED_MAX = 512
+
+function compiledTemplate(template: string, partials: Record<string, string>): Compiled {
+  const names = Object.keys(partials).sort()
+  const key = JSON.stringify([template, ...names.flatMap((name) => [name, partials[name]])])
+  let render = compiled.get(key)
+  if (!render) {
+    const hbs = handlebars().create()
+    for (const name of names) hbs.registerPartial(name, partials[name])
+    render = hbs.compile(template, {noEscape: true, strict: false}) as unknown as Compiled
+    if (compiled.size >= COMPILED_MAX) compiled.clear()
+    compiled.set(key, render)
+  }
+  return render
+}
+
 /** Handlebars' rendering with nodeset's helpers, unchecked: what renderTemplate gives when it cannot evaluate a template itself. */
 export function renderWithHandlebars(
   template: string,
@@ -133,8 +157,5 @@ export function renderWithHandlebars(
   vars: Record<string, unknown> = {},
   partials: Record<string, string> = {},
 ): string {
-  const hbs = handlebars().create()
-  hbs.registerHelper(helpersFor(world))
-  for (const [name, text] of Object.entries(partials)) hbs.registerPartial(name, text)
-  return hbs.compile(template, {noEscape: true, strict: false})(vars)
+  return compiledTemplate(template, partials)(vars, {helpers: helpersFor(world)})
 }

@@ -1,5 +1,6 @@
 import fs from 'node:fs'
 import path from 'node:path'
+import fc from 'fast-check'
 import {describe, expect, it} from 'vitest'
 import {loadCatalog, TEMPLATES_DIR} from '../../src/services/catalog.js'
 import {
@@ -9,6 +10,7 @@ import {
   missingValues,
   paramScope,
   renderTemplate,
+  renderWithHandlebars,
   scriptScope,
   TemplateError,
   type World,
@@ -255,5 +257,50 @@ describe('strict rendering', () => {
       const a = renderTemplate(t, world, setupVars)
       expect(renderTemplate(t, world, serverVars)).toBe(a)
     }
+  })
+})
+
+describe('handlebars templates compiled once', () => {
+  // Each world: a db and two apps, with addresses drawn per run; the same texts rendered in each.
+  const worldOf = ([db, a1, a2]: string[]): World => ({
+    nodes: [
+      {name: 'db.x.test', role: 'service:db', index: 1, facts: {ip: db}, outputs: {db: {pw: `pw-${db}`}}},
+      {name: 'app1.x.test', role: 'appserver', index: 1, facts: {ip: a1}, outputs: {}},
+      {name: 'app2.x.test', role: 'appserver', index: 2, facts: {ip: a2}, outputs: {}},
+    ],
+  })
+  const partials = {peers: '{{#each (nodes "appserver")}}[{{ip}}]{{/each}}', peer: '<{{name}} {{ip "service:db"}}>'}
+  /** Each template with what it must give in a world of these addresses. */
+  const cases: Array<[string, (db: string, a1: string, a2: string, on: boolean) => string]> = [
+    ['{{#each (nodes "appserver")}}{{ip}};{{/each}} db={{ip "service:db"}}', (db, a1, a2) => `${a1};${a2}; db=${db}`],
+    [
+      '{{#if params.on}}{{output "service:db" "db" "pw"}}{{else}}off{{/if}} {{> peers}}',
+      (db, a1, a2, on) => `${on ? `pw-${db}` : 'off'} [${a1}][${a2}]`,
+    ],
+    ['{{#each (nodes "appserver")}}{{> peer}}{{/each}}', (db) => `<app1.x.test ${db}><app2.x.test ${db}>`],
+  ]
+
+  it('renders each world with its own values and partials, call after call (property)', () => {
+    const address = fc.tuple(fc.nat(255), fc.nat(255)).map(([a, b]) => `10.0.${a}.${b}`)
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(address, address, address, fc.boolean()), {minLength: 2, maxLength: 6}),
+        (worlds) => {
+          for (const [db, a1, a2, on] of worlds)
+            for (const [template, expected] of cases)
+              expect(renderWithHandlebars(template, worldOf([db, a1, a2]), {params: {on}}, partials)).toBe(
+                expected(db, a1, a2, on),
+              )
+        },
+      ),
+      {numRuns: 50},
+    )
+  })
+
+  it('a partial of the same name with another text is its own template', () => {
+    const world = worldOf(['10.0.0.1', '10.0.0.2', '10.0.0.3'])
+    expect(renderWithHandlebars('{{> p}}', world, {}, {p: 'one {{ip "service:db"}}'})).toBe('one 10.0.0.1')
+    expect(renderWithHandlebars('{{> p}}', world, {}, {p: 'two'})).toBe('two')
+    expect(renderWithHandlebars('{{> p}}', world, {}, {p: 'one {{ip "service:db"}}'})).toBe('one 10.0.0.1')
   })
 })
