@@ -208,16 +208,20 @@ export class Registration {
   worldNode(instance: InstanceRecord): WorldNode {
     let node = this.worldNodes.get(instance.id)
     if (!node) {
+      // A snapshot, frozen: a change to the instance makes a new node (`changed`), so the renderer
+      // may remember what it rendered over this one by the node's identity.
       const outputs: Record<string, Record<string, string>> = {}
-      for (const [service, run] of Object.entries(instance.runs)) outputs[service] = run.outputs
-      node = {
+      for (const [service, run] of Object.entries(instance.runs)) outputs[service] = Object.freeze({...run.outputs})
+      node = Object.freeze({
         name: instance.id,
         role: instance.role,
         index: instance.index,
-        facts: instance.address === undefined ? {...instance.facts} : {...instance.facts, ip: instance.address},
-        outputs,
+        facts: Object.freeze(
+          instance.address === undefined ? {...instance.facts} : {...instance.facts, ip: instance.address},
+        ),
+        outputs: Object.freeze(outputs),
         provides: Object.fromEntries(instance.services.map((s) => [s.name, s.provides])),
-      }
+      })
       this.worldNodes.set(instance.id, node)
     }
     return node

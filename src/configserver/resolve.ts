@@ -157,13 +157,44 @@ export function renderProblem(template: string): string | undefined {
 const RENDER_MEMO_LIMIT = 20_000
 const RENDER_MEMO_KEY_LIMIT = 64 * 1024
 
+/** A number for each frozen world node, in the order first seen: its identity in a memo key. */
+const nodeSerials = new WeakMap<WorldNode, number>()
+let nextSerial = 1
+
+/** A node that can no longer change: it, its facts, its outputs and each service's outputs are frozen. */
+function isSnapshot(node: WorldNode): boolean {
+  if (!Object.isFrozen(node) || !Object.isFrozen(node.facts) || !Object.isFrozen(node.outputs)) return false
+  for (const service in node.outputs) if (!Object.isFrozen(node.outputs[service])) return false
+  return true
+}
+
+/**
+ * What identifies the values a world holds. A snapshot (the registration's world nodes: a change
+ * makes a new one) is named by its serial, so the key costs a few digits per node; a node that could
+ * still change is named by its JSON. The key holds no U+0002 (JSON escapes it), so the template before
+ * it cannot run into it.
+ */
+function worldKey(world: World): string {
+  let key = ''
+  for (const node of world.nodes) {
+    if (!isSnapshot(node)) {
+      key += `\u0001${JSON.stringify(node)}`
+      continue
+    }
+    let serial = nodeSerials.get(node)
+    if (serial === undefined) nodeSerials.set(node, (serial = nextSerial++))
+    key += `\u0000${serial}`
+  }
+  return key
+}
+
 /** Renders templates over a world; a context-free template's value is remembered per (template, nodes named). */
 export class Renderer {
   private readonly memo = new Map<string, string>()
 
   render(template: string, world: World, vars: () => Record<string, unknown>): string {
     if (!infoOf(template).contextFree) return renderTemplate(template, world, vars())
-    const key = `${template}\u0000${JSON.stringify(world.nodes)}`
+    const key = `${template}\u0002${worldKey(world)}`
     if (key.length > RENDER_MEMO_KEY_LIMIT) return renderTemplate(template, world, vars())
     let value = this.memo.get(key)
     if (value === undefined) {

@@ -129,83 +129,118 @@ describe('resolution', () => {
     expect(d.dependentsOf('byname').sort()).toEqual(['byname', 'other'])
   })
 
-  it('agrees with rendering over the whole deployment (property)', () => {
-    const names = ['a', 'b', 'c', 'd', 'e']
-    const roles = ['r1', 'r2', 'service:db']
-    const refArb = fc.oneof(
-      fc.constantFrom(...names, ...roles).map((t) => `{{ip "${t}"}}`),
-      fc.constantFrom(...names, ...roles).map((t) => `{{hostname "${t}"}}`),
-      fc.constantFrom(...names, ...roles).map((t) => `{{output "${t}" "k"}}`),
-      fc.constantFrom(...roles).map((t) => `{{#each (nodes "${t}")}}{{name}}@{{ip}},{{/each}}`),
-      fc.constant('{{name}}:{{n}}'),
-      fc.constant('-'),
+  // Five nodes of three roles; each renders one template naming the others (or itself).
+  const names = ['a', 'b', 'c', 'd', 'e']
+  const roles = ['r1', 'r2', 'service:db']
+  const refArb = fc.oneof(
+    fc.constantFrom(...names, ...roles).map((t) => `{{ip "${t}"}}`),
+    fc.constantFrom(...names, ...roles).map((t) => `{{hostname "${t}"}}`),
+    fc.constantFrom(...names, ...roles).map((t) => `{{output "${t}" "k"}}`),
+    fc.constantFrom(...roles).map((t) => `{{#each (nodes "${t}")}}{{name}}@{{ip}},{{/each}}`),
+    fc.constant('{{name}}:{{n}}'),
+    fc.constant('-'),
+  )
+  const knownArb = fc.record({
+    ip: fc.option(fc.ipV4(), {nil: undefined}),
+    hostname: fc.option(fc.stringMatching(/^[a-z]{1,8}$/), {nil: undefined}),
+    k: fc.option(fc.stringMatching(/^[a-z0-9]{1,8}$/), {nil: undefined}),
+  })
+  type Known = {ip?: string; hostname?: string; k?: string}
+  const exactly = {minLength: names.length, maxLength: names.length}
+  const layoutArb = fc.record({
+    roleOf: fc.array(fc.constantFrom(...roles), exactly),
+    templates: fc.array(
+      fc.array(refArb, {minLength: 1, maxLength: 3}).map((parts) => parts.join(' ')),
+      exactly,
+    ),
+  })
+
+  function deploymentOf(roleOf: string[], templates: string[]): Registration {
+    return deployment(
+      names.map((name, i) =>
+        instance(name, roleOf[i], i + 1, [
+          service({name: 'main', params: {p: {template: templates[i]}}}),
+          service({name: 'out', provides: ['k']}),
+        ]),
+      ),
     )
-    const arb = fc.record({
-      roleOf: fc.array(fc.constantFrom(...roles), {minLength: names.length, maxLength: names.length}),
-      templates: fc.array(
-        fc.array(refArb, {minLength: 1, maxLength: 3}).map((parts) => parts.join(' ')),
-        {minLength: names.length, maxLength: names.length},
-      ),
-      known: fc.array(
-        fc.record({
-          ip: fc.option(fc.ipV4(), {nil: undefined}),
-          hostname: fc.option(fc.stringMatching(/^[a-z]{1,8}$/), {nil: undefined}),
-          k: fc.option(fc.stringMatching(/^[a-z0-9]{1,8}$/), {nil: undefined}),
-        }),
-        {
-          minLength: names.length,
-          maxLength: names.length,
-        },
-      ),
-    })
-    fc.assert(
-      fc.property(arb, ({roleOf, templates, known}) => {
-        const instances = names.map((name, i) =>
-          instance(name, roleOf[i], i + 1, [
-            service({name: 'main', params: {p: {template: templates[i]}}}),
-            service({name: 'out', provides: ['k']}),
-          ]),
-        )
-        const d = deployment(instances)
-        names.forEach((name, i) => {
-          if (known[i].ip !== undefined)
-            d.recordFacts(name, known[i].hostname === undefined ? {} : {hostname: known[i].hostname!}, known[i].ip!, T0)
-          if (known[i].k !== undefined) d.recordRun(name, 'out', {state: 'succeeded', outputs: {k: known[i].k!}}, T0)
+  }
+
+  /** Tell the deployment what node `i` knows now, as a phone-home and a service report would. */
+  function learn(d: Registration, i: number, known: Known, now: number) {
+    if (known.ip !== undefined)
+      d.recordFacts(names[i], known.hostname === undefined ? {} : {hostname: known.hostname}, known.ip, now)
+    if (known.k !== undefined) d.recordRun(names[i], 'out', {state: 'succeeded', outputs: {k: known.k}}, now)
+  }
+
+  /** Each config agrees with rendering afresh over the whole deployment as `known` describes it. */
+  function expectFreshRenders(d: Registration, roleOf: string[], templates: string[], known: Known[]) {
+    const world: World = {
+      nodes: names.map((name, i) => ({
+        name,
+        role: roleOf[i],
+        index: i + 1,
+        facts:
+          known[i].ip === undefined
+            ? {}
+            : {ip: known[i].ip, ...(known[i].hostname === undefined ? {} : {hostname: known[i].hostname})},
+        outputs: known[i].k === undefined ? {} : ({out: {k: known[i].k!}} as Record<string, Record<string, string>>),
+        provides: {main: [], out: ['k']},
+      })),
+    }
+    names.forEach((name, i) => {
+      const resolved = d.config(d.instance(name)!).services.main
+      const self = world.nodes[i]
+      let expected: string | undefined
+      try {
+        expected = renderTemplate(templates[i], world, {
+          ...self.facts,
+          name,
+          role: self.role,
+          index: self.index,
+          n: self.index,
+          facts: self.facts,
+          outputs: self.outputs,
         })
-        const world: World = {
-          nodes: names.map((name, i) => ({
-            name,
-            role: roleOf[i],
-            index: i + 1,
-            facts:
-              known[i].ip === undefined
-                ? {}
-                : {ip: known[i].ip, ...(known[i].hostname === undefined ? {} : {hostname: known[i].hostname})},
-            outputs:
-              known[i].k === undefined ? {} : ({out: {k: known[i].k!}} as Record<string, Record<string, string>>),
-            provides: {main: [], out: ['k']},
-          })),
-        }
-        names.forEach((name, i) => {
-          const resolved = d.config(d.instance(name)!).services.main
-          const self = world.nodes[i]
-          let expected: string | undefined
-          try {
-            expected = renderTemplate(templates[i], world, {
-              ...self.facts,
-              name,
-              role: self.role,
-              index: self.index,
-              n: self.index,
-              facts: self.facts,
-              outputs: self.outputs,
-            })
-          } catch {
-            expected = undefined
+      } catch {
+        expected = undefined
+      }
+      expect(resolved.complete).toBe(missingValues(extractRefs(templates[i]), world).length === 0)
+      if (resolved.complete) expect(resolved.params.p).toBe(expected)
+      else expect(resolved.params.p).toBeUndefined()
+    })
+  }
+
+  it('agrees with rendering over the whole deployment (property)', () => {
+    fc.assert(
+      fc.property(layoutArb, fc.array(knownArb, exactly), ({roleOf, templates}, known) => {
+        const d = deploymentOf(roleOf, templates)
+        known.forEach((k, i) => learn(d, i, k, T0))
+        expectFreshRenders(d, roleOf, templates, known)
+      }),
+      {numRuns: 300},
+    )
+  })
+
+  // What is rendered is remembered (per template and the nodes it names): after every change, read
+  // after read, no config may show a value of before it.
+  it('agrees with rendering afresh after every change, what was rendered before remembered (property)', () => {
+    const changeArb = fc.record({node: fc.integer({min: 0, max: names.length - 1}), known: knownArb})
+    fc.assert(
+      fc.property(layoutArb, fc.array(changeArb, {minLength: 1, maxLength: 12}), ({roleOf, templates}, changes) => {
+        const d = deploymentOf(roleOf, templates)
+        const known: Known[] = names.map(() => ({}))
+        expectFreshRenders(d, roleOf, templates, known)
+        changes.forEach((change, step) => {
+          // What the node reported before stays unless reported again (facts and outputs merge).
+          const before = known[change.node]
+          known[change.node] = {
+            ip: change.known.ip ?? before.ip,
+            hostname: change.known.ip === undefined ? before.hostname : (change.known.hostname ?? before.hostname),
+            k: change.known.k ?? before.k,
           }
-          expect(resolved.complete).toBe(missingValues(extractRefs(templates[i]), world).length === 0)
-          if (resolved.complete) expect(resolved.params.p).toBe(expected)
-          else expect(resolved.params.p).toBeUndefined()
+          learn(d, change.node, change.known, T0 + step)
+          expectFreshRenders(d, roleOf, templates, known)
         })
       }),
       {numRuns: 300},
