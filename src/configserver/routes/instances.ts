@@ -28,16 +28,20 @@ const configQuerySchema = z
   })
   .strict()
 
-const ROLES_LEFT_OUT = [Buffer.from(',"roles":{}')]
+const ROLES_LEFT_OUT = ',"roles":{}'
 
-/** The role-map part of a config answer (`roles` as the query asks), as JSON members to follow the instance's part. */
-function rolesPart(registration: Registration, roles: string | undefined): Buffer[] {
+/**
+ * The role-map part of a config answer (`roles` as the query asks), as JSON members to follow the
+ * instance's part: text when it is small (left out, or a delta), the deployment's shared buffer of the
+ * whole map otherwise (not copied into each answer).
+ */
+function rolesPart(registration: Registration, roles: string | undefined): string | Buffer[] {
   if (roles === 'false') return ROLES_LEFT_OUT
   const current = registration.roles()
-  const version = Buffer.from(`,"rolesVersion":"${current.version}"`)
+  const version = `,"rolesVersion":"${current.version}"`
   const delta = roles?.startsWith('since:') ? registration.rolesDelta(roles.slice('since:'.length)) : undefined
-  if (delta) return [version, Buffer.from(',"rolesDelta":'), delta]
-  return [Buffer.from(',"roles":'), current.json, version]
+  if (delta) return `${version},"rolesDelta":${delta.toString()}`
+  return [Buffer.from(',"roles":'), current.json, Buffer.from(version)]
 }
 
 /** Whether an If-None-Match header names `etag` (weak comparison, as RFC 9110 says for it). */
@@ -55,8 +59,17 @@ function sendTagged(request: FastifyRequest, reply: FastifyReply, {text, etag}: 
   return reply.send(text)
 }
 
-/** A config body: the instance's part, then the role-map part (the deployment's shared JSON, not copied). */
-function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, roles: Buffer[]): FastifyReply {
+const CLOSE = Buffer.from('}')
+
+/**
+ * A config body: the instance's part, then the role-map part. One string when the role part is text
+ * (most answers: a long-poll's fan-out writes thousands of them); else chunks around the shared map.
+ */
+function sendConfig(
+  reply: FastifyReply,
+  config: Omit<InstanceConfig, 'roles'>,
+  roles: string | Buffer[],
+): FastifyReply {
   if (config.failed && config.failed.length > 0) {
     const what = config.failed.map((f) => `${f.service}/${f.param}: ${f.message}`)
     throw new HttpError(
@@ -65,14 +78,16 @@ function sendConfig(reply: FastifyReply, config: Omit<InstanceConfig, 'roles'>, 
       {failed: config.failed, hint: 'fix the template and register the deployment again'},
     )
   }
-  const chunks = [Buffer.from(JSON.stringify(config).slice(0, -1)), ...roles, Buffer.from('}')]
-  const length = chunks.reduce((n, c) => n + c.length, 0)
+  const instancePart = JSON.stringify(config).slice(0, -1)
+  const payload = typeof roles === 'string' ? `${instancePart}${roles}}` : [Buffer.from(instancePart), ...roles, CLOSE]
+  const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.reduce((n, c) => n + c.length, 0)
   reply
     .code(config.complete ? 200 : 202)
     .type('application/json; charset=utf-8')
     .header('content-length', length)
   if (!config.complete) reply.header('retry-after', String(RETRY_AFTER_SEC))
-  return reply.send(length < 64 * 1024 ? Buffer.concat(chunks, length) : Readable.from(chunks))
+  if (typeof payload === 'string') return reply.send(payload)
+  return reply.send(length < 64 * 1024 ? Buffer.concat(payload, length) : Readable.from(payload))
 }
 
 export const instanceRoutes: FastifyPluginAsync<{context: ServerContext}> = async (app, {context}) => {
