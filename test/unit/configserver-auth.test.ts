@@ -3,9 +3,11 @@
  * failure limiter and the client address as pure functions, and the auth plugin through fastify's
  * `inject` over a real SQLite state in a temp dir.
  */
+import {createHash} from 'node:crypto'
 import fs from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
+import fc from 'fast-check'
 import {afterEach, describe, expect, it} from 'vitest'
 import {addressRule, clientAddress} from '../../src/configserver/address.js'
 import {buildApp} from '../../src/configserver/app.js'
@@ -85,6 +87,16 @@ describe('the token index and caller resolution', () => {
     expect(index.holder(next)).toEqual({deployment: 'd', id: 'i'})
     index.drop({...record, nodeTokenHash: next})
     expect(index.size).toBe(0)
+  })
+
+  it('hashes a token to its SHA-256 digest, as states written before hold it (property)', () => {
+    fc.assert(
+      fc.property(fc.oneof(fc.string(), fc.stringMatching(/^[A-Za-z0-9_-]{43}$/)), (token) => {
+        const digest = hashToken(token)
+        expect(digest.equals(createHash('sha256').update(token).digest())).toBe(true)
+        expect(digest.length).toBe(32)
+      }),
+    )
   })
 
   it('the Bearer parser and the admin token agree on what a token is', () => {
