@@ -88,12 +88,16 @@ export async function createContext(
   })
   await registry.loadAll()
 
-  const clients = new WeakMap<IncomingMessage, {address: string; problem?: string}>()
-  const client = ({raw}: {raw: IncomingMessage}) => {
-    let seen = clients.get(raw)
+  // Read once per request, or with the peer rule once per connection (its peer does not change; a
+  // keep-alive connection carries many phone-homes).
+  type Client = {address: string; problem?: string}
+  const clients = new WeakMap<object, Client>()
+  const client = ({raw}: {raw: IncomingMessage}): Client => {
+    const key = rule.kind === 'peer' ? raw.socket : raw
+    let seen = clients.get(key)
     if (!seen) {
       seen = clientAddress(raw.socket.remoteAddress ?? '', raw.headers['x-forwarded-for'], rule)
-      clients.set(raw, seen)
+      clients.set(key, seen)
     }
     return seen
   }
