@@ -22,6 +22,9 @@ export class Waiters {
   private readonly waiting = new Map<string, Map<string, Set<Waiter>>>()
   private closing = false
   private count = 0
+  /** What `wakeSoon` was given since its last turn: deployment → ids. */
+  private soon = new Map<string, Set<string>>()
+  private soonScheduled = false
 
   constructor(
     private readonly check: WaitCheck,
@@ -92,15 +95,33 @@ export class Waiters {
     this.wake(deployment, [...(this.waiting.get(deployment)?.keys() ?? [])])
   }
 
-  /** Wake after the writer's own answer has gone out: a phone-home is not held up by the configs it completes. */
+  /**
+   * Wake after the writer's own answer has gone out: a phone-home is not held up by the configs it
+   * completes. The ids of every write until then are woken together (a commit applies many).
+   */
   wakeSoon(deployment: string, ids: string[]): void {
-    setImmediate(() => {
+    // No one waits: a waiter that comes later checks the state this write left (see the route).
+    if (this.count === 0 || ids.length === 0) return
+    let pending = this.soon.get(deployment)
+    if (!pending) this.soon.set(deployment, (pending = new Set()))
+    for (const id of ids) pending.add(id)
+    if (!this.soonScheduled) {
+      this.soonScheduled = true
+      setImmediate(() => this.wakePending())
+    }
+  }
+
+  private wakePending(): void {
+    const soon = this.soon
+    this.soon = new Map()
+    this.soonScheduled = false
+    for (const [deployment, ids] of soon) {
       try {
         this.wake(deployment, ids)
       } catch (error) {
         this.logError(error, `waking the long-polls of ${deployment} failed`)
       }
-    })
+    }
   }
 
   /** Answer every waiter now (202): the server is closing. */
