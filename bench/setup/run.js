@@ -1,5 +1,6 @@
 // setup-node on local nodes, against baselines measured in the same run on the same nodes: `ssh
-// node true` to every node in parallel (the floor, the median of three), Ansible applying an
+// node true` to every node in parallel (the floor, the median of three, taking turns with the
+// unchanged runs), Ansible applying an
 // equivalent playbook (bench/setup/playbook.yml), and the same playbook with Mitogen's strategy
 // (Debian's ansible-mitogen). Needs root; Ansible from Debian's `ansible` package.
 // Run: npm run build && node bench/setup/run.js   (SIZES=4,16 by default; SIZES=16,64 for the full figures,
@@ -69,20 +70,22 @@ async function measure(n) {
   try {
     await nodeset(['create-node', conf])
     const nodes = JSON.parse((await nodeset(['list-nodes', conf, '--json'])).stdout).nodes
+    const setup = () => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))])
+    const cold = await timed(setup)
+    // The floor and the unchanged run (nothing to change in any node) take turns, three of each, so
+    // that a slow spell of the machine weighs on both alike; each is the median of its three.
     const floorRuns = []
-    for (let i = 0; i < 3; i++)
+    const warmRuns = []
+    for (let i = 0; i < 3; i++) {
       floorRuns.push(
         await sshTrueSeconds(
           ws,
           nodes.map((node) => node.address),
         ),
       )
+      warmRuns.push(await timed(setup))
+    }
     const floor = median(floorRuns)
-    const cold = await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))]))
-    // Unchanged: the same run three times, nothing to change in any; the median, as for the floor.
-    const warmRuns = []
-    for (let i = 0; i < 3; i++)
-      warmRuns.push(await timed(() => nodeset(['setup-node', conf, '--concurrency', String(Math.max(16, n))])))
     const warm = median(warmRuns)
     const result = {n, floor, cold, warm}
     if (haveAnsible() && ansibleSizes.includes(n)) {
