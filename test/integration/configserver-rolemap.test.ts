@@ -86,6 +86,28 @@ describe('config server: versions of the role map over real HTTP', () => {
     expect(left.rolesVersion).toBeUndefined()
   })
 
+  // A delta of a few hundred new members is sent from its shared buffer, not as text: it must arrive the same.
+  it('a large delta (hundreds of new members) arrives whole and rebuilds the current map', async () => {
+    const held = (await config('')).json() as {
+      roles: Record<string, Array<{name: string; ip?: string}>>
+      rolesVersion: string
+    }
+    const more = Array.from({length: 400}, (_, i) => ({
+      id: `app-with-a-longer-name-${String(i).padStart(4, '0')}.wp.test`,
+      role: 'appserver',
+      services: [],
+    }))
+    await server.admin('wp').register({...seed000, instances: [...seed000.instances, ...more]})
+    const answer = await config(`?roles=since:${held.rolesVersion}`)
+    expect(answer.status).toBe(202)
+    expect(Number(answer.headers['content-length'])).toBe(Buffer.byteLength(answer.body))
+    const {rolesDelta, rolesVersion} = answer.json() as {rolesDelta: RolesDelta; rolesVersion: string}
+    expect(JSON.stringify(rolesDelta).length).toBeGreaterThan(16 * 1024)
+    const full = (await config('')).json()
+    expect(rolesVersion).toBe(full.rolesVersion)
+    expect(applyRolesDelta(held.roles, rolesDelta)).toEqual(full.roles)
+  })
+
   it('the TS client keeps the map, applies the deltas it gets, and fetches it whole when what it rebuilt does not match', async () => {
     const app = server.as('wp', tokens['app.wp.test'])
     const first = await app.getConfig('app.wp.test')

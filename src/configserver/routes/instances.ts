@@ -29,18 +29,21 @@ const configQuerySchema = z
   .strict()
 
 const ROLES_LEFT_OUT = ',"roles":{}'
+/** A delta up to this size goes into the answer's text; a larger one is sent from its shared buffer. */
+const TEXT_DELTA_BYTES = 16 * 1024
 
 /**
  * The role-map part of a config answer (`roles` as the query asks), as JSON members to follow the
- * instance's part: text when it is small (left out, or a delta), the deployment's shared buffer of the
- * whole map otherwise (not copied into each answer).
+ * instance's part: text when it is small (left out, or a small delta), else chunks around the
+ * deployment's shared buffer (the whole map, or a large delta), not decoded and copied into each answer.
  */
 function rolesPart(registration: Registration, roles: string | undefined): string | Buffer[] {
   if (roles === 'false') return ROLES_LEFT_OUT
   const current = registration.roles()
   const version = `,"rolesVersion":"${current.version}"`
   const delta = roles?.startsWith('since:') ? registration.rolesDelta(roles.slice('since:'.length)) : undefined
-  if (delta) return `${version},"rolesDelta":${delta.toString()}`
+  if (delta && delta.length <= TEXT_DELTA_BYTES) return `${version},"rolesDelta":${delta.toString()}`
+  if (delta) return [Buffer.from(`${version},"rolesDelta":`), delta]
   return [Buffer.from(',"roles":'), current.json, Buffer.from(version)]
 }
 
