@@ -220,7 +220,7 @@ export class Registration {
           instance.address === undefined ? {...instance.facts} : {...instance.facts, ip: instance.address},
         ),
         outputs: Object.freeze(outputs),
-        provides: Object.fromEntries(instance.services.map((s) => [s.name, s.provides])),
+        provides: Object.freeze(Object.fromEntries(instance.services.map((s) => [s.name, s.provides]))),
       })
       this.worldNodes.set(instance.id, node)
     }

@@ -161,9 +161,13 @@ const RENDER_MEMO_KEY_LIMIT = 64 * 1024
 const nodeSerials = new WeakMap<WorldNode, number>()
 let nextSerial = 1
 
-/** A node that can no longer change: it, its facts, its outputs and each service's outputs are frozen. */
+/**
+ * A node that can no longer change: it, its facts, its outputs, each service's outputs and what its
+ * services provide are frozen (the lists provided are the registration's service specs, never changed).
+ */
 function isSnapshot(node: WorldNode): boolean {
   if (!Object.isFrozen(node) || !Object.isFrozen(node.facts) || !Object.isFrozen(node.outputs)) return false
+  if (node.provides !== undefined && !Object.isFrozen(node.provides)) return false
   for (const service in node.outputs) if (!Object.isFrozen(node.outputs[service])) return false
   return true
 }
