@@ -1,8 +1,7 @@
 // setup-node on local nodes, against baselines measured in the same run on the same nodes: `ssh
 // node true` to every node in parallel (the floor, the median of three, taking turns with the
-// unchanged runs), Ansible applying an
-// equivalent playbook (bench/setup/playbook.yml), and the same playbook with Mitogen's strategy
-// (Debian's ansible-mitogen). Needs root; Ansible from Debian's `ansible` package.
+// unchanged runs), Ansible applying an equivalent playbook (bench/setup/playbook.yml), and the same
+// playbook with Mitogen's strategy (Debian's ansible-mitogen). Needs root; Ansible from Debian's `ansible` package.
 // Run: npm run build && node bench/setup/run.js   (SIZES=4,16 by default; SIZES=16,64 for the full figures,
 //   ANSIBLE_SIZES=16 to run the Ansible baselines at 16 nodes only)
 // Each size uses the subnet BENCH_SUBNET.N.0/24 (BENCH_SUBNET defaults to 10.90).
