@@ -9,9 +9,10 @@
  * The fsync that makes a commit durable runs off the event loop: the connection is synchronous=NORMAL
  * (in WAL mode: checkpoints sync, commits do not) and the store itself fdatasyncs the WAL after each
  * commit, on libuv's thread pool, before answering, which is what synchronous=FULL adds to NORMAL. While one
- * sync is in flight the requests keep being read, and what arrives meanwhile commits and waits for
- * the next sync, which covers every commit before it (the WAL is appended to, and it is rewritten
- * from its start only after a checkpoint, which syncs the database first). A federated server's
+ * sync is in flight the requests keep being read, and what arrives meanwhile waits for it, then
+ * commits at once and is covered by the next sync, which covers every commit before it (the WAL is
+ * appended to, and it is rewritten from its start only after a checkpoint, which syncs the database
+ * first). One commit per sync writes a page changed by many of the waiting writes once, not once per turn. A federated server's
  * outbox publishes what it reads back right after a commit: there every commit syncs inline (FULL).
  *
  * A damaged state never starts silently: the file is checked (`PRAGMA quick_check`) when opened, and
@@ -270,7 +271,8 @@ export class Store {
         resolve: resolve as (value: unknown) => void,
         reject,
       })
-      if (!this.scheduled) {
+      // While a sync is in flight, what arrives waits for it and commits when it returns.
+      if (!this.scheduled && !this.syncPending()) {
         this.scheduled = true
         setImmediate(() => this.flush())
       }
@@ -324,6 +326,11 @@ export class Store {
     this.syncSoon()
   }
 
+  /** A sync runs that the store itself started (not SQLite's own, under FULL): commits wait for it. */
+  private syncPending(): boolean {
+    return this.syncRunning && this.inFlight !== undefined && !this.walReleased
+  }
+
   /** Sync the WAL for the commits made so far, unless a sync is in flight (the next one covers them). */
   private syncSoon(): void {
     if (this.syncRunning || this.unsynced.length === 0 || this.walFd === undefined || this.walReleased) return
@@ -338,7 +345,9 @@ export class Store {
       this.inFlight = undefined
       if (error) this.failed(error, covered)
       else for (const commit of covered) this.settle(commit)
-      this.syncSoon()
+      // The writes that waited for this sync commit now (and start the next one), or an earlier commit is synced.
+      if (this.queue.length > 0) this.flush()
+      else this.syncSoon()
     })
   }
 

@@ -41,7 +41,7 @@ function registered(store: Store, n: number): Promise<unknown> {
 }
 
 describe('Store: group commit, answered after the WAL sync', () => {
-  it('answers a commit (and applies it) only once the sync after it is done; what arrives meanwhile waits for the next', async () => {
+  it('answers a commit (and applies it) only once the sync after it is done; what arrives meanwhile commits after it, in one commit', async () => {
     const {store, syncs} = heldStore()
     const registration = registered(store, 10)
     await turn()
@@ -68,13 +68,17 @@ describe('Store: group commit, answered after the WAL sync', () => {
     expect(syncs).toHaveLength(1)
     expect(applied).toEqual([])
     expect(answered).toEqual([])
+    // Not committed while the sync runs: they wait for it, and then commit together.
+    const contacted = () => store.db.prepare(`SELECT count(*) FROM instances WHERE address IS NOT NULL`).pluck().get()
+    expect(contacted()).toBe(3)
 
     syncs.shift()!(null)
     await Promise.all(first)
     expect(answered).toEqual(['n0', 'n1', 'n2'])
     expect(applied).toEqual(['n0', 'n1', 'n2'])
-    // The commit made during the first sync gets a sync of its own.
+    // The writes that waited commit once the first sync is done, and get a sync of their own.
     await until(() => syncs.length === 1)
+    expect(contacted()).toBe(5)
     syncs.shift()!(null)
     await Promise.all(second)
     expect(answered).toEqual(['n0', 'n1', 'n2', 'n3', 'n4'])
