@@ -196,6 +196,42 @@ describe('phone-home fast paths', () => {
     expect(factsAsSent({facts: {ok: true}, more: 1})).toBe(false)
   })
 
+  it("a first contact stores the facts as sent: the text SQLite's merge into no facts makes of them", async () => {
+    const {store, syncs} = heldStore()
+    const registration = registered(store, 1)
+    await turn()
+    syncs.shift()!(null)
+    await registration
+    const db = store.db
+    const validFacts = fc.dictionary(
+      fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_.-]{0,8}$/),
+      fc.oneof(
+        fc.string({unit: 'binary'}),
+        fc.string({unit: fc.constantFrom('"', '\\', '/', '\n', '\u0000', '\u007f', '\u2028', '\ud800', 'é')}),
+        fc.array(fc.string({unit: 'binary', maxLength: 8}), {maxLength: 4}),
+        fc.double({noNaN: true, noDefaultInfinity: true}),
+        fc.integer(),
+        fc.constantFrom(1e21, 5e-324, -0, 2 ** 53 + 2, 0.1),
+        fc.boolean(),
+      ),
+      {maxKeys: 6},
+    )
+    fc.assert(
+      fc.property(validFacts, (facts) => {
+        db.prepare(`UPDATE instances SET facts = '{}' WHERE id = 'n0'`).run()
+        expect(writes.facts(db, 'd', 'n0', facts, '10.0.0.1', 2)).toBe(1)
+        const stored = db.prepare(`SELECT facts FROM instances WHERE id = 'n0'`).pluck().get()
+        expect(stored).toBe(db.prepare(`SELECT json_patch('{}', ?)`).pluck().get(JSON.stringify(facts)))
+        // A later contact merges into them.
+        writes.facts(db, 'd', 'n0', {later: true}, '10.0.0.1', 3)
+        const merged = db.prepare(`SELECT facts FROM instances WHERE id = 'n0'`).pluck().get() as string
+        expect(JSON.parse(merged)).toEqual({...JSON.parse(JSON.stringify(facts)), later: true})
+      }),
+      {numRuns: 500},
+    )
+    store.close()
+  })
+
   it('tokens drawn from the pooled randomness are distinct 32-byte base64url strings, across refills', () => {
     const tokens = Array.from({length: 1000}, () => newToken())
     expect(new Set(tokens).size).toBe(tokens.length)
