@@ -5,9 +5,11 @@
 // on their own ("objects") and never inside the floor. Several rounds, each timing the full check then the
 // floor over its edges, medians reported; each round checks a deployment of its own (its own node
 // names, so its own template texts): nothing one round parsed is in a cache for the next.
-// The first WARMUP rounds (2) run the same and are printed but not counted: they time V8 compiling
+// The first WARMUP rounds (4) run the same and are printed but not counted: they time V8 compiling
 // the check's code (its first round, cold, is recorded as coldCheckMs); `nodeset plan`'s whole
-// process, compiling included, is timed by bench/startup.
+// process, compiling included, is timed by bench/startup. V8 optimises on a thread of its own: on a
+// busy two-core machine its code arrives rounds later than on an idle one (two warm-up rounds left
+// the next two at 1.3-1.7x the steady time there).
 // Run: npm run build && node bench/graph/run.js   (REFERENCES=… ROUNDS=… WARMUP=… for a shorter run)
 import {performance} from 'node:perf_hooks'
 import {setFlagsFromString} from 'node:v8'
@@ -18,7 +20,7 @@ import {record, round} from '../results.js'
 
 const REFERENCES = Number(process.env.REFERENCES ?? 100_000)
 const ROUNDS = Number(process.env.ROUNDS ?? 5)
-const WARMUP = Number(process.env.WARMUP ?? 2)
+const WARMUP = Number(process.env.WARMUP ?? 4)
 
 // A collection before each timed section, so that none pays for the garbage of building the deployment.
 setFlagsFromString('--expose-gc')
