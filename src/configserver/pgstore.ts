@@ -76,8 +76,15 @@ export class PgStore implements StateStore {
   ) {
     this.where = describeUrl(url)
     this.pool = new pg.Pool({connectionString: url, types, max: 10})
-    // An idle connection that breaks is replaced by the pool; the error is not the process's.
-    this.pool.on('error', (error) => options.log?.('a PostgreSQL connection failed', error))
+    // A connection that breaks is replaced by the pool; the error is not the process's. The pool listens
+    // only to an idle connection: one checked out for a commit, between its statements, has no listener
+    // of the pool's, and the 'error' it emits (the database restarting, an administrator ending it)
+    // would end the process. Each connection gets one of its own; the commit fails with it, and is retried.
+    this.pool.on('connect', (client) =>
+      client.on('error', (error) => options.log?.('a PostgreSQL connection failed', error)),
+    )
+    // Told by the connection's own listener above.
+    this.pool.on('error', () => {})
     this.prune = setInterval(() => {
       this.pool
         .query('DELETE FROM auth_failures WHERE blocked_until < $1 AND since < $1', [Date.now() - 120_000])

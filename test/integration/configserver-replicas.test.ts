@@ -116,6 +116,59 @@ describe.skipIf(!available)('replicas on PostgreSQL', () => {
     )
   })
 
+  it('survives PostgreSQL ending its connections in a burst of writes, and serves again after', async () => {
+    const [a, , store] = await replicas()
+    const n = 100
+    const request: RegisterRequest = {
+      instances: Array.from({length: n}, (_, i) => ({id: `n${i}`, role: 'worker', services: []})),
+    }
+    const {tokens} = await a.admin('burst').register(request)
+    const name = new URL(store).pathname.slice(1)
+    // What a database restart or an administrator does: every backend of the database is ended, again and again,
+    // while connections are checked out of the pool between the statements of a commit.
+    let terminating = true
+    let ended = 0
+    const terminator = (async () => {
+      while (terminating) {
+        const rows = await pgQuery(
+          store,
+          `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`,
+          [name],
+        )
+        ended += rows.length
+        await sleep(2)
+      }
+    })()
+    // Each node uses its bootstrap token until an answer brings it a node token, as the agent does.
+    const held = Array.from({length: n}, (_, i) => tokens[`n${i}`])
+    const statuses: number[] = []
+    const until = Date.now() + 2000
+    while (Date.now() < until) {
+      const answers = await Promise.all(
+        held.map((token, i) =>
+          raw(a.url, `/v1/deployments/burst/instances/n${i}/facts`, {
+            method: 'PUT',
+            token,
+            body: JSON.stringify({facts: {round: String(statuses.length)}}),
+          }),
+        ),
+      )
+      answers.forEach((answer, i) => {
+        statuses.push(answer.status)
+        if (answer.status === 200 && answer.json().token) held[i] = answer.json().token
+      })
+    }
+    terminating = false
+    await terminator
+    expect(ended).toBeGreaterThan(0)
+    // A refusal while the database drops connections is a 503 (retry), never a 500 or a lost answer.
+    // A write the database dropped is answered 503 (retry): never a 500, never an unanswered request.
+    expect([...new Set(statuses.filter((status) => status !== 200))].filter((status) => status !== 503)).toEqual([])
+    const after = await a.as('burst', held[0], '127.0.0.9').putFacts('n0', {round: 'after'})
+    expect(after.ip).toBe('127.0.0.9')
+    expect((await a.as('burst', after.token ?? held[0]).getConfig('n0')).status).toBe(200)
+  }, 60_000)
+
   it('1,000 concurrent phone-homes over two replicas: all recorded, every dependent completed', async () => {
     const [a, b] = await replicas()
     const n = 500
