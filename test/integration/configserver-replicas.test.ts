@@ -155,7 +155,8 @@ describe.skipIf(!available)('replicas on PostgreSQL', () => {
       )
       answers.forEach((answer, i) => {
         statuses.push(answer.status)
-        if (answer.status === 200 && answer.json().token) held[i] = answer.json().token
+        const {token} = answer.status === 200 ? (answer.json() as {token?: string}) : {}
+        if (token) held[i] = token
       })
     }
     terminating = false
