@@ -209,8 +209,9 @@ describe('the plain-template scanner', () => {
       }),
       {numRuns: 8000},
     )
-    // The grammar reaches the plain kind often enough for the comparison to mean something.
-    expect(scanned).toBeGreaterThan(300)
+    // The grammar reaches the plain kind often enough for the comparison to mean something (about 360
+    // times in 8,000 runs, 330-390 in five: a bound of 300 failed about one run in a hundred).
+    expect(scanned).toBeGreaterThan(200)
   })
 
   it('reads every template of text and plain mustaches itself', () => {
