@@ -79,7 +79,8 @@ export class PgStore implements StateStore {
     // A connection that breaks is replaced by the pool; the error is not the process's. The pool listens
     // only to an idle connection: one checked out for a commit, between its statements, has no listener
     // of the pool's, and the 'error' it emits (the database restarting, an administrator ending it)
-    // would end the process. Each connection gets one of its own; the commit fails with it, and is retried.
+    // would end the process. Each connection gets one of its own: the commit fails with it, its writes
+    // are answered 503, and their senders retry.
     this.pool.on('connect', (client) =>
       client.on('error', (error) => options.log?.('a PostgreSQL connection failed', error)),
     )

@@ -12,8 +12,9 @@
  * sync is in flight the requests keep being read, and what arrives meanwhile waits for it, then
  * commits at once and is covered by the next sync, which covers every commit before it (the WAL is
  * appended to, and it is rewritten from its start only after a checkpoint, which syncs the database
- * first). One commit per sync writes a page changed by many of the waiting writes once, not once per turn. A federated server's
- * outbox publishes what it reads back right after a commit: there every commit syncs inline (FULL).
+ * first). One commit per sync writes a page that many of the waiting writes changed once, not once
+ * per turn of the event loop. A federated server's outbox publishes what it reads back right after
+ * a commit: there every commit syncs inline (FULL).
  *
  * A damaged state never starts silently: the file is checked (`PRAGMA quick_check`) when opened, and
  * a marker beside it (`configserver.id`, the state's id) tells a file that went missing or empty, or
