@@ -40,13 +40,19 @@ function registered(store: Store, n: number): Promise<unknown> {
   return store.write((db) => writeRegistration(db, planRegistration('d', body), 1), undefined, true)
 }
 
+/** A held store with instances n0…n(n-1) registered, their sync let through. */
+async function registeredStore(n: number) {
+  const held = heldStore()
+  const registration = registered(held.store, n)
+  await turn()
+  held.syncs.shift()!(null)
+  await registration
+  return held
+}
+
 describe('Store: group commit, answered after the WAL sync', () => {
   it('answers a commit (and applies it) only once the sync after it is done; what arrives meanwhile commits after it, in one commit', async () => {
-    const {store, syncs} = heldStore()
-    const registration = registered(store, 10)
-    await turn()
-    syncs.shift()!(null)
-    await registration
+    const {store, syncs} = await registeredStore(10)
 
     const applied: string[] = []
     const answered: string[] = []
@@ -86,11 +92,7 @@ describe('Store: group commit, answered after the WAL sync', () => {
   })
 
   it('a failing op fails alone in its batch, and is told after the sync like the others', async () => {
-    const {store, syncs} = heldStore()
-    const registration = registered(store, 3)
-    await turn()
-    syncs.shift()!(null)
-    await registration
+    const {store, syncs} = await registeredStore(3)
     const tooMany = Object.fromEntries(Array.from({length: 300}, (_, i) => [`k${i}`, i]))
     const results = Promise.allSettled([
       store.write((db) => writes.facts(db, 'd', 'n0', {a: 1}, '10.0.0.1', 2)),
@@ -117,8 +119,11 @@ describe('Store: group commit, answered after the WAL sync', () => {
     const {store, syncs} = heldStore()
     const write = store.write(() => 1)
     await turn()
+    // Queued behind the failing sync, not yet committed: refused too, not left waiting.
+    const waiting = store.write(() => 3)
     syncs.shift()!(Object.assign(new Error('EIO: i/o error, fdatasync'), {code: 'EIO'}))
     await expect(write).rejects.toMatchObject({code: 'SQLITE_IOERR_FSYNC'})
+    await expect(waiting).rejects.toMatchObject({code: 'SQLITE_IOERR_FSYNC'})
     await expect(store.write(() => 2)).rejects.toMatchObject({code: 'SQLITE_IOERR_FSYNC'})
     store.close()
   })
@@ -197,11 +202,7 @@ describe('phone-home fast paths', () => {
   })
 
   it("a first contact stores the facts as sent: the text SQLite's merge into no facts makes of them", async () => {
-    const {store, syncs} = heldStore()
-    const registration = registered(store, 1)
-    await turn()
-    syncs.shift()!(null)
-    await registration
+    const {store} = await registeredStore(1)
     const db = store.db
     const validFacts = fc.dictionary(
       fc.stringMatching(/^[A-Za-z_][A-Za-z0-9_.-]{0,8}$/),
