@@ -323,16 +323,17 @@ async function main() {
   const mainCpuMs = {bare: 0, config: 0}
   for (let start = 0; start < apps.length; start += 2000) {
     // Each server's CPU time over its own runs: on a busy machine, a steadier figure than req/s. The
-    // main thread's share apart: it is where the requests queue (V8's and libuv's threads run beside it).
+    // main thread's share apart from the rest (V8's compiler and GC threads, libuv's fdatasync), which
+    // shares the two cores with the client too.
     for (const [kind, target, requests, runs] of [
       ['bare', bare, bareRequests, bareRuns],
       ['config', server, configRequests, configRuns],
     ]) {
       const cpuBefore = cpuMs(target.child.pid)
-      const mainBefore = cpuMs(target.child.pid, target.child.pid)
+      const mainBefore = mainThreadCpuMs(target.child.pid)
       runs.push(await closedLoop(target.url, requests.slice(start, start + 2000), concurrency))
       phoneHomeCpuMs[kind] += cpuMs(target.child.pid) - cpuBefore
-      mainCpuMs[kind] += cpuMs(target.child.pid, target.child.pid) - mainBefore
+      mainCpuMs[kind] += mainThreadCpuMs(target.child.pid) - mainBefore
     }
   }
   bare.child.kill('SIGTERM')
@@ -577,15 +578,19 @@ async function main() {
   server.child.kill('SIGTERM')
 }
 
-/** CPU time (user + system) a process (or, with `thread`, one of its threads) has used, in ms, as Linux counts it (NaN elsewhere). */
-function cpuMs(pid, thread) {
+/** CPU time (user + system) a process has used, in ms, as Linux counts it (NaN elsewhere). */
+function cpuMs(pid, stat = `/proc/${pid}/stat`) {
   try {
-    const file = thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`
-    const fields = fs.readFileSync(file, 'utf8').split(') ')[1].split(' ')
+    const fields = fs.readFileSync(stat, 'utf8').split(') ')[1].split(' ')
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100
   } catch {
     return NaN
   }
+}
+
+/** The same for its main thread alone (its thread id is the process id). */
+function mainThreadCpuMs(pid) {
+  return cpuMs(pid, `/proc/${pid}/task/${pid}/stat`)
 }
 
 /** Why a config answer is wrong (undefined: it is right): the app's own part comes first. */
