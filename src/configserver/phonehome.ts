@@ -9,6 +9,11 @@ import {factsBody, ownInstance, type ServerContext} from './http.js'
 import type {FactsResponse} from './protocol.js'
 import {hashToken, newToken} from './tokens.js'
 
+function noFacts(facts: object): boolean {
+  for (const _ in facts) return false
+  return true
+}
+
 /** After the commit of an exchange: the new node token works, the one it replaces (a lost answer's) does not. */
 function adoptNodeToken(context: ServerContext, dep: string, id: string, hash: Buffer, exchangedAt: number): void {
   const record = context.registry.get(dep)?.instance(id)
@@ -34,7 +39,7 @@ export async function phoneHome(
   const {facts} = factsBody(body)
   if ('ip' in facts)
     throw new HttpError(400, 'do not send the fact "ip": the server records the address it sees the request come from')
-  ownInstance(registry.instance(dep, id))
+  const instance = ownInstance(registry.instance(dep, id))
   const token = caller?.kind === 'instance' && caller.token === 'bootstrap' ? newToken() : undefined
   const tokenHash = token === undefined ? undefined : hashToken(token)
   const {address, problem} = client
@@ -44,7 +49,7 @@ export async function phoneHome(
   const {changed} = await store.phoneHome(
     dep,
     id,
-    {facts, address, now, ...(exchange ? {exchange} : {})},
+    {facts, address, now, firstContact: noFacts(instance.facts), ...(exchange ? {exchange} : {})},
     ({exchanged, changed}) => {
       if (changed === 0) return
       registry.wrote(dep)

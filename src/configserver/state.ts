@@ -19,6 +19,20 @@ export interface PhoneHome {
   exchanged?: {exchangedAt: number}
 }
 
+/** What a phone-home writes. */
+export interface PhoneHomeWrite {
+  facts: Record<string, FactValue>
+  address: string
+  now: number
+  /** The bootstrap token was presented: the new node token's hash, and how long a retried exchange may repeat it. */
+  exchange?: {hash: Buffer; graceMs: number}
+  /**
+   * Memory holds no facts of the instance yet: likely its first contact, which a store may try first
+   * as such. Only a hint (memory follows commits; a write queued meanwhile may have stored some).
+   */
+  firstContact?: boolean
+}
+
 export interface StateStore {
   /** Where the state is, for messages (a file, or a database without its password). */
   readonly where: string
@@ -36,7 +50,7 @@ export interface StateStore {
   phoneHome(
     deployment: string,
     id: string,
-    write: {facts: Record<string, FactValue>; address: string; now: number; exchange?: {hash: Buffer; graceMs: number}},
+    write: PhoneHomeWrite,
     apply: (result: PhoneHome) => void,
   ): Promise<PhoneHome>
   nodeTokenUsed(deployment: string, id: string, hash: Buffer, now: number, apply: (n: number) => void): Promise<number>

@@ -7,6 +7,7 @@ import {bootstrapUse, EXCHANGED_HINT, EXCHANGED_MESSAGE} from './tokens.js'
 import {HttpError} from './errors.js'
 import {LIMITS, formatBytes} from './limits.js'
 import type {FactValue, ServiceState} from './records.js'
+import type {PhoneHomeWrite} from './state.js'
 import {type Db, stmt} from './store.js'
 
 /** A bootstrap token's phone-home, on the row as committed: the 401 when `bootstrapUse` refuses it (both stores). */
@@ -56,6 +57,17 @@ const PHONE_HOME_READ = `SELECT rowid AS row, CASE facts WHEN '{}' THEN ? ELSE j
 const CONTACT = 'facts = ?, address = ?, first_contact = COALESCE(first_contact, ?), last_contact = ?'
 const PHONE_HOME_WRITE = `UPDATE instances SET ${CONTACT} WHERE rowid = ?`
 const PHONE_HOME_EXCHANGE = `UPDATE instances SET ${CONTACT}, node_token_hash = ?, exchanged_at = ? WHERE rowid = ?`
+// A first contact in one statement: with no facts stored the merge is the facts as sent, whose bounds
+// are checked before, and a bootstrap token never exchanged is one `bootstrapUse` takes. A row that is
+// not such (or no row) changes nothing, and the read and write below decide.
+const FIRST_CONTACT = `WHERE deployment = ? AND id = ? AND facts = '{}'`
+const FIRST_PHONE_HOME = `UPDATE instances SET ${CONTACT} ${FIRST_CONTACT}`
+const FIRST_EXCHANGE = `UPDATE instances SET ${CONTACT}, node_token_hash = ?, exchanged_at = ? ${FIRST_CONTACT} AND exchanged_at IS NULL`
+
+/** Whether facts as sent are within the bounds by themselves (the 413 is worded by `checkBounds`). */
+function withinBounds(facts: Record<string, FactValue>, patch: string): boolean {
+  return Object.keys(facts).length <= LIMITS.factsPerInstance && Buffer.byteLength(patch) <= LIMITS.factBytesPerInstance
+}
 
 export const writes = {
   /** A phone-home: facts merge into those sent before, within the bounds of LIMITS. */
@@ -71,20 +83,27 @@ export const writes = {
   },
 
   /**
-   * A phone-home in one read and one write: the facts merge into those sent before, within the bounds
-   * of LIMITS, and with `exchange` (the bootstrap token was presented) the new node token's hash is
-   * recorded as `bootstrapUse` allows, or the 401 is thrown. Decided on the committed row, so two
-   * phone-homes racing cannot both pass a check made in memory. Every check comes before the write,
-   * so a refused phone-home changes nothing without a savepoint. `changed` is 0 when the instance is unknown.
+   * A phone-home in one read and one write (a hinted first contact in the write alone): the facts
+   * merge into those sent before, within the bounds of LIMITS, and with `exchange` (the bootstrap
+   * token was presented) the new node token's hash is recorded as `bootstrapUse` allows, or the 401
+   * is thrown. Decided on the committed row, so two phone-homes racing cannot both pass a check made
+   * in memory. Every check comes before the write, so a refused phone-home changes nothing without a
+   * savepoint. `changed` is 0 when the instance is unknown.
    */
   phoneHome(
     db: Db,
     deployment: string,
     id: string,
-    write: {facts: Record<string, FactValue>; address: string; now: number; exchange?: {hash: Buffer; graceMs: number}},
+    write: PhoneHomeWrite,
   ): {changed: number; exchanged?: {exchangedAt: number}} {
     const {facts, address, now, exchange} = write
     const patch = JSON.stringify(facts)
+    if (write.firstContact && withinBounds(facts, patch)) {
+      const changed = exchange
+        ? stmt(db, FIRST_EXCHANGE).run(patch, address, now, now, exchange.hash, now, deployment, id).changes
+        : stmt(db, FIRST_PHONE_HOME).run(patch, address, now, now, deployment, id).changes
+      if (changed > 0) return exchange ? {changed, exchanged: {exchangedAt: now}} : {changed}
+    }
     const row = stmt(db, PHONE_HOME_READ).get(patch, patch, deployment, id) as
       {row: number; merged: string; exchanged_at: number | null; node_token_used_at: number | null} | undefined
     if (!row) return {changed: 0}
