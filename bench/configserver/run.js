@@ -5,7 +5,9 @@
 // 1. Phone-home throughput and latency of the config server (its own process, SQLite WAL, each
 //    answer after the fsync of its commit, request logging off) against a bare node:http server in its own process that
 //    reads the same request and answers a fixed JSON: the ratio is the cost of validation, auth,
-//    durable storage and resolution over plain HTTP on this machine.
+//    durable storage and resolution over plain HTTP on this machine. Between the two, the durable floor:
+//    the bare server that also writes each phone-home's row durably, as the config server does, and
+//    nothing else; what the config server costs over it is all but the durable write.
 //    In the same run, when PostgreSQL answers (NODESET_BENCH_PG, default postgresql://postgres@127.0.0.1:5432;
 //    a database is created and dropped): the config server over PostgreSQL, one replica, and two
 //    replicas sharing the database with the phone-homes split between them.
@@ -37,7 +39,7 @@ process.on('exit', () => children.forEach((c) => c.kill('SIGKILL')))
 
 if (args.child) {
   // A server child ends with the benchmark, even when the benchmark fails.
-  const servers = {bare: bareServer, fanout: fanoutServer, pg: pgServer, config: configServer}
+  const servers = {bare: bareServer, durable: durableServer, fanout: fanoutServer, pg: pgServer, config: configServer}
   const stop = await servers[args.child]()
   const end = async () => {
     await stop()
@@ -68,6 +70,87 @@ async function bareServer() {
   return async () => {
     server.closeAllConnections()
     server.close()
+  }
+}
+
+/**
+ * The durable floor: the bare server plus the least any phone-home answered only once durable must
+ * do, done the config server's way: one UPDATE of the instance's row by its key, the updates of one
+ * event-loop turn committed together (SQLite WAL, synchronous=NORMAL), the WAL fdatasync'd on the
+ * thread pool before their answers. No auth, no validation, no merge, no memory kept; it commits
+ * while a sync runs, which the config server does not. What it costs over bare is what durability
+ * costs on this machine.
+ */
+async function durableServer() {
+  const {default: Database} = await import('better-sqlite3')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'nodeset-bench-floor-'))
+  const file = path.join(dir, 'floor.db')
+  const db = new Database(file)
+  db.pragma('journal_mode = WAL')
+  db.pragma('synchronous = NORMAL')
+  db.pragma('wal_autocheckpoint = 10000')
+  db.exec(`CREATE TABLE instances (deployment TEXT NOT NULL, id TEXT NOT NULL, facts TEXT NOT NULL DEFAULT '{}',
+    address TEXT, last_contact INTEGER, PRIMARY KEY (deployment, id))`)
+  const insert = db.prepare("INSERT INTO instances (deployment, id) VALUES ('bench', ?)")
+  db.transaction(() => {
+    for (let i = 1; i < Number(process.env.NODESET_BENCH_INSTANCES); i++) insert.run(`app${i}.bench.test`)
+  })()
+  const update = db.prepare(
+    'UPDATE instances SET facts = ?, address = ?, last_contact = ? WHERE deployment = ? AND id = ?',
+  )
+  const wal = fs.openSync(`${file}-wal`, 'r+')
+  const answer = Buffer.from(JSON.stringify({deployment: 'bench', instance: 'app1', ip: '127.0.0.1'}))
+  const respond = ({response, changes}) => {
+    // An unknown instance (nothing updated) is a 404, which stops the benchmark: the floor writes for real.
+    response.writeHead(changes === 1 ? 200 : 404, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': answer.length,
+    })
+    response.end(answer)
+  }
+  let queued = []
+  let unsynced = []
+  let syncing = false
+  const commit = db.transaction((batch) => {
+    const now = Date.now()
+    for (const w of batch) w.changes = update.run(w.facts, w.address, now, 'bench', w.id).changes
+  })
+  const sync = () => {
+    if (syncing || unsynced.length === 0) return
+    const covered = unsynced
+    unsynced = []
+    syncing = true
+    fs.fdatasync(wal, () => {
+      syncing = false
+      for (const w of covered) respond(w)
+      sync()
+    })
+  }
+  const flush = () => {
+    const batch = queued
+    queued = []
+    commit(batch)
+    unsynced.push(...batch)
+    sync()
+  }
+  const server = http.createServer((request, response) => {
+    const chunks = []
+    request.on('data', (c) => chunks.push(c))
+    request.on('end', () => {
+      const {facts} = JSON.parse(Buffer.concat(chunks).toString())
+      const id = request.url.split('/')[5]
+      if (queued.length === 0) setImmediate(flush)
+      queued.push({id, facts: JSON.stringify(facts), address: request.socket.remoteAddress, response})
+    })
+  })
+  server.listen(0, '127.0.0.1', 4096, () =>
+    process.stdout.write(JSON.stringify({url: `http://127.0.0.1:${server.address().port}`}) + '\n'),
+  )
+  return async () => {
+    server.closeAllConnections()
+    server.close()
+    db.close()
+    fs.rmSync(dir, {recursive: true, force: true})
   }
 }
 
@@ -291,6 +374,7 @@ async function main() {
   )
 
   const bare = await startChild('bare')
+  const durable = await startChild('durable', {NODESET_BENCH_INSTANCES: String(n)})
   const server = await startChild('config')
   const registration = {
     instances: [
@@ -314,19 +398,23 @@ async function main() {
   // or a vacuum after thousands of updates, would otherwise land in the next chunk of the others).
   // Each warmed up first.
   const bareRequests = apps.map((id) => phoneHomeRequest(bare.url, id, 'x'.repeat(43), facts(id)))
+  const durableRequests = apps.map((id) => phoneHomeRequest(durable.url, id, 'x'.repeat(43), facts(id)))
   const configRequests = apps.map((id) => phoneHomeRequest(server.url, id, tokens[id], facts(id)))
   await closedLoop(bare.url, bareRequests.slice(0, 1000), concurrency)
+  await closedLoop(durable.url, durableRequests.slice(0, 1000), concurrency)
   await closedLoop(server.url, configRequests.slice(0, 1000), concurrency)
   const bareRuns = []
+  const durableRuns = []
   const configRuns = []
-  const phoneHomeCpuMs = {bare: 0, config: 0}
-  const mainCpuMs = {bare: 0, config: 0}
+  const phoneHomeCpuMs = {bare: 0, durable: 0, config: 0}
+  const mainCpuMs = {bare: 0, durable: 0, config: 0}
   for (let start = 0; start < apps.length; start += 2000) {
     // Each server's CPU time over its own runs: on a busy machine, a steadier figure than req/s. The
     // main thread's share apart from the rest (V8's compiler and GC threads, libuv's fdatasync), which
     // shares the two cores with the client too.
     for (const [kind, target, requests, runs] of [
       ['bare', bare, bareRequests, bareRuns],
+      ['durable', durable, durableRequests, durableRuns],
       ['config', server, configRequests, configRuns],
     ]) {
       const cpuBefore = cpuMs(target.child.pid)
@@ -337,6 +425,7 @@ async function main() {
     }
   }
   bare.child.kill('SIGTERM')
+  durable.child.kill('SIGTERM')
 
   // PostgreSQL: two replicas over one new database, registered through the first; one replica and
   // then two in turn, chunk by chunk.
@@ -382,6 +471,7 @@ async function main() {
     })
   }
   const baseline = summary(bareRuns)
+  const floor = summary(durableRuns)
   const measured = summary(configRuns)
 
   console.log(`\nregistration of ${n.toLocaleString('en')} instances (checks included): ${ms(registerMs)}`)
@@ -389,6 +479,7 @@ async function main() {
   console.log(`  ${'server'.padEnd(44)}${'req/s'.padStart(10)}${'p50'.padStart(12)}${'p99'.padStart(12)}`)
   const rows = [
     ['bare node:http (fixed JSON)', baseline],
+    ['bare + durable SQLite write (the floor)', floor],
     ['nodeset config server, SQLite', measured],
     ...(replicas.length
       ? [
@@ -410,8 +501,16 @@ async function main() {
       `server CPU per phone-home ${cpuPerRequest('config').toFixed(0)} us against ${cpuPerRequest('bare').toFixed(0)} us ` +
       `(main thread ${mainPerRequest('config').toFixed(0)} us against ${mainPerRequest('bare').toFixed(0)} us)`,
   )
+  const floorToBare = floor.perSecond / baseline.perSecond
+  console.log(
+    `  the durable floor / bare: throughput ${floorToBare.toFixed(2)}x, server CPU per phone-home ${cpuPerRequest('durable').toFixed(0)} us; ` +
+      `config server on SQLite / the floor: throughput ${(measured.perSecond / floor.perSecond).toFixed(2)}x`,
+  )
   const pgFigures = replicas.length
-    ? {pgOneReplicaPerSecond: round(rows[2][1].perSecond, 0), pgTwoReplicasPerSecond: round(rows[3][1].perSecond, 0)}
+    ? {
+        pgOneReplicaPerSecond: round(rows.at(-2)[1].perSecond, 0),
+        pgTwoReplicasPerSecond: round(rows.at(-1)[1].perSecond, 0),
+      }
     : {}
   record({
     phoneHomeToBare: round(toBare),
@@ -420,6 +519,9 @@ async function main() {
     phoneHomeP99Ms: round(measured.p99),
     phoneHomeCpuUs: round(cpuPerRequest('config'), 0),
     bareCpuUs: round(cpuPerRequest('bare'), 0),
+    durableFloorToBare: round(floorToBare),
+    phoneHomeToDurableFloor: round(measured.perSecond / floor.perSecond),
+    durableFloorCpuUs: round(cpuPerRequest('durable'), 0),
     phoneHomeMainThreadCpuUs: round(mainPerRequest('config'), 0),
     bareMainThreadCpuUs: round(mainPerRequest('bare'), 0),
     ...pgFigures,
